@@ -1,0 +1,1 @@
+//! `ApiConnectOptions` and the retry helper every plugin uses.
