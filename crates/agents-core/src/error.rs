@@ -1,8 +1,15 @@
 //! The provider API error family, shared by every plugin.
 //!
 //! Mirrors LiveKit's `APIError` / `APIConnectionError` / `APITimeoutError` / `APIStatusError` as one struct with a
-//! [`ApiErrorKind`], so a caller can always ask [`ApiError::is_retryable`], [`ApiError::status`] or
-//! [`ApiError::is_timeout`] without downcasting. See `docs/errors-and-retries.md` for the retry rules.
+//! [`ApiErrorKind`], so a caller can always ask [`ApiError::is_retryable`], [`ApiError::status_code`] or
+//! [`ApiError::is_timeout`] without downcasting. See [`crate::retry`] and `docs/errors-and-retries.md` for the retry
+//! rules (notably the 429 rule, which the retry helper applies on top of [`ApiError::is_retryable`]).
+//!
+//! # Secrets
+//!
+//! `Display`, `Debug` and the retry logs print the message, status, request id, body and the *Display* of the
+//! source. None of them can tell a secret from other text, so a plugin must never put an API key, a token, an
+//! `Authorization` header or a signed URL into a message, a body or a source error's `Display`.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -34,6 +41,8 @@ pub struct ApiError {
     request_id: Option<String>,
     body: Option<serde_json::Value>,
     retryable: bool,
+    /// Whether `retryable` was set with [`ApiError::with_retryable`] rather than derived from the kind or status.
+    retryable_explicit: bool,
     retry_after: Option<Duration>,
     source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
 }
@@ -48,6 +57,7 @@ impl ApiError {
             request_id: None,
             body: None,
             retryable: true,
+            retryable_explicit: false,
             retry_after: None,
             source: None,
         }
@@ -79,13 +89,24 @@ impl ApiError {
         Self::timeout("Request timed out.")
     }
 
-    /// An error status from the provider. Retryable unless `400..=499`; see [`ApiError::with_retryable`] to
-    /// override and `docs/errors-and-retries.md` for 429.
+    /// An error status from the provider. Retryable unless `400..=499` (so 408 and 429 are not retryable, as in
+    /// LiveKit); see [`ApiError::with_retryable`] to override, and [`crate::retry`] for the rule that still retries
+    /// a 429 whose `Retry-After` is short.
     pub fn status(message: impl Into<String>, status: u16) -> Self {
         Self {
             kind: ApiErrorKind::Status,
             status: Some(status),
             retryable: !(400..=499).contains(&status),
+            ..Self::new(message)
+        }
+    }
+
+    /// A status error whose code is unknown (LiveKit's default `status_code=-1`); retryable unless told otherwise.
+    ///
+    /// Displays `status_code=-1`, and [`ApiError::status_code`] is `None`.
+    pub fn status_unknown(message: impl Into<String>) -> Self {
+        Self {
+            kind: ApiErrorKind::Status,
             ..Self::new(message)
         }
     }
@@ -103,8 +124,11 @@ impl ApiError {
     }
 
     /// Overrides retryability, whatever the kind or status.
+    ///
+    /// An explicit value also wins over the retry helper's 429 rule (see [`crate::retry`]).
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
+        self.retryable_explicit = true;
         self
     }
 
@@ -151,8 +175,17 @@ impl ApiError {
     }
 
     /// Whether trying again may succeed.
+    ///
+    /// This is the flag alone; the retry helper additionally retries a 429 with a short `Retry-After` (see
+    /// [`crate::retry::ApiConnectOptions::retry_delay`]).
     pub fn is_retryable(&self) -> bool {
         self.retryable
+    }
+
+    /// The retryability set with [`ApiError::with_retryable`], or `None` when it comes from the kind or status
+    /// rule.
+    pub fn retryable_override(&self) -> Option<bool> {
+        self.retryable_explicit.then_some(self.retryable)
     }
 
     /// Whether this is a timeout.
