@@ -262,3 +262,27 @@ impl StdError for ApiError {
             .map(|s| s as &(dyn StdError + 'static))
     }
 }
+
+/// Implements [`crate::retry::RetryableError`] for a capability error with an `Api(ApiError)` variant.
+macro_rules! retryable_via_api_variant {
+    ($($t:ty),*) => {$(
+        impl crate::retry::RetryableError for $t {
+            fn api_error(&self) -> Option<&ApiError> {
+                match self {
+                    Self::Api(e) => Some(e),
+                    _ => None,
+                }
+            }
+            fn from_api_error(error: ApiError) -> Self {
+                Self::Api(error)
+            }
+        }
+    )*};
+}
+
+retryable_via_api_variant!(
+    crate::llm::LlmError,
+    crate::stt::SttError,
+    crate::tts::TtsError,
+    crate::realtime::RealtimeError
+);
