@@ -7,6 +7,7 @@
 
 mod error;
 mod items;
+mod json;
 mod ops;
 
 pub use error::ChatContextError;
@@ -14,6 +15,7 @@ pub use items::{
     AgentHandoff, AudioContent, ChatContent, ChatItem, ChatMessage, ChatRole, FunctionCall,
     FunctionCallOutput, ImageContent, ImageDetail, ImageSource, MessageMetrics,
 };
+pub use json::{ChatContextExport, ExportOptions};
 pub use ops::{CopyOptions, INSTRUCTIONS_ID};
 
 /// An ordered conversation history.
