@@ -21,6 +21,23 @@ pub enum ChatRole {
     Assistant,
 }
 
+impl ChatRole {
+    /// The role as written in JSON: `system`, `developer`, `user` or `assistant`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::Developer => "developer",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+
+    /// True for the roles that carry instructions: [`System`](Self::System) and [`Developer`](Self::Developer).
+    pub fn is_instructions(self) -> bool {
+        matches!(self, Self::System | Self::Developer)
+    }
+}
+
 /// One entry of the conversation.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -50,6 +67,82 @@ impl ChatItem {
     pub fn as_message(&self) -> Option<&ChatMessage> {
         match self {
             Self::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The message, mutably, if this item is one.
+    pub fn as_message_mut(&mut self) -> Option<&mut ChatMessage> {
+        match self {
+            Self::Message(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The function call, if this item is one.
+    pub fn as_function_call(&self) -> Option<&FunctionCall> {
+        match self {
+            Self::FunctionCall(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The function call output, if this item is one.
+    pub fn as_function_call_output(&self) -> Option<&FunctionCallOutput> {
+        match self {
+            Self::FunctionCallOutput(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// The agent handoff, if this item is one.
+    pub fn as_agent_handoff(&self) -> Option<&AgentHandoff> {
+        match self {
+            Self::AgentHandoff(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    /// The item's kind as written in the JSON `type` field: `message`, `function_call`, `function_call_output` or
+    /// `agent_handoff`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Message(_) => "message",
+            Self::FunctionCall(_) => "function_call",
+            Self::FunctionCallOutput(_) => "function_call_output",
+            Self::AgentHandoff(_) => "agent_handoff",
+        }
+    }
+
+    /// When the item was created.
+    pub fn created_at(&self) -> SystemTime {
+        match self {
+            Self::Message(m) => m.created_at,
+            Self::FunctionCall(c) => c.created_at,
+            Self::FunctionCallOutput(o) => o.created_at,
+            Self::AgentHandoff(h) => h.created_at,
+        }
+    }
+
+    /// True for a [`FunctionCall`] or a [`FunctionCallOutput`].
+    pub fn is_function_item(&self) -> bool {
+        matches!(self, Self::FunctionCall(_) | Self::FunctionCallOutput(_))
+    }
+
+    /// The provider call id of a function call or output; `None` for other items.
+    pub fn call_id(&self) -> Option<&str> {
+        match self {
+            Self::FunctionCall(c) => Some(&c.call_id),
+            Self::FunctionCallOutput(o) => Some(&o.call_id),
+            _ => None,
+        }
+    }
+
+    /// The tool name of a function call or output; `None` for other items.
+    pub fn function_name(&self) -> Option<&str> {
+        match self {
+            Self::FunctionCall(c) => Some(&c.name),
+            Self::FunctionCallOutput(o) => Some(&o.name),
             _ => None,
         }
     }
@@ -189,6 +282,21 @@ impl std::fmt::Debug for ImageSource {
                 .field("mime_type", mime_type)
                 .field("len", &data.len())
                 .finish(),
+        }
+    }
+}
+
+impl ImageSource {
+    /// The image as a URL: a [`Url`](Self::Url) unchanged, [`Bytes`](Self::Bytes) as a
+    /// `data:<mime_type>;base64,<data>` URL.
+    pub fn to_url(&self) -> String {
+        use base64::Engine as _;
+        match self {
+            Self::Url(u) => u.clone(),
+            Self::Bytes { mime_type, data } => {
+                let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+                format!("data:{mime_type};base64,{b64}")
+            }
         }
     }
 }
