@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::chat::{ChatContext, ChatItem, ChatMessage};
+use crate::chat::{ChatContext, ChatMessage, CopyOptions};
 use crate::ids::short_id;
 use crate::llm::Llm;
 use crate::realtime::RealtimeModel;
@@ -216,20 +216,10 @@ impl Agent {
     }
 }
 
-/// A copy of `ctx` without function calls/outputs whose tool is not in `tools` (outputs with an empty name are
-/// dropped too, as in LiveKit).
+/// A copy of `ctx` keeping only function calls/outputs of `tools` (outputs with an empty name are dropped too, as
+/// in LiveKit).
 fn filter_tools(ctx: &ChatContext, tools: &ToolSet) -> ChatContext {
-    let items = ctx
-        .items()
-        .iter()
-        .filter(|item| match item {
-            ChatItem::FunctionCall(c) => tools.contains(&c.name),
-            ChatItem::FunctionCallOutput(o) => !o.name.is_empty() && tools.contains(&o.name),
-            _ => true,
-        })
-        .cloned()
-        .collect();
-    ChatContext::from_items(items)
+    ctx.copy(&CopyOptions::default().with_tools(tools.names()))
 }
 
 impl fmt::Debug for Agent {
