@@ -90,7 +90,9 @@ pub enum AudioFrameError {
         len: usize,
     },
     /// Two frames of different formats were combined.
-    #[error("format mismatch: expected {expected_rate} x{expected_channels}, got {actual_rate} x{actual_channels}")]
+    #[error(
+        "format mismatch: expected {expected_rate} x{expected_channels}, got {actual_rate} x{actual_channels}"
+    )]
     FormatMismatch {
         /// Rate of the first frame.
         expected_rate: SampleRate,

@@ -211,7 +211,10 @@ impl Agent {
         self.chat_ctx = filter_tools(chat_ctx, &self.tools);
     }
 
-    fn tool_set(given: &[FunctionTool], hooks: &dyn AgentHooks) -> Result<ToolSet, ToolDefinitionError> {
+    fn tool_set(
+        given: &[FunctionTool],
+        hooks: &dyn AgentHooks,
+    ) -> Result<ToolSet, ToolDefinitionError> {
         ToolSet::from_tools(given.iter().cloned().chain(hooks.tools()))
     }
 }

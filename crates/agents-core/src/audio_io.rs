@@ -29,7 +29,10 @@ pub struct AudioInput {
 
 impl AudioInput {
     /// An input over `stream`.
-    pub fn new(label: impl Into<String>, stream: impl Stream<Item = AudioFrame> + Send + 'static) -> Self {
+    pub fn new(
+        label: impl Into<String>,
+        stream: impl Stream<Item = AudioFrame> + Send + 'static,
+    ) -> Self {
         Self {
             inner: EventStream::new(stream),
             label: label.into(),
@@ -37,7 +40,10 @@ impl AudioInput {
     }
 
     /// An input fed by the returned bounded sender; it ends when the sender is dropped.
-    pub fn channel(label: impl Into<String>, capacity: usize) -> (tokio::sync::mpsc::Sender<AudioFrame>, Self) {
+    pub fn channel(
+        label: impl Into<String>,
+        capacity: usize,
+    ) -> (tokio::sync::mpsc::Sender<AudioFrame>, Self) {
         let (tx, inner) = EventStream::channel(capacity);
         (
             tx,
@@ -63,7 +69,9 @@ impl Stream for AudioInput {
 
 impl fmt::Debug for AudioInput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AudioInput").field("label", &self.label).finish()
+        f.debug_struct("AudioInput")
+            .field("label", &self.label)
+            .finish()
     }
 }
 
@@ -263,7 +271,12 @@ impl PlayoutTracker {
     }
 
     /// Reports that `segment` finished. Exactly one call per segment: repeated or unknown segments are ignored.
-    pub fn on_playback_finished(&self, segment: u64, playback_position: Duration, interrupted: bool) {
+    pub fn on_playback_finished(
+        &self,
+        segment: u64,
+        playback_position: Duration,
+        interrupted: bool,
+    ) {
         let event = PlaybackFinished::new(segment, playback_position, interrupted);
         let accepted = self.with_state(|s| {
             if segment == 0 || segment > s.opened || segment <= s.finished {
@@ -371,8 +384,14 @@ impl fmt::Debug for SessionIo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionIo")
             .field("audio_input", &self.audio_input)
-            .field("audio_output", &self.audio_output.as_ref().map(|o| o.label().to_owned()))
-            .field("text_output", &self.text_output.as_ref().map(|o| o.label().to_owned()))
+            .field(
+                "audio_output",
+                &self.audio_output.as_ref().map(|o| o.label().to_owned()),
+            )
+            .field(
+                "text_output",
+                &self.text_output.as_ref().map(|o| o.label().to_owned()),
+            )
             .finish()
     }
 }
@@ -399,13 +418,20 @@ mod tests {
             tokio::task::yield_now().await;
             t.on_playback_finished(2, Duration::from_millis(250), true);
         });
-        assert_eq!(last, Some(PlaybackFinished::new(2, Duration::from_millis(250), true)));
+        assert_eq!(
+            last,
+            Some(PlaybackFinished::new(2, Duration::from_millis(250), true))
+        );
         assert_eq!(
             events.recv().await.unwrap(),
             PlaybackEvent::Started(PlaybackStarted { segment: 1 })
         );
-        assert!(matches!(events.recv().await.unwrap(), PlaybackEvent::Finished(f) if f.segment == 1));
-        assert!(matches!(events.recv().await.unwrap(), PlaybackEvent::Finished(f) if f.interrupted));
+        assert!(
+            matches!(events.recv().await.unwrap(), PlaybackEvent::Finished(f) if f.segment == 1)
+        );
+        assert!(
+            matches!(events.recv().await.unwrap(), PlaybackEvent::Finished(f) if f.interrupted)
+        );
         assert_eq!(t.open_segment(), None);
     }
 }

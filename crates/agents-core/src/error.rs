@@ -34,7 +34,11 @@ pub enum ApiErrorKind {
 ///
 /// Cheap to clone; the optional cause is reached through [`std::error::Error::source`].
 #[derive(Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+/// The fields of an [`ApiError`], boxed so `Result<T, ApiError>` stays small.
+#[derive(Clone)]
+struct Inner {
     kind: ApiErrorKind,
     message: String,
     status: Option<u16>,
@@ -50,7 +54,7 @@ pub struct ApiError {
 impl ApiError {
     /// A generic provider error; retryable unless told otherwise.
     pub fn new(message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             kind: ApiErrorKind::Api,
             message: message.into(),
             status: None,
@@ -60,15 +64,17 @@ impl ApiError {
             retryable_explicit: false,
             retry_after: None,
             source: None,
-        }
+        }))
+    }
+
+    fn with_kind(mut self, kind: ApiErrorKind) -> Self {
+        self.0.kind = kind;
+        self
     }
 
     /// A connection error with a message; retryable unless told otherwise.
     pub fn connection(message: impl Into<String>) -> Self {
-        Self {
-            kind: ApiErrorKind::Connection,
-            ..Self::new(message)
-        }
+        Self::new(message).with_kind(ApiErrorKind::Connection)
     }
 
     /// A connection error with the default message `"Connection error."`.
@@ -78,10 +84,7 @@ impl ApiError {
 
     /// A timeout with a message; retryable unless told otherwise.
     pub fn timeout(message: impl Into<String>) -> Self {
-        Self {
-            kind: ApiErrorKind::Timeout,
-            ..Self::new(message)
-        }
+        Self::new(message).with_kind(ApiErrorKind::Timeout)
     }
 
     /// A timeout with the default message `"Request timed out."`.
@@ -93,33 +96,28 @@ impl ApiError {
     /// LiveKit); see [`ApiError::with_retryable`] to override, and [`crate::retry`] for the rule that still retries
     /// a 429 whose `Retry-After` is short.
     pub fn status(message: impl Into<String>, status: u16) -> Self {
-        Self {
-            kind: ApiErrorKind::Status,
-            status: Some(status),
-            retryable: !(400..=499).contains(&status),
-            ..Self::new(message)
-        }
+        let mut e = Self::new(message).with_kind(ApiErrorKind::Status);
+        e.0.status = Some(status);
+        e.0.retryable = !(400..=499).contains(&status);
+        e
     }
 
     /// A status error whose code is unknown (LiveKit's default `status_code=-1`); retryable unless told otherwise.
     ///
     /// Displays `status_code=-1`, and [`ApiError::status_code`] is `None`.
     pub fn status_unknown(message: impl Into<String>) -> Self {
-        Self {
-            kind: ApiErrorKind::Status,
-            ..Self::new(message)
-        }
+        Self::new(message).with_kind(ApiErrorKind::Status)
     }
 
     /// Sets the provider's request id.
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Some(request_id.into());
+        self.0.request_id = Some(request_id.into());
         self
     }
 
     /// Sets the decoded response body.
     pub fn with_body(mut self, body: serde_json::Value) -> Self {
-        self.body = Some(body);
+        self.0.body = Some(body);
         self
     }
 
@@ -127,51 +125,51 @@ impl ApiError {
     ///
     /// An explicit value also wins over the retry helper's 429 rule (see [`crate::retry`]).
     pub fn with_retryable(mut self, retryable: bool) -> Self {
-        self.retryable = retryable;
-        self.retryable_explicit = true;
+        self.0.retryable = retryable;
+        self.0.retryable_explicit = true;
         self
     }
 
     /// Records the provider's `Retry-After` delay.
     pub fn with_retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
+        self.0.retry_after = Some(retry_after);
         self
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.0.source = Some(Arc::new(source));
         self
     }
 
     /// The family member.
     pub fn kind(&self) -> ApiErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// The message, without status details.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The HTTP (or WebSocket close) status, when the provider gave one.
     pub fn status_code(&self) -> Option<u16> {
-        self.status
+        self.0.status
     }
 
     /// The provider's request id.
     pub fn request_id(&self) -> Option<&str> {
-        self.request_id.as_deref()
+        self.0.request_id.as_deref()
     }
 
     /// The decoded error body.
     pub fn body(&self) -> Option<&serde_json::Value> {
-        self.body.as_ref()
+        self.0.body.as_ref()
     }
 
     /// The provider's `Retry-After`, when given.
     pub fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        self.0.retry_after
     }
 
     /// Whether trying again may succeed.
@@ -179,54 +177,57 @@ impl ApiError {
     /// This is the flag alone; the retry helper additionally retries a 429 with a short `Retry-After` (see
     /// [`crate::retry::ApiConnectOptions::retry_delay`]).
     pub fn is_retryable(&self) -> bool {
-        self.retryable
+        self.0.retryable
     }
 
     /// The retryability set with [`ApiError::with_retryable`], or `None` when it comes from the kind or status
     /// rule.
     pub fn retryable_override(&self) -> Option<bool> {
-        self.retryable_explicit.then_some(self.retryable)
+        self.0.retryable_explicit.then_some(self.0.retryable)
     }
 
     /// Whether this is a timeout.
     pub fn is_timeout(&self) -> bool {
-        self.kind == ApiErrorKind::Timeout
+        self.0.kind == ApiErrorKind::Timeout
     }
 
     /// Whether this is a connection error (timeouts included).
     pub fn is_connection(&self) -> bool {
-        matches!(self.kind, ApiErrorKind::Connection | ApiErrorKind::Timeout)
+        matches!(
+            self.0.kind,
+            ApiErrorKind::Connection | ApiErrorKind::Timeout
+        )
     }
 
     /// Whether the provider refused the credentials (401 or 403).
     pub fn is_auth(&self) -> bool {
-        matches!(self.status, Some(401 | 403))
+        matches!(self.0.status, Some(401 | 403))
     }
 }
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.kind {
+        match self.0.kind {
             ApiErrorKind::Status => {
-                write!(f, "{} (status_code=", self.message)?;
-                match self.status {
+                write!(f, "{} (status_code=", self.0.message)?;
+                match self.0.status {
                     Some(s) => write!(f, "{s}")?,
                     None => f.write_str("-1")?,
                 }
                 f.write_str(", request_id=")?;
-                match &self.request_id {
+                match &self.0.request_id {
                     Some(r) => f.write_str(r)?,
                     None => f.write_str("None")?,
                 }
                 f.write_str(", body=")?;
-                match &self.body {
+                match &self.0.body {
                     Some(serde_json::Value::String(s)) => f.write_str(s)?,
                     Some(b) => write!(f, "{b}")?,
                     None => f.write_str("None")?,
                 }
                 f.write_str(")")
             }
-            _ => f.write_str(&self.message),
+            _ => f.write_str(&self.0.message),
         }
     }
 }
@@ -234,21 +235,22 @@ impl fmt::Display for ApiError {
 impl fmt::Debug for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("ApiError");
-        d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(s) = self.status {
+        d.field("kind", &self.0.kind)
+            .field("message", &self.0.message);
+        if let Some(s) = self.0.status {
             d.field("status", &s);
         }
-        if let Some(r) = &self.request_id {
+        if let Some(r) = &self.0.request_id {
             d.field("request_id", r);
         }
-        if let Some(b) = &self.body {
+        if let Some(b) = &self.0.body {
             d.field("body", b);
         }
-        d.field("retryable", &self.retryable);
-        if let Some(r) = self.retry_after {
+        d.field("retryable", &self.0.retryable);
+        if let Some(r) = self.0.retry_after {
             d.field("retry_after", &r);
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = &self.0.source {
             d.field("source", &s.to_string());
         }
         d.finish()
@@ -257,7 +259,8 @@ impl fmt::Debug for ApiError {
 
 impl StdError for ApiError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|s| s as &(dyn StdError + 'static))
     }

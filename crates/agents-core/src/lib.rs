@@ -29,7 +29,9 @@ pub use events::{AgentState, SessionEvent, UserState};
 pub use llm::{ChatChunk, ChatRequest, Llm, LlmError, LlmStream, ToolChoice};
 pub use metrics::Metrics;
 pub use realtime::{RealtimeModel, RealtimeSession};
-pub use retry::{ApiConnectOptions, Attempt, ConnectOptionsError, RetryableError, parse_retry_after};
+pub use retry::{
+    ApiConnectOptions, Attempt, ConnectOptionsError, RetryableError, parse_retry_after,
+};
 pub use session::{SessionControl, SessionError, SessionHandle};
 pub use speech::{SpeechHandle, SpeechPriority};
 pub use stt::{SpeechEvent, Stt, SttError, SttStream};

@@ -219,7 +219,11 @@ impl LlmStream {
 
     /// A stream that fails at once with `error`.
     pub fn from_error(label: impl Into<String>, model: impl Into<String>, error: LlmError) -> Self {
-        Self::new(label, model, futures::stream::once(async move { Err(error) }))
+        Self::new(
+            label,
+            model,
+            futures::stream::once(async move { Err(error) }),
+        )
     }
 
     /// Records the provider's request id for metrics.
@@ -398,7 +402,10 @@ mod tests {
         let mut s = LlmStream::new(
             "fake.LLM",
             "m",
-            futures::stream::iter(vec![Ok(ChatChunk::Text("a".into())), Ok(ChatChunk::Text("b".into()))]),
+            futures::stream::iter(vec![
+                Ok(ChatChunk::Text("a".into())),
+                Ok(ChatChunk::Text("b".into())),
+            ]),
         );
         let _ = s.next().await;
         assert!(s.metrics().cancelled);

@@ -220,7 +220,10 @@ pub struct TurnMetrics {
 impl TurnMetrics {
     /// Fills `e2e_latency` from the two timestamps (`agent_started - user_stopped`, zero if negative).
     pub fn compute_e2e(&mut self) {
-        self.e2e_latency = e2e_latency(self.user_stopped_speaking_at, self.agent_started_speaking_at);
+        self.e2e_latency = e2e_latency(
+            self.user_stopped_speaking_at,
+            self.agent_started_speaking_at,
+        );
     }
 }
 
@@ -244,7 +247,10 @@ mod opt_unix_secs {
     use serde::Serializer;
     use std::time::SystemTime;
 
-    pub(super) fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_some(&super::unix_secs::to_f64(*t)),
             None => s.serialize_none(),
@@ -261,7 +267,10 @@ mod tests {
     fn e2e_is_agent_start_minus_user_stop() {
         let u = UNIX_EPOCH + Duration::from_secs(100);
         let a = u + Duration::from_millis(740);
-        assert_eq!(e2e_latency(Some(u), Some(a)), Some(Duration::from_millis(740)));
+        assert_eq!(
+            e2e_latency(Some(u), Some(a)),
+            Some(Duration::from_millis(740))
+        );
         assert_eq!(e2e_latency(Some(a), Some(u)), Some(Duration::ZERO));
         assert_eq!(e2e_latency(None, Some(a)), None);
         let mut t = TurnMetrics {

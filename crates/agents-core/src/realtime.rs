@@ -235,5 +235,8 @@ pub trait RealtimeModel: Send + Sync + 'static {
     /// What this model offers.
     fn capabilities(&self) -> RealtimeCapabilities;
     /// Opens a session.
-    async fn session(&self, options: RealtimeSessionOptions) -> Result<RealtimeConnection, RealtimeError>;
+    async fn session(
+        &self,
+        options: RealtimeSessionOptions,
+    ) -> Result<RealtimeConnection, RealtimeError>;
 }

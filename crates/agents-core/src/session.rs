@@ -248,7 +248,10 @@ mod tests {
             "AgentSession is closing, cannot use say()"
         );
         assert_eq!(
-            SessionError::Closing { operation: "generate_reply" }.to_string(),
+            SessionError::Closing {
+                operation: "generate_reply"
+            }
+            .to_string(),
             "AgentSession is closing, cannot use generate_reply()"
         );
         assert_eq!(

@@ -67,7 +67,10 @@ pub struct StreamDriver<I, O> {
 }
 
 /// A bounded duplex pair with the given capacities (each at least 1).
-pub fn duplex<I, O>(input_capacity: usize, event_capacity: usize) -> (Duplex<I, O>, StreamDriver<I, O>) {
+pub fn duplex<I, O>(
+    input_capacity: usize,
+    event_capacity: usize,
+) -> (Duplex<I, O>, StreamDriver<I, O>) {
     let (in_tx, in_rx) = mpsc::channel(input_capacity.max(1));
     let (ev_tx, ev_rx) = mpsc::channel(event_capacity.max(1));
     (

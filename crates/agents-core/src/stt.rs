@@ -118,7 +118,9 @@ impl Transcript {
 
     /// The best hypothesis' language.
     pub fn language(&self) -> Option<&str> {
-        self.alternatives.first().and_then(|a| a.language.as_deref())
+        self.alternatives
+            .first()
+            .and_then(|a| a.language.as_deref())
     }
 }
 
@@ -247,7 +249,10 @@ pub struct SttStream {
 impl SttStream {
     /// A stream and its plugin-side driver with the default capacities.
     pub fn channel() -> (Self, SttStreamDriver) {
-        Self::with_capacity(stream::DEFAULT_INPUT_CAPACITY, stream::DEFAULT_EVENT_CAPACITY)
+        Self::with_capacity(
+            stream::DEFAULT_INPUT_CAPACITY,
+            stream::DEFAULT_EVENT_CAPACITY,
+        )
     }
 
     /// A stream and its driver with the given queue capacities.

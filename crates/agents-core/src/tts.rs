@@ -57,7 +57,11 @@ pub struct SynthesizedAudio {
 
 impl SynthesizedAudio {
     /// A chunk of `frame` for `segment_id`.
-    pub fn new(request_id: impl Into<String>, segment_id: impl Into<String>, frame: AudioFrame) -> Self {
+    pub fn new(
+        request_id: impl Into<String>,
+        segment_id: impl Into<String>,
+        frame: AudioFrame,
+    ) -> Self {
         Self {
             request_id: request_id.into(),
             segment_id: segment_id.into(),
@@ -280,7 +284,10 @@ pub struct TtsStream {
 impl TtsStream {
     /// A stream and its plugin-side driver with the default capacities.
     pub fn channel(label: impl Into<String>) -> (Self, TtsStreamDriver) {
-        let (inner, driver) = stream::duplex(stream::DEFAULT_INPUT_CAPACITY, stream::DEFAULT_EVENT_CAPACITY);
+        let (inner, driver) = stream::duplex(
+            stream::DEFAULT_INPUT_CAPACITY,
+            stream::DEFAULT_EVENT_CAPACITY,
+        );
         (
             Self {
                 inner,

@@ -126,7 +126,10 @@ pub struct VadStream {
 impl VadStream {
     /// A stream and its plugin-side driver with the default capacities.
     pub fn channel() -> (Self, VadStreamDriver) {
-        let (inner, driver) = stream::duplex(stream::DEFAULT_INPUT_CAPACITY, stream::DEFAULT_EVENT_CAPACITY);
+        let (inner, driver) = stream::duplex(
+            stream::DEFAULT_INPUT_CAPACITY,
+            stream::DEFAULT_EVENT_CAPACITY,
+        );
         (Self { inner }, driver)
     }
 

@@ -25,7 +25,7 @@ struct Support;
 
 impl AgentHooks for Support {
     fn tools(&self) -> Vec<FunctionTool> {
-        vec![FunctionTool::new(transfer).unwrap()]
+        FunctionTool::new(transfer).into_iter().collect()
     }
 }
 
@@ -33,7 +33,12 @@ fn history_with_calls() -> ChatContext {
     let mut ctx = ChatContext::new();
     ctx.add_message(ChatRole::User, "where is my order?");
     ctx.push(FunctionCall::new("c1", "lookup_order", "{}"));
-    ctx.push(FunctionCallOutput::new("c1", "lookup_order", "shipped", false));
+    ctx.push(FunctionCallOutput::new(
+        "c1",
+        "lookup_order",
+        "shipped",
+        false,
+    ));
     ctx.push(FunctionCall::new("c2", "get_weather", "{}"));
     ctx.push(FunctionCallOutput::new("c2", "get_weather", "sunny", false));
     ctx.push(FunctionCallOutput::new("c3", "", "anonymous", false));
@@ -106,13 +111,21 @@ fn behaviour_18_update_tools_dedupes_and_drops_items_of_removed_tools() {
         .build()
         .unwrap();
     let cancel = FunctionTool::new(cancel_order).unwrap();
-    agent.update_tools(vec![cancel.clone(), cancel.clone()]).unwrap();
+    agent
+        .update_tools(vec![cancel.clone(), cancel.clone()])
+        .unwrap();
     // Deduplicated, order kept; the agent type's own tool stays (we deliberately fix LiveKit quirk 7).
     assert_eq!(agent.tools().names(), ["cancel_order", "transfer"]);
-    assert_eq!(kinds(agent.chat_ctx()), ["msg:where is my order?", "msg:it shipped"]);
+    assert_eq!(
+        kinds(agent.chat_ctx()),
+        ["msg:where is my order?", "msg:it shipped"]
+    );
 
     // Two different tools with one name are rejected and nothing changes.
-    let clash = FunctionTool::builder(lookup_order).name("cancel_order").build().unwrap();
+    let clash = FunctionTool::builder(lookup_order)
+        .name("cancel_order")
+        .build()
+        .unwrap();
     let err = agent.update_tools(vec![cancel, clash]).unwrap_err();
     assert!(matches!(err, ToolDefinitionError::DuplicateName { .. }));
     assert_eq!(agent.tools().names(), ["cancel_order", "transfer"]);
@@ -132,8 +145,15 @@ fn behaviour_19_chat_ctx_is_read_only_and_changes_go_through_update() {
 
 #[test]
 fn duplicate_tool_names_across_builder_and_hooks_are_rejected() {
-    let clash = FunctionTool::builder(lookup_order).name("transfer").build().unwrap();
-    let err = Agent::builder("help").tool(clash).hooks(Support).build().unwrap_err();
+    let clash = FunctionTool::builder(lookup_order)
+        .name("transfer")
+        .build()
+        .unwrap();
+    let err = Agent::builder("help")
+        .tool(clash)
+        .hooks(Support)
+        .build()
+        .unwrap_err();
     assert_eq!(err.to_string(), "duplicate function name: transfer");
 }
 
@@ -145,7 +165,11 @@ fn defaults_inherit_from_the_session() {
     assert!(agent.llm().is_none() && agent.stt().is_none() && agent.tts().is_none());
     assert!(agent.vad().is_none());
     assert_eq!(agent.allow_interruptions(), None);
-    let agent = Agent::builder("x").id("greeter").allow_interruptions(false).build().unwrap();
+    let agent = Agent::builder("x")
+        .id("greeter")
+        .allow_interruptions(false)
+        .build()
+        .unwrap();
     assert_eq!(agent.id(), "greeter");
     assert_eq!(agent.allow_interruptions(), Some(false));
 }

@@ -99,8 +99,14 @@ fn explicit_name_and_description_override_the_inferred_ones() {
 fn closures_need_an_explicit_name() {
     let closure = |args: WeatherArgs| async move { Ok::<_, ToolError>(args.city) };
     let err = FunctionTool::new(closure).unwrap_err();
-    assert!(matches!(err, ToolDefinitionError::InvalidName { .. }), "{err}");
-    let tool = FunctionTool::builder(closure).name("city_echo").build().unwrap();
+    assert!(
+        matches!(err, ToolDefinitionError::InvalidName { .. }),
+        "{err}"
+    );
+    let tool = FunctionTool::builder(closure)
+        .name("city_echo")
+        .build()
+        .unwrap();
     assert_eq!(tool.name(), "city_echo");
 }
 
@@ -115,9 +121,15 @@ fn invalid_names_and_non_object_arguments_are_rejected() {
             name: "takes_string".into()
         }
     );
-    let err = FunctionTool::builder(get_weather).name("has space").build().unwrap_err();
+    let err = FunctionTool::builder(get_weather)
+        .name("has space")
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ToolDefinitionError::InvalidName { .. }));
-    let err = FunctionTool::builder(get_weather).name("x".repeat(65)).build().unwrap_err();
+    let err = FunctionTool::builder(get_weather)
+        .name("x".repeat(65))
+        .build()
+        .unwrap_err();
     assert!(matches!(err, ToolDefinitionError::InvalidName { .. }));
 }
 
@@ -125,7 +137,13 @@ fn invalid_names_and_non_object_arguments_are_rejected() {
 async fn a_valid_call_returns_the_stringified_value() {
     let tool = FunctionTool::new(get_weather).unwrap();
     let r = tool
-        .invoke(call("get_weather", r#"{"city":"Paris","unit":"fahrenheit","days":2}"#), ctx())
+        .invoke(
+            call(
+                "get_weather",
+                r#"{"city":"Paris","unit":"fahrenheit","days":2}"#,
+            ),
+            ctx(),
+        )
         .await;
     let out = r.output.unwrap();
     assert_eq!(out.output, "Paris: 21°F for 2 day(s)");
@@ -138,10 +156,17 @@ async fn a_valid_call_returns_the_stringified_value() {
 #[tokio::test]
 async fn malformed_json_arguments_yield_an_error_output() {
     let tool = FunctionTool::new(get_weather).unwrap();
-    let r = tool.invoke(call("get_weather", r#"{"city": "Par"#), ctx()).await;
+    let r = tool
+        .invoke(call("get_weather", r#"{"city": "Par"#), ctx())
+        .await;
     let out = r.output.unwrap();
     assert!(out.is_error);
-    assert!(out.output.starts_with("Invalid arguments for tool `get_weather`: not valid JSON"), "{}", out.output);
+    assert!(
+        out.output
+            .starts_with("Invalid arguments for tool `get_weather`: not valid JSON"),
+        "{}",
+        out.output
+    );
 }
 
 #[tokio::test]
@@ -158,7 +183,12 @@ async fn arguments_not_matching_the_schema_yield_an_error_output() {
         let r = tool.invoke(call("get_weather", bad), ctx()).await;
         let out = r.output.unwrap();
         assert!(out.is_error, "{bad}: {}", out.output);
-        assert!(out.output.starts_with("Invalid arguments for tool `get_weather`"), "{}", out.output);
+        assert!(
+            out.output
+                .starts_with("Invalid arguments for tool `get_weather`"),
+            "{}",
+            out.output
+        );
     }
 }
 
@@ -228,7 +258,9 @@ async fn stop_response_gives_no_output() {
         Ok(ToolOutcome::stop_response())
     }
     let tool = FunctionTool::new(hang_up).unwrap();
-    let r = tool.invoke(call("hang_up", r#"{"city":"x","days":1}"#), ctx()).await;
+    let r = tool
+        .invoke(call("hang_up", r#"{"city":"x","days":1}"#), ctx())
+        .await;
     assert!(r.stop_response);
     assert!(r.output.is_none());
 }
@@ -236,7 +268,9 @@ async fn stop_response_gives_no_output() {
 #[tokio::test]
 async fn handoff_with_and_without_message() {
     async fn transfer(_: WeatherArgs) -> Result<Agent, ToolError> {
-        Ok(Agent::builder("You are the billing specialist.").id("billing").build()?)
+        Ok(Agent::builder("You are the billing specialist.")
+            .id("billing")
+            .build()?)
     }
     async fn transfer_msg(_: WeatherArgs) -> Result<ToolOutcome, ToolError> {
         Ok(ToolOutcome::handoff_with_message(
@@ -321,7 +355,10 @@ fn duplicate_tool_names_are_rejected() {
         Ok(String::new())
     }
     let a = FunctionTool::new(get_weather).unwrap();
-    let b = FunctionTool::builder(get_weather2).name("get_weather").build().unwrap();
+    let b = FunctionTool::builder(get_weather2)
+        .name("get_weather")
+        .build()
+        .unwrap();
     let err = ToolSet::from_tools([a.clone(), b]).unwrap_err();
     assert_eq!(err.to_string(), "duplicate function name: get_weather");
     // The very same tool twice is kept once.
@@ -348,15 +385,33 @@ async fn typed_userdata_reaches_the_tool() {
     let speech = SpeechHandle::new(SpeechOptions::default());
     let c = ToolContext::new(SessionHandle::detached(), Some(data.clone()), speech);
     let args = r#"{"city":"x","days":1}"#;
-    assert_eq!(tool.invoke(call("count", args), c.clone()).await.output.unwrap().output, "1");
-    assert_eq!(tool.invoke(call("count", args), c).await.output.unwrap().output, "2");
+    assert_eq!(
+        tool.invoke(call("count", args), c.clone())
+            .await
+            .output
+            .unwrap()
+            .output,
+        "1"
+    );
+    assert_eq!(
+        tool.invoke(call("count", args), c)
+            .await
+            .output
+            .unwrap()
+            .output,
+        "2"
+    );
 }
 
 #[tokio::test]
 async fn missing_or_mistyped_userdata_is_an_internal_error() {
     let tool = FunctionTool::new(count).unwrap();
     let args = r#"{"city":"x","days":1}"#;
-    let out = tool.invoke(call("count", args), ctx()).await.output.unwrap();
+    let out = tool
+        .invoke(call("count", args), ctx())
+        .await
+        .output
+        .unwrap();
     assert_eq!(out.output, INTERNAL_ERROR_MESSAGE);
     let wrong: Userdata = Arc::new(String::from("not a counter"));
     let c = ToolContext::new(
@@ -377,28 +432,57 @@ async fn raw_tools_check_object_and_required_fields() {
         |_ctx, args| async move { Ok(ToolOutcome::Output(args["q"].to_string())) },
     )
     .unwrap();
-    assert_eq!(tool.invoke(call("lookup", r#"{"q":"x"}"#), ctx()).await.output.unwrap().output, "\"x\"");
-    let out = tool.invoke(call("lookup", "{}"), ctx()).await.output.unwrap();
+    assert_eq!(
+        tool.invoke(call("lookup", r#"{"q":"x"}"#), ctx())
+            .await
+            .output
+            .unwrap()
+            .output,
+        "\"x\""
+    );
+    let out = tool
+        .invoke(call("lookup", "{}"), ctx())
+        .await
+        .output
+        .unwrap();
     assert!(out.is_error);
-    assert_eq!(out.output, "Invalid arguments for tool `lookup`: missing field `q`");
-    let out = tool.invoke(call("lookup", "[]"), ctx()).await.output.unwrap();
+    assert_eq!(
+        out.output,
+        "Invalid arguments for tool `lookup`: missing field `q`"
+    );
+    let out = tool
+        .invoke(call("lookup", "[]"), ctx())
+        .await
+        .output
+        .unwrap();
     assert!(out.is_error);
-    assert!(FunctionTool::raw("bad", "", json!({"type":"string"}), |_c, _a| async {
-        Ok(ToolOutcome::stop_response())
-    })
-    .is_err());
+    assert!(
+        FunctionTool::raw("bad", "", json!({"type":"string"}), |_c, _a| async {
+            Ok(ToolOutcome::stop_response())
+        })
+        .is_err()
+    );
 }
 
 #[test]
 fn openai_chat_completions_format() {
     let tool = FunctionTool::new(get_weather).unwrap();
-    let v = tool.definition().to_openai(OpenAiToolFormat::ChatCompletions, false).unwrap();
+    let v = tool
+        .definition()
+        .to_openai(OpenAiToolFormat::ChatCompletions, false)
+        .unwrap();
     assert_eq!(v["type"], "function");
     assert_eq!(v["function"]["name"], "get_weather");
-    assert_eq!(v["function"]["description"], "Look up the current weather in a city.");
+    assert_eq!(
+        v["function"]["description"],
+        "Look up the current weather in a city."
+    );
     assert_eq!(v["function"]["parameters"], tool.definition().parameters);
     assert!(v["function"].get("strict").is_none());
-    let flat = tool.definition().to_openai(OpenAiToolFormat::Flat, false).unwrap();
+    let flat = tool
+        .definition()
+        .to_openai(OpenAiToolFormat::Flat, false)
+        .unwrap();
     assert_eq!(flat["name"], "get_weather");
     assert_eq!(flat["type"], "function");
     assert!(flat.get("function").is_none());
@@ -407,7 +491,10 @@ fn openai_chat_completions_format() {
 #[test]
 fn openai_strict_mode_requires_everything_and_forbids_extras() {
     let tool = FunctionTool::new(get_weather).unwrap();
-    let v = tool.definition().to_openai(OpenAiToolFormat::ChatCompletions, true).unwrap();
+    let v = tool
+        .definition()
+        .to_openai(OpenAiToolFormat::ChatCompletions, true)
+        .unwrap();
     let f = &v["function"];
     assert_eq!(f["strict"], true);
     let p = &f["parameters"];
@@ -439,16 +526,27 @@ fn strict_mode_recurses_and_inlines() {
     assert_eq!(addr["description"], "Where");
     assert_eq!(addr["additionalProperties"], false);
     assert_eq!(addr["required"], json!(["street"]));
-    assert_eq!(s["properties"]["tags"]["items"]["additionalProperties"], false);
+    assert_eq!(
+        s["properties"]["tags"]["items"]["additionalProperties"],
+        false
+    );
     assert_eq!(s["properties"]["when"]["format"], "date-time");
     assert!(s["properties"]["when"].get("default").is_none());
     assert!(s["properties"]["kind"].get("oneOf").is_none());
-    assert_eq!(s["properties"]["kind"]["anyOf"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s["properties"]["kind"]["anyOf"].as_array().unwrap().len(),
+        2
+    );
     assert_eq!(s["$defs"]["Address"]["additionalProperties"], false);
 
     let map = json!({"type":"object","additionalProperties":{"type":"string"}});
     assert!(to_strict_json_schema(&map).is_err());
     assert!(to_strict_json_schema(&json!({"type":"string"})).is_err());
-    let dangling = json!({"type":"object","properties":{"a":{"$ref":"#/$defs/Nope","description":"x"}}});
-    assert!(to_strict_json_schema(&dangling).unwrap_err().contains("does not resolve"));
+    let dangling =
+        json!({"type":"object","properties":{"a":{"$ref":"#/$defs/Nope","description":"x"}}});
+    assert!(
+        to_strict_json_schema(&dangling)
+            .unwrap_err()
+            .contains("does not resolve")
+    );
 }

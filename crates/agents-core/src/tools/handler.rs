@@ -47,7 +47,11 @@ where
     type Args = A;
     type Userdata = U;
 
-    fn call(&self, ctx: RunContext<U>, args: A) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> {
+    fn call(
+        &self,
+        ctx: RunContext<U>,
+        args: A,
+    ) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> {
         let fut = self(ctx, args);
         async move { fut.await?.into_tool_outcome() }.boxed()
     }
@@ -63,7 +67,11 @@ where
     type Args = A;
     type Userdata = ();
 
-    fn call(&self, _ctx: RunContext<()>, args: A) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> {
+    fn call(
+        &self,
+        _ctx: RunContext<()>,
+        args: A,
+    ) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> {
         let fut = self(args);
         async move { fut.await?.into_tool_outcome() }.boxed()
     }
@@ -151,10 +159,7 @@ pub(super) fn invoke<M, H: super::ToolHandler<M>>(
     async move {
         let value = parse_arguments(&call)?;
         let args: H::Args = serde_json::from_value(value).map_err(|e| {
-            ToolError::new(format!(
-                "Invalid arguments for tool `{}`: {e}",
-                call.name
-            ))
+            ToolError::new(format!("Invalid arguments for tool `{}`: {e}", call.name))
         })?;
         let run = run_context::<H::Userdata>(ctx, call)?;
         guard(async move { handler.call(run, args).await }).await

@@ -110,13 +110,17 @@ pub enum ToolDefinitionError {
         name: String,
     },
     /// The name is not `^[a-zA-Z0-9_-]{1,64}$` (or could not be inferred, e.g. from a closure).
-    #[error("invalid tool name {name:?}: use 1-64 ASCII letters, digits, '_' or '-' (closures need an explicit name)")]
+    #[error(
+        "invalid tool name {name:?}: use 1-64 ASCII letters, digits, '_' or '-' (closures need an explicit name)"
+    )]
     InvalidName {
         /// The name.
         name: String,
     },
     /// The parameters schema does not describe a JSON object.
-    #[error("the parameters of tool `{name}` must be a JSON object schema (use a struct for the arguments)")]
+    #[error(
+        "the parameters of tool `{name}` must be a JSON object schema (use a struct for the arguments)"
+    )]
     ParametersNotObject {
         /// The tool.
         name: String,
@@ -203,7 +207,11 @@ pub struct ToolContext {
 
 impl ToolContext {
     /// A context for calls made by `speech_handle` in `session`.
-    pub fn new(session: SessionHandle, userdata: Option<Userdata>, speech_handle: SpeechHandle) -> Self {
+    pub fn new(
+        session: SessionHandle,
+        userdata: Option<Userdata>,
+        speech_handle: SpeechHandle,
+    ) -> Self {
         Self {
             session,
             userdata,
@@ -277,7 +285,9 @@ impl ToolCallResult {
     }
 }
 
-type Invoke = dyn Fn(ToolContext, FunctionCall) -> BoxFuture<'static, Result<ToolOutcome, ToolError>> + Send + Sync;
+type Invoke = dyn Fn(ToolContext, FunctionCall) -> BoxFuture<'static, Result<ToolOutcome, ToolError>>
+    + Send
+    + Sync;
 
 struct ToolInner {
     definition: ToolDefinition,
@@ -340,7 +350,11 @@ impl FunctionTool {
             .parameters
             .get("required")
             .and_then(serde_json::Value::as_array)
-            .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+            .map(|r| {
+                r.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let handler = Arc::new(handler);
         let invoke = move |ctx: ToolContext, call: FunctionCall| {
@@ -436,7 +450,8 @@ impl FunctionToolBuilder {
     /// [`ToolDefinitionError`] for an invalid or missing name or non-object arguments.
     pub fn build(self) -> Result<FunctionTool, ToolDefinitionError> {
         let name = self.name.unwrap_or_default();
-        let definition = ToolDefinition::new(name, self.description.unwrap_or_default(), self.parameters)?;
+        let definition =
+            ToolDefinition::new(name, self.description.unwrap_or_default(), self.parameters)?;
         Ok(FunctionTool {
             inner: Arc::new(ToolInner {
                 definition,
@@ -470,7 +485,9 @@ impl ToolSet {
     ///
     /// # Errors
     /// [`ToolDefinitionError::DuplicateName`] when two different tools share a name.
-    pub fn from_tools(tools: impl IntoIterator<Item = FunctionTool>) -> Result<Self, ToolDefinitionError> {
+    pub fn from_tools(
+        tools: impl IntoIterator<Item = FunctionTool>,
+    ) -> Result<Self, ToolDefinitionError> {
         let mut set = Self::new();
         for t in tools {
             set.add(t)?;
@@ -546,7 +563,9 @@ impl ToolSet {
 
 impl fmt::Debug for ToolSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.tools.iter().map(FunctionTool::name)).finish()
+        f.debug_list()
+            .entries(self.tools.iter().map(FunctionTool::name))
+            .finish()
     }
 }
 

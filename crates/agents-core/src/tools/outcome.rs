@@ -79,7 +79,10 @@ impl fmt::Debug for ToolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Model(m) => f.debug_tuple("ToolError::Model").field(m).finish(),
-            Kind::Internal(e) => f.debug_tuple("ToolError::Internal").field(&e.to_string()).finish(),
+            Kind::Internal(e) => f
+                .debug_tuple("ToolError::Internal")
+                .field(&e.to_string())
+                .finish(),
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct Handoff {
 }
 
 /// The successful result of a tool.
+// A handoff carries a whole agent; outcomes are built once per tool call, never on a hot path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum ToolOutcome {
@@ -193,7 +198,9 @@ macro_rules! display_outcome {
         }
     )*};
 }
-display_outcome!(bool, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, char);
+display_outcome!(
+    bool, i8, i16, i32, i64, i128, isize, u8, u16, u32, u64, u128, usize, f32, f64, char
+);
 
 /// Wraps a `Serialize` value so a tool returns it as JSON text.
 #[derive(Debug, Clone, PartialEq)]

@@ -53,9 +53,11 @@ pub fn to_openai_tool(
     strict: bool,
 ) -> Result<Value, ToolDefinitionError> {
     let parameters = if strict {
-        to_strict_json_schema(&tool.parameters).map_err(|reason| ToolDefinitionError::StrictSchema {
-            name: tool.name.clone(),
-            reason,
+        to_strict_json_schema(&tool.parameters).map_err(|reason| {
+            ToolDefinitionError::StrictSchema {
+                name: tool.name.clone(),
+                reason,
+            }
         })?
     } else {
         tool.parameters.clone()
@@ -63,7 +65,10 @@ pub fn to_openai_tool(
     let mut function = Map::new();
     function.insert("name".into(), Value::String(tool.name.clone()));
     if !tool.description.is_empty() {
-        function.insert("description".into(), Value::String(tool.description.clone()));
+        function.insert(
+            "description".into(),
+            Value::String(tool.description.clone()),
+        );
     }
     function.insert("parameters".into(), parameters);
     if strict {
@@ -82,7 +87,15 @@ pub fn to_openai_tool(
 
 /// String formats OpenAI Structured Outputs accept; other `format`s are dropped in strict mode.
 const STRICT_STRING_FORMATS: &[&str] = &[
-    "date-time", "time", "date", "duration", "email", "hostname", "ipv4", "ipv6", "uuid",
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "uuid",
 ];
 
 /// Rewrites a JSON Schema for OpenAI Structured Outputs (strict mode):
@@ -148,16 +161,13 @@ fn ensure_strict(schema: &mut Value, root: &Value, depth: usize) -> Result<(), S
         _ => map.contains_key("properties"),
     };
     if is_object {
-        if let Some(ap) = map.get("additionalProperties") {
-            if !matches!(ap, Value::Bool(false)) {
-                if map.get("properties").is_none_or(|p| p.as_object().is_none_or(Map::is_empty))
-                    && !matches!(ap, Value::Bool(true))
-                {
-                    return Err(
-                        "maps with arbitrary keys cannot be expressed in strict mode".to_owned()
-                    );
-                }
-            }
+        if let Some(ap) = map.get("additionalProperties")
+            && !matches!(ap, Value::Bool(_))
+            && map
+                .get("properties")
+                .is_none_or(|p| p.as_object().is_none_or(Map::is_empty))
+        {
+            return Err("maps with arbitrary keys cannot be expressed in strict mode".to_owned());
         }
         map.insert("additionalProperties".into(), Value::Bool(false));
         let names: Vec<Value> = map
