@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::serde_util::{opt_secs, secs, unix_secs};
+use crate::serde_util::{opt_secs, opt_unix_secs, secs, unix_secs};
 
 /// Any metrics record.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -241,21 +241,6 @@ pub fn e2e_latency(
 pub fn tokens_per_second(tokens: u32, duration: Duration) -> f64 {
     let s = duration.as_secs_f64();
     if s > 0.0 { f64::from(tokens) / s } else { 0.0 }
-}
-
-mod opt_unix_secs {
-    use serde::Serializer;
-    use std::time::SystemTime;
-
-    pub(super) fn serialize<S: Serializer>(
-        t: &Option<SystemTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_some(&super::unix_secs::to_f64(*t)),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -74,3 +74,27 @@ pub mod unix_secs {
         from_f64(v).ok_or_else(|| serde::de::Error::custom("timestamp out of range"))
     }
 }
+
+/// `Option<SystemTime>` as optional `f64` seconds since the Unix epoch.
+pub mod opt_unix_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::SystemTime;
+
+    /// Serializes as seconds since the epoch, or null.
+    pub fn serialize<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&super::unix_secs::to_f64(*t)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Deserializes from optional seconds since the epoch.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            Some(v) => super::unix_secs::from_f64(v)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("timestamp out of range")),
+            None => Ok(None),
+        }
+    }
+}

@@ -13,6 +13,8 @@ use std::task::{Context, Poll};
 use futures::Stream;
 use tokio::sync::mpsc;
 
+use agents_audio::AudioFrame;
+
 /// Default capacity of a stream's input queue (frames or text chunks).
 pub const DEFAULT_INPUT_CAPACITY: usize = 128;
 /// Default capacity of a stream's event queue.
@@ -105,6 +107,25 @@ impl<I, O> Duplex<I, O> {
         })
     }
 
+    /// Queues `wrap(value)` without waiting; on failure `value` itself is handed back.
+    ///
+    /// # Errors
+    /// [`TryPushError`] with `value` when the queue is full or the task ended.
+    pub fn try_push_with<T>(
+        &self,
+        value: T,
+        wrap: impl FnOnce(T) -> I,
+    ) -> Result<(), TryPushError<T>> {
+        match self.input.try_reserve() {
+            Ok(permit) => {
+                permit.send(wrap(value));
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(())) => Err(TryPushError::Full(value)),
+            Err(mpsc::error::TrySendError::Closed(())) => Err(TryPushError::Closed(value)),
+        }
+    }
+
     /// Whether the provider task ended.
     pub fn is_closed(&self) -> bool {
         self.input.is_closed()
@@ -170,6 +191,88 @@ impl<I, O> fmt::Debug for StreamDriver<I, O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamDriver")
             .field("closed", &self.events.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Input of an audio stream (STT, VAD), as the plugin receives it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FrameInput {
+    /// Audio.
+    Frame(AudioFrame),
+    /// Process what was received so far now (STT: finalize; the stream stays open).
+    Flush,
+    /// No more audio: finish, deliver the last events, then end the stream.
+    EndInput,
+}
+
+/// An audio stream: push frames in, read `O` events out. Dropping it cancels the work behind it.
+pub struct FrameStream<O> {
+    inner: Duplex<FrameInput, O>,
+}
+
+impl<O> FrameStream<O> {
+    /// A stream and its plugin-side driver with the default capacities.
+    pub fn channel() -> (Self, StreamDriver<FrameInput, O>) {
+        Self::with_capacity(DEFAULT_INPUT_CAPACITY, DEFAULT_EVENT_CAPACITY)
+    }
+
+    /// A stream and its driver with the given queue capacities.
+    pub fn with_capacity(input: usize, events: usize) -> (Self, StreamDriver<FrameInput, O>) {
+        let (inner, driver) = duplex(input, events);
+        (Self { inner }, driver)
+    }
+
+    /// Pushes audio, waiting while the plugin is behind.
+    ///
+    /// # Errors
+    /// [`StreamClosed`] when the plugin task ended (read the stream for why).
+    pub async fn push_frame(&self, frame: AudioFrame) -> Result<(), StreamClosed> {
+        self.inner.push(FrameInput::Frame(frame)).await
+    }
+
+    /// Pushes audio without waiting; on a full queue the frame is handed back so the caller can drop it.
+    ///
+    /// # Errors
+    /// [`TryPushError`] with the frame.
+    pub fn try_push_frame(&self, frame: AudioFrame) -> Result<(), TryPushError<AudioFrame>> {
+        self.inner.try_push_with(frame, FrameInput::Frame)
+    }
+
+    /// Processes what was received so far now.
+    ///
+    /// # Errors
+    /// [`StreamClosed`] when the plugin task ended.
+    pub async fn flush(&self) -> Result<(), StreamClosed> {
+        self.inner.push(FrameInput::Flush).await
+    }
+
+    /// Ends the input; the stream ends after the last events.
+    ///
+    /// # Errors
+    /// [`StreamClosed`] when the plugin task ended.
+    pub async fn end_input(&self) -> Result<(), StreamClosed> {
+        self.inner.push(FrameInput::EndInput).await
+    }
+
+    /// Whether the plugin task ended.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_closed()
+    }
+}
+
+impl<O> Stream for FrameStream<O> {
+    type Item = O;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<O>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
+}
+
+impl<O> fmt::Debug for FrameStream<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameStream")
+            .field("closed", &self.inner.is_closed())
             .finish_non_exhaustive()
     }
 }
@@ -253,6 +356,25 @@ mod tests {
         drop(caller);
         driver.closed().await;
         assert_eq!(driver.send(1).await, Err(StreamClosed));
+    }
+
+    #[tokio::test]
+    async fn frame_stream_hands_back_the_frame_when_full_or_closed() {
+        use agents_audio::SampleRate;
+        let frame = AudioFrame::new(vec![1, 2, 3], SampleRate::HZ_16000, 1).unwrap();
+        let (stream, mut driver) = FrameStream::<u8>::with_capacity(1, 1);
+        stream.try_push_frame(frame.clone()).unwrap();
+        match stream.try_push_frame(frame.clone()) {
+            Err(TryPushError::Full(f)) => assert_eq!(f, frame),
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(driver.recv().await, Some(FrameInput::Frame(frame.clone())));
+        stream.flush().await.unwrap();
+        assert_eq!(driver.recv().await, Some(FrameInput::Flush));
+        drop(driver);
+        assert!(stream.is_closed());
+        assert!(matches!(stream.try_push_frame(frame), Err(TryPushError::Closed(_))));
+        assert_eq!(stream.end_input().await, Err(StreamClosed));
     }
 
     #[tokio::test]

@@ -3,15 +3,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::Stream;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use agents_audio::{AudioFrame, AudioFrameError};
 
 use crate::error::ApiError;
 use crate::retry::ApiConnectOptions;
-use crate::stream::{self, Duplex, StreamClosed, StreamDriver, TryPushError};
+use crate::stream::{FrameInput, FrameStream, StreamDriver};
 
 /// A recognized word with its timing (relative to the start of the stream or buffer).
 #[derive(Debug, Clone, PartialEq)]
@@ -225,87 +222,14 @@ pub enum SttError {
     },
 }
 
-/// Input of a recognition stream, as the plugin receives it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum SttInput {
-    /// Audio.
-    Frame(AudioFrame),
-    /// Finalize what was heard so far (the stream stays open).
-    Flush,
-    /// No more audio: finalize, deliver the last results, then end the stream.
-    EndInput,
-}
+/// Input of a recognition stream, as the plugin receives it (`Flush` finalizes what was heard so far).
+pub type SttInput = FrameInput;
 
 /// Provider side of an [`SttStream`].
-pub type SttStreamDriver = StreamDriver<SttInput, Result<SpeechEvent, SttError>>;
+pub type SttStreamDriver = StreamDriver<FrameInput, Result<SpeechEvent, SttError>>;
 
 /// A recognition stream: push audio in, read [`SpeechEvent`]s out. Dropping it cancels recognition.
-#[derive(Debug)]
-pub struct SttStream {
-    inner: Duplex<SttInput, Result<SpeechEvent, SttError>>,
-}
-
-impl SttStream {
-    /// A stream and its plugin-side driver with the default capacities.
-    pub fn channel() -> (Self, SttStreamDriver) {
-        Self::with_capacity(
-            stream::DEFAULT_INPUT_CAPACITY,
-            stream::DEFAULT_EVENT_CAPACITY,
-        )
-    }
-
-    /// A stream and its driver with the given queue capacities.
-    pub fn with_capacity(input: usize, events: usize) -> (Self, SttStreamDriver) {
-        let (inner, driver) = stream::duplex(input, events);
-        (Self { inner }, driver)
-    }
-
-    /// Pushes audio, waiting while the plugin is behind.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the plugin task ended (read the stream for why).
-    pub async fn push_frame(&self, frame: AudioFrame) -> Result<(), StreamClosed> {
-        self.inner.push(SttInput::Frame(frame)).await
-    }
-
-    /// Pushes audio without waiting; on a full queue the frame is handed back so the caller can drop it.
-    ///
-    /// # Errors
-    /// [`TryPushError`] with the frame.
-    pub fn try_push_frame(&self, frame: AudioFrame) -> Result<(), TryPushError<AudioFrame>> {
-        self.inner
-            .try_push(SttInput::Frame(frame))
-            .map_err(|e| match e {
-                TryPushError::Full(SttInput::Frame(f)) => TryPushError::Full(f),
-                TryPushError::Closed(SttInput::Frame(f)) => TryPushError::Closed(f),
-                _ => unreachable!("only frames are pushed here"),
-            })
-    }
-
-    /// Asks the provider to finalize what it heard so far.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the plugin task ended.
-    pub async fn flush(&self) -> Result<(), StreamClosed> {
-        self.inner.push(SttInput::Flush).await
-    }
-
-    /// Ends the input; the stream ends after the last results.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the plugin task ended.
-    pub async fn end_input(&self) -> Result<(), StreamClosed> {
-        self.inner.push(SttInput::EndInput).await
-    }
-}
-
-impl Stream for SttStream {
-    type Item = Result<SpeechEvent, SttError>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
-}
+pub type SttStream = FrameStream<Result<SpeechEvent, SttError>>;
 
 /// A speech-to-text provider. Object safe: held as `Arc<dyn Stt>`.
 #[async_trait]

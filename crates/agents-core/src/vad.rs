@@ -1,14 +1,10 @@
 //! The [`Vad`] contract: voice activity detection over a stream of audio frames.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
-
-use futures::Stream;
 
 use agents_audio::{AudioFrame, AudioFrameError};
 
-use crate::stream::{self, Duplex, StreamClosed, StreamDriver, TryPushError};
+use crate::stream::{FrameInput, FrameStream, StreamDriver};
 
 /// What a VAD event reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,81 +99,13 @@ pub enum VadError {
 }
 
 /// Input of a VAD stream, as the plugin receives it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum VadInput {
-    /// Audio.
-    Frame(AudioFrame),
-    /// Process buffered audio now.
-    Flush,
-    /// No more audio: close any open speech segment, then end the stream.
-    EndInput,
-}
+pub type VadInput = FrameInput;
 
 /// Provider side of a [`VadStream`].
-pub type VadStreamDriver = StreamDriver<VadInput, Result<VadEvent, VadError>>;
+pub type VadStreamDriver = StreamDriver<FrameInput, Result<VadEvent, VadError>>;
 
 /// A VAD stream: push frames in, read events out.
-#[derive(Debug)]
-pub struct VadStream {
-    inner: Duplex<VadInput, Result<VadEvent, VadError>>,
-}
-
-impl VadStream {
-    /// A stream and its plugin-side driver with the default capacities.
-    pub fn channel() -> (Self, VadStreamDriver) {
-        let (inner, driver) = stream::duplex(
-            stream::DEFAULT_INPUT_CAPACITY,
-            stream::DEFAULT_EVENT_CAPACITY,
-        );
-        (Self { inner }, driver)
-    }
-
-    /// Pushes audio, waiting while the VAD is behind.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the VAD task ended.
-    pub async fn push_frame(&self, frame: AudioFrame) -> Result<(), StreamClosed> {
-        self.inner.push(VadInput::Frame(frame)).await
-    }
-
-    /// Pushes audio without waiting; on a full queue the frame is handed back.
-    ///
-    /// # Errors
-    /// [`TryPushError`] with the frame.
-    pub fn try_push_frame(&self, frame: AudioFrame) -> Result<(), TryPushError<AudioFrame>> {
-        self.inner
-            .try_push(VadInput::Frame(frame))
-            .map_err(|e| match e {
-                TryPushError::Full(VadInput::Frame(f)) => TryPushError::Full(f),
-                TryPushError::Closed(VadInput::Frame(f)) => TryPushError::Closed(f),
-                _ => unreachable!("only frames are pushed here"),
-            })
-    }
-
-    /// Processes buffered audio now.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the VAD task ended.
-    pub async fn flush(&self) -> Result<(), StreamClosed> {
-        self.inner.push(VadInput::Flush).await
-    }
-
-    /// Ends the input.
-    ///
-    /// # Errors
-    /// [`StreamClosed`] when the VAD task ended.
-    pub async fn end_input(&self) -> Result<(), StreamClosed> {
-        self.inner.push(VadInput::EndInput).await
-    }
-}
-
-impl Stream for VadStream {
-    type Item = Result<VadEvent, VadError>;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
-}
+pub type VadStream = FrameStream<Result<VadEvent, VadError>>;
 
 /// A voice activity detector. Object safe: held as `Arc<dyn Vad>`; one instance serves many streams.
 pub trait Vad: Send + Sync + 'static {
