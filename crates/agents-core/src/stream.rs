@@ -373,7 +373,10 @@ mod tests {
         assert_eq!(driver.recv().await, Some(FrameInput::Flush));
         drop(driver);
         assert!(stream.is_closed());
-        assert!(matches!(stream.try_push_frame(frame), Err(TryPushError::Closed(_))));
+        assert!(matches!(
+            stream.try_push_frame(frame),
+            Err(TryPushError::Closed(_))
+        ));
         assert_eq!(stream.end_input().await, Err(StreamClosed));
     }
 
