@@ -1,1 +1,10 @@
 #![doc = include_str!("../README.md")]
+
+pub mod conformance;
+pub mod fakes;
+pub mod signal;
+mod util;
+
+pub use fakes::llm::{FakeLlm, FakeResponse, FakeStep};
+pub use fakes::stt::FakeStt;
+pub use fakes::tts::{FakeTts, SpeechTiming};
