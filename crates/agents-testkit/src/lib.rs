@@ -5,6 +5,8 @@ pub mod fakes;
 pub mod signal;
 mod util;
 
+pub use fakes::audio_io::{FakeAudioOutput, FakeTextOutput, PlayedSegment};
 pub use fakes::llm::{FakeLlm, FakeResponse, FakeStep};
 pub use fakes::stt::FakeStt;
 pub use fakes::tts::{FakeTts, SpeechTiming};
+pub use fakes::vad::FakeVad;
