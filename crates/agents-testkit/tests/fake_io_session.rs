@@ -1,3 +1,5 @@
+//! FakeAudioOutput, FakeTextOutput and FakeSession behaviour.
+
 use std::sync::Arc;
 use std::time::Duration;
 

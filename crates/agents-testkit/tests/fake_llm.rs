@@ -1,3 +1,5 @@
+//! FakeLlm behaviour.
+
 use std::time::Duration;
 
 use agents_core::ApiError;

@@ -1,3 +1,5 @@
+//! FakeRealtimeModel behaviour.
+
 use std::time::Duration;
 
 use agents_audio::SampleRate;

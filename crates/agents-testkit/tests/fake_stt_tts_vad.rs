@@ -1,3 +1,5 @@
+//! FakeStt, FakeTts and FakeVad behaviour.
+
 use std::time::Duration;
 
 use agents_audio::SampleRate;
@@ -136,7 +138,7 @@ async fn stt_flush_and_end_input_finalize() {
 async fn stt_energy_threshold_boundary() {
     // A tone far below the threshold is silence.
     let stt = FakeStt::new().with_threshold(0.5).with_transcripts(["x"]);
-    let mut s = stt.stream(&RecognizeOptions::default()).unwrap();
+    let s = stt.stream(&RecognizeOptions::default()).unwrap();
     for f in tone(MS(500), SampleRate::HZ_16000) {
         s.push_frame(f).await.unwrap();
     }
@@ -245,7 +247,7 @@ async fn tts_dropping_the_stream_stops_generation() {
 #[tokio::test(start_paused = true)]
 async fn vad_energy_finds_speech_with_silero_defaults() {
     let vad = FakeVad::energy();
-    let mut s = vad.stream().unwrap();
+    let s = vad.stream().unwrap();
     let rate = SampleRate::HZ_16000;
     let audio = sequence(
         &[(false, MS(1024)), (true, MS(1024)), (false, MS(1024))],
@@ -285,7 +287,7 @@ async fn vad_energy_finds_speech_with_silero_defaults() {
 #[tokio::test(start_paused = true)]
 async fn vad_script_mode_and_silence() {
     let vad = FakeVad::scripted([(MS(1000), MS(2000))]);
-    let mut s = vad.stream().unwrap();
+    let s = vad.stream().unwrap();
     for f in silence(MS(3008), SampleRate::HZ_16000) {
         s.push_frame(f).await.unwrap();
     }
@@ -305,7 +307,7 @@ async fn vad_script_mode_and_silence() {
     );
 
     // Energy mode hears nothing in silence.
-    let mut s = FakeVad::energy().stream().unwrap();
+    let s = FakeVad::energy().stream().unwrap();
     for f in silence(MS(2000), SampleRate::HZ_16000) {
         s.push_frame(f).await.unwrap();
     }
