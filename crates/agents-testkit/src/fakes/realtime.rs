@@ -12,7 +12,8 @@
 //! 2. after `ttfb` (tokio time, default 0), the steps in order: a text step emits, word by word, a `TextDelta`
 //!    (words after the first carry their leading space) followed by the `AudioDelta` frames of that word — the
 //!    [`FakeTts`](crate::FakeTts) formula and tone at the output rate (24 kHz), 20 ms frames, each frame waiting
-//!    `real_time_factor ×` its duration (default 0); a function-call step emits `FunctionCall` (call ids `call_N`
+//!    `real_time_factor ×` its duration (default 0; text-only models wait that factor of each word's duration
+//!    before its delta); a function-call step emits `FunctionCall` (call ids `call_N`
 //!    per model unless given);
 //! 3. `ResponseDone` with `Completed`; the assistant message (and function calls) are added to the session's
 //!    [`chat_ctx`](RealtimeSession::chat_ctx) mirror.
@@ -718,6 +719,11 @@ impl Actor {
                     RealtimeStep::Text(text) => {
                         for (frame, timed) in config.timing.render(&text, config.output_rate) {
                             for w in timed {
+                                if !config.audio_output && config.real_time_factor > 0.0 {
+                                    // Text-only: pace the words as the audio would be.
+                                    let d = w.end.saturating_sub(w.start);
+                                    tokio::time::sleep(d.mul_f64(config.real_time_factor)).await;
+                                }
                                 let delta = if first_word {
                                     w.text
                                 } else {
