@@ -21,6 +21,11 @@ impl<T> Yielder<T> {
     pub(crate) async fn send(&self, item: T) -> bool {
         self.tx.send(item).await.is_ok()
     }
+
+    /// Resolves when the stream was dropped.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await;
+    }
 }
 
 /// A stream produced by an async body (like `async-stream`), without spawning: the body runs while the stream is

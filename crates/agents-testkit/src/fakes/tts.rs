@@ -118,6 +118,23 @@ impl Sink<'_> {
             Self::Driver(d) => d.send(item).await.is_ok(),
         }
     }
+
+    /// Sleeps for `d`; `false` when the receiver went away meanwhile (generation stops at once).
+    async fn sleep(&self, d: Duration) -> bool {
+        if d.is_zero() {
+            return true;
+        }
+        let closed = async {
+            match self {
+                Self::Yield(y) => y.closed().await,
+                Self::Driver(dr) => dr.closed().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            () = closed => false,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -259,10 +276,16 @@ impl FakeTts {
         lock(&self.record).synthesized.push(text.to_owned());
         let chunks = self.timing.render(text, self.sample_rate);
         let n = chunks.len();
-        tokio::time::sleep(self.ttfb).await;
+        if !y.sleep(self.ttfb).await {
+            return false;
+        }
         for (i, (frame, timed)) in chunks.into_iter().enumerate() {
-            if self.real_time_factor > 0.0 {
-                tokio::time::sleep(frame.duration().mul_f64(self.real_time_factor)).await;
+            if self.real_time_factor > 0.0
+                && !y
+                    .sleep(frame.duration().mul_f64(self.real_time_factor))
+                    .await
+            {
+                return false;
             }
             let chunk = SynthesizedAudio::new(request_id, segment_id, frame)
                 .with_final(i + 1 == n)
