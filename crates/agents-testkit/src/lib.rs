@@ -1,1 +1,16 @@
 #![doc = include_str!("../README.md")]
+
+pub mod conformance;
+pub mod fakes;
+pub mod signal;
+mod util;
+
+pub use fakes::audio_io::{FakeAudioOutput, FakeTextOutput, PlayedSegment};
+pub use fakes::llm::{FakeLlm, FakeResponse, FakeStep};
+pub use fakes::realtime::{
+    FakeRealtimeModel, FakeRealtimeResponse, FakeRealtimeSession, RealtimeRecord, RealtimeStep,
+};
+pub use fakes::session::{FakeSession, SessionCall};
+pub use fakes::stt::FakeStt;
+pub use fakes::tts::{FakeTts, SpeechTiming};
+pub use fakes::vad::FakeVad;

@@ -1,0 +1,551 @@
+//! [`FakeAudioOutput`] and [`FakeTextOutput`]: sinks that play in real time on the tokio clock and record what the
+//! user heard.
+//!
+//! # Playback model
+//!
+//! Captured frames queue up in segments (a segment opens with the first capture after a flush). A background task
+//! plays the queue at 1× speed on the tokio clock (so a paused test clock auto-advances through playback):
+//!
+//! - a segment starts playing when it reaches the head of the queue (`PlaybackEvent::Started`); segments play back
+//!   to back;
+//! - when the head segment runs out of audio before it was flushed, playback waits (underrun) and resumes as soon as
+//!   more audio is captured;
+//! - a flushed segment finishes when played out: `on_playback_finished(segment, its duration, false)`;
+//! - `clear_buffer` stops at once: the playing segment finishes with the position reached and `interrupted = true`,
+//!   queued segments finish with position 0 and `interrupted = true`;
+//! - with the pause capability ([`FakeAudioOutput::with_pause`]) `pause` freezes the position until `resume`.
+//!
+//! `capture_frame` waits while more than `max_buffer` (default 200 ms) of audio is queued ahead of the playback
+//! position. Every finished segment is recorded as a [`PlayedSegment`] holding exactly the audio heard.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use agents_audio::{AudioFrame, SampleRate};
+use agents_core::audio_io::{
+    AudioOutput, AudioOutputCapabilities, AudioOutputError, PlayoutTracker, TextOutput,
+    TextOutputError,
+};
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::signal::samples_for;
+use crate::util::lock;
+
+/// What the user heard of one segment.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlayedSegment {
+    /// Segment number (1 for the first).
+    pub segment: u64,
+    /// The audio heard: the captured frames cut at the playback position.
+    pub frames: Vec<AudioFrame>,
+    /// How much was heard.
+    pub position: Duration,
+    /// Whether `clear_buffer` cut it short.
+    pub interrupted: bool,
+    /// Everything captured for the segment.
+    pub captured: Duration,
+}
+
+struct Segment {
+    id: u64,
+    frames: Vec<AudioFrame>,
+    queued: Duration,
+    played: Duration,
+    flushed: bool,
+    started: bool,
+}
+
+struct State {
+    segments: VecDeque<Segment>,
+    /// When `played` of the head segment was last brought up to date.
+    anchor: Instant,
+    paused: bool,
+    played: Vec<PlayedSegment>,
+    captured: Vec<AudioFrame>,
+    flushes: usize,
+    clears: usize,
+    pauses: usize,
+    resumes: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    tracker: PlayoutTracker,
+    changed: watch::Sender<u64>,
+}
+
+/// Cuts `frames` to their first `position` of audio.
+fn heard(frames: &[AudioFrame], position: Duration) -> Vec<AudioFrame> {
+    let mut out = Vec::new();
+    let mut left = position;
+    for f in frames {
+        if left.is_zero() {
+            break;
+        }
+        let d = f.duration();
+        if d <= left {
+            out.push(f.clone());
+            left -= d;
+        } else {
+            let n = samples_for(left, f.sample_rate()) * usize::from(f.num_channels());
+            if let Ok(cut) =
+                AudioFrame::new(f.data()[..n].to_vec(), f.sample_rate(), f.num_channels())
+            {
+                if !cut.is_empty() {
+                    out.push(cut);
+                }
+            }
+            break;
+        }
+    }
+    out
+}
+
+impl Shared {
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Brings playback up to `now`: advances the head segment, finishes played-out flushed segments.
+    fn advance(&self, s: &mut State, now: Instant) {
+        loop {
+            if s.paused {
+                s.anchor = now;
+                return;
+            }
+            let Some(seg) = s.segments.front_mut() else {
+                s.anchor = now;
+                return;
+            };
+            if !seg.started {
+                seg.started = true;
+                self.tracker.on_playback_started(seg.id);
+            }
+            let elapsed = now.saturating_duration_since(s.anchor);
+            let available = seg.queued.saturating_sub(seg.played);
+            if elapsed < available {
+                seg.played += elapsed;
+                s.anchor = now;
+                return;
+            }
+            seg.played = seg.queued;
+            s.anchor += available;
+            if !seg.flushed {
+                // Underrun: wait for more audio.
+                s.anchor = now;
+                return;
+            }
+            if let Some(seg) = s.segments.pop_front() {
+                self.finish(s, seg, false);
+            }
+        }
+    }
+
+    fn finish(&self, s: &mut State, seg: Segment, interrupted: bool) {
+        s.played.push(PlayedSegment {
+            segment: seg.id,
+            frames: heard(&seg.frames, seg.played),
+            position: seg.played,
+            interrupted,
+            captured: seg.queued,
+        });
+        self.tracker
+            .on_playback_finished(seg.id, seg.played, interrupted);
+    }
+
+    /// When the head segment will be played out, if it is flushed and playing.
+    fn deadline(s: &State) -> Option<Instant> {
+        if s.paused {
+            return None;
+        }
+        let seg = s.segments.front()?;
+        let left = seg.queued.saturating_sub(seg.played);
+        // Playing audio: wake when it runs out (to finish a flushed segment, or to note the underrun).
+        (!left.is_zero()).then(|| s.anchor + left)
+    }
+
+    fn ahead(s: &State) -> Duration {
+        s.segments
+            .iter()
+            .map(|g| g.queued.saturating_sub(g.played))
+            .sum()
+    }
+}
+
+/// Plays the queue: wakes at every deadline and on every change.
+async fn player(weak: Weak<Shared>, mut changed: watch::Receiver<u64>) {
+    loop {
+        let deadline = {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let mut s = lock(&shared.state);
+            shared.advance(&mut s, Instant::now());
+            Shared::deadline(&s)
+        };
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = sleep => {}
+            r = changed.changed() => if r.is_err() { return },
+        }
+    }
+}
+
+/// An [`AudioOutput`] that plays on the tokio clock and records what was heard; see the
+/// [module documentation](self). Must be created inside a tokio runtime (it spawns its player task).
+pub struct FakeAudioOutput {
+    shared: Arc<Shared>,
+    label: String,
+    sample_rate: Option<SampleRate>,
+    num_channels: u16,
+    max_buffer: Duration,
+    pause: bool,
+}
+
+impl fmt::Debug for FakeAudioOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeAudioOutput")
+            .field("label", &self.label)
+            .field("sample_rate", &self.sample_rate)
+            .field("max_buffer", &self.max_buffer)
+            .field("pause", &self.pause)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for FakeAudioOutput {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FakeAudioOutput {
+    /// An output accepting any rate, mono, 200 ms of buffer, no pause capability.
+    pub fn new() -> Self {
+        let (changed, rx) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                segments: VecDeque::new(),
+                anchor: Instant::now(),
+                paused: false,
+                played: Vec::new(),
+                captured: Vec::new(),
+                flushes: 0,
+                clears: 0,
+                pauses: 0,
+                resumes: 0,
+            }),
+            tracker: PlayoutTracker::new(),
+            changed,
+        });
+        tokio::spawn(player(Arc::downgrade(&shared), rx));
+        Self {
+            shared,
+            label: "fake.AudioOutput".to_owned(),
+            sample_rate: None,
+            num_channels: 1,
+            max_buffer: Duration::from_millis(200),
+            pause: false,
+        }
+    }
+
+    /// Requires frames of `rate` (`None` accepts any).
+    pub fn with_sample_rate(mut self, rate: Option<SampleRate>) -> Self {
+        self.sample_rate = rate;
+        self
+    }
+
+    /// Requires frames of `channels` channels.
+    pub fn with_num_channels(mut self, channels: u16) -> Self {
+        self.num_channels = channels;
+        self
+    }
+
+    /// Sets how much audio may be queued ahead of playback before `capture_frame` waits.
+    pub fn with_max_buffer(mut self, d: Duration) -> Self {
+        self.max_buffer = d;
+        self
+    }
+
+    /// Enables the pause capability.
+    pub fn with_pause(mut self, enabled: bool) -> Self {
+        self.pause = enabled;
+        self
+    }
+
+    /// Sets the label.
+    pub fn with_label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&Shared, &mut State) -> R) -> R {
+        let mut s = lock(&self.shared.state);
+        self.shared.advance(&mut s, Instant::now());
+        f(&self.shared, &mut s)
+    }
+
+    /// The playback position in the playing segment (zero when nothing plays).
+    pub fn position(&self) -> Duration {
+        self.with_state(|_, s| s.segments.front().map_or(Duration::ZERO, |g| g.played))
+    }
+
+    /// Audio queued ahead of the playback position.
+    pub fn buffered(&self) -> Duration {
+        self.with_state(|_, s| Shared::ahead(s))
+    }
+
+    /// Whether playback is paused.
+    pub fn is_paused(&self) -> bool {
+        lock(&self.shared.state).paused
+    }
+
+    /// Every finished segment, in order, with what was heard.
+    pub fn played_segments(&self) -> Vec<PlayedSegment> {
+        self.with_state(|_, s| s.played.clone())
+    }
+
+    /// All audio heard, over finished segments and the one playing now.
+    pub fn heard_duration(&self) -> Duration {
+        self.with_state(|_, s| {
+            s.played.iter().map(|p| p.position).sum::<Duration>()
+                + s.segments.front().map_or(Duration::ZERO, |g| g.played)
+        })
+    }
+
+    /// Every frame captured, in order.
+    pub fn captured_frames(&self) -> Vec<AudioFrame> {
+        lock(&self.shared.state).captured.clone()
+    }
+
+    /// Number of `flush`, `clear_buffer`, `pause` and `resume` calls.
+    pub fn call_counts(&self) -> (usize, usize, usize, usize) {
+        let s = lock(&self.shared.state);
+        (s.flushes, s.clears, s.pauses, s.resumes)
+    }
+}
+
+impl Drop for FakeAudioOutput {
+    fn drop(&mut self) {
+        // Wake the player so it sees the output is gone.
+        self.shared.notify();
+    }
+}
+
+#[async_trait]
+impl AudioOutput for FakeAudioOutput {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn sample_rate(&self) -> Option<SampleRate> {
+        self.sample_rate
+    }
+
+    fn num_channels(&self) -> u16 {
+        self.num_channels
+    }
+
+    fn capabilities(&self) -> AudioOutputCapabilities {
+        let mut c = AudioOutputCapabilities::default();
+        c.pause = self.pause;
+        c
+    }
+
+    async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
+        if let Some(rate) = self.sample_rate {
+            if frame.sample_rate() != rate {
+                return Err(AudioOutputError::SampleRateMismatch {
+                    expected: rate.hz(),
+                    actual: frame.sample_rate().hz(),
+                });
+            }
+        }
+        if frame.num_channels() != self.num_channels {
+            return Err(AudioOutputError::ChannelMismatch {
+                expected: self.num_channels,
+                actual: frame.num_channels(),
+            });
+        }
+        let mut changed = self.shared.changed.subscribe();
+        loop {
+            let wait = self.with_state(|shared, s| {
+                let ahead = Shared::ahead(s);
+                if ahead > self.max_buffer {
+                    return Some((!s.paused).then(|| ahead - self.max_buffer));
+                }
+                let segment = shared.tracker.on_capture();
+                let d = frame.duration();
+                s.captured.push(frame.clone());
+                match s.segments.back_mut() {
+                    Some(seg) if seg.id == segment => {
+                        seg.frames.push(frame.clone());
+                        seg.queued += d;
+                    }
+                    _ => s.segments.push_back(Segment {
+                        id: segment,
+                        frames: vec![frame.clone()],
+                        queued: d,
+                        played: Duration::ZERO,
+                        flushed: false,
+                        started: false,
+                    }),
+                }
+                // The new audio may start a segment or end an underrun now.
+                shared.advance(s, Instant::now());
+                None
+            });
+            match wait {
+                None => {
+                    self.shared.notify();
+                    return Ok(());
+                }
+                Some(d) => {
+                    let sleep = async {
+                        match d {
+                            Some(d) => tokio::time::sleep(d).await,
+                            None => std::future::pending::<()>().await,
+                        }
+                    };
+                    tokio::select! {
+                        () = sleep => {}
+                        _ = changed.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&self) {
+        self.with_state(|shared, s| {
+            s.flushes += 1;
+            if let Some(id) = shared.tracker.on_flush() {
+                if let Some(seg) = s.segments.iter_mut().find(|g| g.id == id) {
+                    seg.flushed = true;
+                }
+                shared.advance(s, Instant::now());
+            }
+        });
+        self.shared.notify();
+    }
+
+    fn clear_buffer(&self) {
+        self.with_state(|shared, s| {
+            s.clears += 1;
+            let _ = shared.tracker.on_flush();
+            while let Some(seg) = s.segments.pop_front() {
+                shared.finish(s, seg, true);
+            }
+        });
+        self.shared.notify();
+    }
+
+    fn pause(&self) {
+        if !self.pause {
+            return;
+        }
+        self.with_state(|_, s| {
+            s.pauses += 1;
+            s.paused = true;
+        });
+        self.shared.notify();
+    }
+
+    fn resume(&self) {
+        if !self.pause {
+            return;
+        }
+        {
+            let mut s = lock(&self.shared.state);
+            s.resumes += 1;
+            if s.paused {
+                s.paused = false;
+                s.anchor = Instant::now();
+            }
+        }
+        self.shared.notify();
+    }
+
+    fn playout(&self) -> &PlayoutTracker {
+        &self.shared.tracker
+    }
+}
+
+#[derive(Default)]
+struct TextState {
+    segments: Vec<String>,
+    current: Option<String>,
+}
+
+/// A [`TextOutput`] recording text per segment.
+#[derive(Default)]
+pub struct FakeTextOutput {
+    state: Mutex<TextState>,
+}
+
+impl fmt::Debug for FakeTextOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FakeTextOutput")
+            .field("segments", &self.segments())
+            .finish()
+    }
+}
+
+impl FakeTextOutput {
+    /// An empty output.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Flushed segments, in order.
+    pub fn segments(&self) -> Vec<String> {
+        lock(&self.state).segments.clone()
+    }
+
+    /// The segment being captured (not yet flushed).
+    pub fn current(&self) -> Option<String> {
+        lock(&self.state).current.clone()
+    }
+
+    /// Everything captured, flushed segments and the current one, concatenated.
+    pub fn all_text(&self) -> String {
+        let s = lock(&self.state);
+        let mut out: String = s.segments.concat();
+        if let Some(c) = &s.current {
+            out.push_str(c);
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl TextOutput for FakeTextOutput {
+    fn label(&self) -> &str {
+        "fake.TextOutput"
+    }
+
+    async fn capture_text(&self, text: &str) -> Result<(), TextOutputError> {
+        lock(&self.state)
+            .current
+            .get_or_insert_with(String::new)
+            .push_str(text);
+        Ok(())
+    }
+
+    fn flush(&self) {
+        let mut s = lock(&self.state);
+        if let Some(c) = s.current.take() {
+            s.segments.push(c);
+        }
+    }
+}
