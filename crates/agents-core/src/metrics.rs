@@ -227,6 +227,109 @@ impl TurnMetrics {
     }
 }
 
+impl LlmMetrics {
+    /// A record for `label`/`model` stamped now, with zero values; set the fields you measured.
+    pub fn new(label: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            model: model.into(),
+            request_id: None,
+            speech_id: None,
+            timestamp: SystemTime::now(),
+            ttft: None,
+            duration: Duration::ZERO,
+            cancelled: false,
+            prompt_tokens: 0,
+            prompt_cached_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+            tokens_per_second: 0.0,
+        }
+    }
+}
+
+impl SttMetrics {
+    /// A record for `label` stamped now, with zero values; set the fields you measured.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            request_id: None,
+            timestamp: SystemTime::now(),
+            duration: Duration::ZERO,
+            audio_duration: Duration::ZERO,
+            streamed: false,
+        }
+    }
+}
+
+impl TtsMetrics {
+    /// A record for `label` stamped now, with zero values; set the fields you measured.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            request_id: None,
+            speech_id: None,
+            timestamp: SystemTime::now(),
+            ttfb: None,
+            duration: Duration::ZERO,
+            audio_duration: Duration::ZERO,
+            characters_count: 0,
+            cancelled: false,
+            streamed: false,
+        }
+    }
+}
+
+impl VadMetrics {
+    /// A record for `label` stamped now, with zero values; set the fields you measured.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            timestamp: SystemTime::now(),
+            idle_time: Duration::ZERO,
+            inference_duration_total: Duration::ZERO,
+            inference_count: 0,
+        }
+    }
+}
+
+impl EouMetrics {
+    /// A record stamped now, with zero delays; set the fields you measured.
+    pub fn new() -> Self {
+        Self {
+            timestamp: SystemTime::now(),
+            end_of_utterance_delay: Duration::ZERO,
+            transcription_delay: Duration::ZERO,
+            on_user_turn_completed_delay: Duration::ZERO,
+            speech_id: None,
+        }
+    }
+}
+
+impl Default for EouMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RealtimeMetrics {
+    /// A record for `label` stamped now, with zero values; set the fields you measured.
+    pub fn new(label: impl Into<String>) -> Self {
+        Self {
+            label: label.into(),
+            request_id: None,
+            timestamp: SystemTime::now(),
+            ttft: None,
+            duration: Duration::ZERO,
+            cancelled: false,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            tokens_per_second: 0.0,
+        }
+    }
+}
+
 /// Per-turn end-to-end latency: agent started speaking − user stopped speaking (LiveKit 1.7 behaviour 123).
 /// `None` when either is unknown; zero when the agent started before the user stopped (barge-over).
 pub fn e2e_latency(
