@@ -48,7 +48,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 /// Runs the workspace tests, echoing cargo's output, then prints one closing line summing every suite:
-/// `tests: N passed, N failed, N ignored`. Fails when a suite failed or when no test ran at all.
+/// `tests: N passed, N failed, N skipped` (ignored tests count as skipped). Fails when a suite failed or when no test ran at all.
 fn test() -> Result<()> {
     let args = ["test", "--workspace", "--all-features", "--locked"];
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
@@ -69,7 +69,7 @@ fn test() -> Result<()> {
     let status = child.wait().context("waiting for cargo test")?;
     writeln!(
         out,
-        "tests: {} passed, {} failed, {} ignored",
+        "tests: {} passed, {} failed, {} skipped",
         totals.passed, totals.failed, totals.ignored
     )?;
     if !status.success() {
