@@ -3,7 +3,6 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use futures::{Stream, StreamExt};
@@ -236,23 +235,19 @@ impl LlmStream {
     pub fn metrics(&self) -> LlmMetrics {
         let end = self.ended.unwrap_or_else(Instant::now);
         let duration = end.saturating_duration_since(self.started);
-        LlmMetrics {
-            label: self.label.clone(),
-            model: self.model.clone(),
-            request_id: self.request_id.clone(),
-            speech_id: None,
-            timestamp: SystemTime::now(),
-            ttft: self
-                .first_token
-                .map(|t| t.saturating_duration_since(self.started)),
-            duration,
-            cancelled: self.ended.is_none(),
-            prompt_tokens: self.usage.prompt_tokens,
-            prompt_cached_tokens: self.usage.prompt_cached_tokens,
-            completion_tokens: self.usage.completion_tokens,
-            total_tokens: self.usage.total_tokens,
-            tokens_per_second: tokens_per_second(self.usage.completion_tokens, duration),
-        }
+        let mut m = LlmMetrics::new(self.label.clone(), self.model.clone());
+        m.request_id.clone_from(&self.request_id);
+        m.ttft = self
+            .first_token
+            .map(|t| t.saturating_duration_since(self.started));
+        m.duration = duration;
+        m.cancelled = self.ended.is_none();
+        m.prompt_tokens = self.usage.prompt_tokens;
+        m.prompt_cached_tokens = self.usage.prompt_cached_tokens;
+        m.completion_tokens = self.usage.completion_tokens;
+        m.total_tokens = self.usage.total_tokens;
+        m.tokens_per_second = tokens_per_second(self.usage.completion_tokens, duration);
+        m
     }
 
     /// Reads the whole stream into an [`LlmResponse`]; the first error ends it.

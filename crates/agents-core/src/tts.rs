@@ -3,7 +3,7 @@
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::Stream;
@@ -188,20 +188,17 @@ impl Meter {
 
     fn metrics(&self) -> TtsMetrics {
         let end = self.ended.unwrap_or_else(Instant::now);
-        TtsMetrics {
-            label: self.label.clone(),
-            request_id: self.request_id.clone(),
-            speech_id: None,
-            timestamp: SystemTime::now(),
-            ttfb: self
-                .first_audio
-                .map(|t| t.saturating_duration_since(self.started)),
-            duration: end.saturating_duration_since(self.started),
-            audio_duration: self.audio,
-            characters_count: self.characters,
-            cancelled: self.ended.is_none(),
-            streamed: self.streamed,
-        }
+        let mut m = TtsMetrics::new(self.label.clone());
+        m.request_id.clone_from(&self.request_id);
+        m.ttfb = self
+            .first_audio
+            .map(|t| t.saturating_duration_since(self.started));
+        m.duration = end.saturating_duration_since(self.started);
+        m.audio_duration = self.audio;
+        m.characters_count = self.characters;
+        m.cancelled = self.ended.is_none();
+        m.streamed = self.streamed;
+        m
     }
 }
 
