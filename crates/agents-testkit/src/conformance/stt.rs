@@ -95,6 +95,17 @@ async fn until_final(stream: &mut SttStream, what: &str) -> Vec<SpeechEvent> {
     }
 }
 
+/// Pushes 300 ms of lead-in silence, then one second of the harness's speech.
+async fn push_utterance<H: SttHarness + ?Sized>(h: &H, stream: &SttStream, what: &str) {
+    push_all(
+        stream,
+        signal::silence(Duration::from_millis(300), h.sample_rate()),
+        what,
+    )
+    .await;
+    push_all(stream, h.speech(Duration::from_millis(1000)), what).await;
+}
+
 fn finals(events: &[SpeechEvent]) -> Vec<String> {
     events
         .iter()
@@ -156,13 +167,7 @@ pub async fn check_end_input_delivers_final<H: SttHarness + ?Sized>(h: &H) {
     h.script_transcript("good morning").await;
     let stt = h.stt();
     let mut stream = must(stt.stream(&RecognizeOptions::default()), what);
-    push_all(
-        &stream,
-        signal::silence(Duration::from_millis(300), h.sample_rate()),
-        what,
-    )
-    .await;
-    push_all(&stream, h.speech(Duration::from_millis(1000)), what).await;
+    push_utterance(h, &stream, what).await;
     must(within(what, stream.end_input()).await, what);
     let events = drain(&mut stream, what).await;
     assert_eq!(finals(&events), vec!["good morning"], "{what}: finals");
@@ -174,24 +179,12 @@ pub async fn check_flush_finalizes_and_continues<H: SttHarness + ?Sized>(h: &H) 
     h.script_transcript("first part").await;
     let stt = h.stt();
     let mut stream = must(stt.stream(&RecognizeOptions::default()), what);
-    push_all(
-        &stream,
-        signal::silence(Duration::from_millis(300), h.sample_rate()),
-        what,
-    )
-    .await;
-    push_all(&stream, h.speech(Duration::from_millis(1000)), what).await;
+    push_utterance(h, &stream, what).await;
     must(within(what, stream.flush()).await, what);
     let events = until_final(&mut stream, what).await;
     assert_eq!(finals(&events), vec!["first part"], "{what}: first final");
     h.script_transcript("second part").await;
-    push_all(
-        &stream,
-        signal::silence(Duration::from_millis(300), h.sample_rate()),
-        what,
-    )
-    .await;
-    push_all(&stream, h.speech(Duration::from_millis(1000)), what).await;
+    push_utterance(h, &stream, what).await;
     must(within(what, stream.end_input()).await, what);
     let rest = drain(&mut stream, what).await;
     assert_eq!(finals(&rest), vec!["second part"], "{what}: second final");
