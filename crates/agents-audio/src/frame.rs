@@ -126,7 +126,7 @@ impl AudioFrame {
         if num_channels == 0 {
             return Err(AudioFrameError::ZeroChannels);
         }
-        if data.len() % usize::from(num_channels) != 0 {
+        if !data.len().is_multiple_of(usize::from(num_channels)) {
             return Err(AudioFrameError::UnevenChannels {
                 samples: data.len(),
                 channels: num_channels,
@@ -148,7 +148,7 @@ impl AudioFrame {
         sample_rate: SampleRate,
         num_channels: u16,
     ) -> Result<Self, AudioFrameError> {
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(AudioFrameError::OddByteLength { len: bytes.len() });
         }
         let data = bytes

@@ -142,6 +142,50 @@ impl ApiError {
         self
     }
 
+    /// The error for an HTTP error response: status, decoded body, request id and `Retry-After`.
+    ///
+    /// Every plugin maps a provider's error status through here, so they agree on what is retryable and how the
+    /// error reads. The message is taken from the common provider error shapes (`{"error": {"message"}}` of
+    /// OpenAI, `{"err_msg"}` of Deepgram, `{"detail": {"message"}}` of ElevenLabs, `{"message"}`, `{"error": "..."}`,
+    /// `{"detail": "..."}`), falling back to the status' reason phrase. A body that is not JSON is kept as a string,
+    /// cut to 2 KiB. 401 and 403 are never retryable, whatever the caller sets later with the retry helper.
+    pub fn from_http_response(
+        status: u16,
+        body: &[u8],
+        request_id: Option<&str>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        const MAX_BODY: usize = 2048;
+        let json = serde_json::from_slice::<serde_json::Value>(body).ok();
+        let message = json
+            .as_ref()
+            .and_then(provider_error_message)
+            .unwrap_or_else(|| reason_phrase(status).to_owned());
+        let mut e = Self::status(message, status);
+        if matches!(status, 401 | 403) {
+            e = e.with_retryable(false);
+        }
+        match json {
+            Some(v) => e = e.with_body(v),
+            None if !body.is_empty() => {
+                let text = String::from_utf8_lossy(body);
+                let mut end = text.len().min(MAX_BODY);
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                e = e.with_body(serde_json::Value::String(text[..end].to_owned()));
+            }
+            None => {}
+        }
+        if let Some(id) = request_id {
+            e = e.with_request_id(id);
+        }
+        if let Some(d) = retry_after {
+            e = e.with_retry_after(d);
+        }
+        e
+    }
+
     /// The family member.
     pub fn kind(&self) -> ApiErrorKind {
         self.0.kind
@@ -263,6 +307,40 @@ impl StdError for ApiError {
             .source
             .as_deref()
             .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// The human message inside a provider's JSON error body, for the shapes the plugins meet.
+fn provider_error_message(v: &serde_json::Value) -> Option<String> {
+    let str_at = |ptr: &str| v.pointer(ptr).and_then(|m| m.as_str()).map(str::to_owned);
+    str_at("/error/message")
+        .or_else(|| str_at("/err_msg"))
+        .or_else(|| str_at("/detail/message"))
+        .or_else(|| str_at("/message"))
+        .or_else(|| str_at("/error"))
+        .or_else(|| str_at("/detail"))
+        .filter(|m| !m.is_empty())
+}
+
+/// The reason phrase of the statuses providers answer with.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "HTTP error",
     }
 }
 

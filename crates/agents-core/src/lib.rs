@@ -10,6 +10,7 @@ pub mod llm;
 pub mod metrics;
 pub mod realtime;
 pub mod retry;
+pub mod secret;
 pub mod serde_util;
 pub mod session;
 pub mod speech;
@@ -32,6 +33,7 @@ pub use realtime::{RealtimeModel, RealtimeSession};
 pub use retry::{
     ApiConnectOptions, Attempt, ConnectOptionsError, RetryableError, parse_retry_after,
 };
+pub use secret::ApiKey;
 pub use session::{SessionControl, SessionError, SessionHandle};
 pub use speech::{SpeechHandle, SpeechPriority};
 pub use stt::{SpeechEvent, Stt, SttError, SttStream};

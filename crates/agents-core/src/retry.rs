@@ -364,11 +364,12 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
                 .map_or(Duration::MAX, Duration::from_secs),
         );
     }
-    if let Some((whole, fraction)) = value.split_once('.') {
-        if all_digits(whole) && all_digits(fraction) {
-            let secs: f64 = value.parse().ok()?;
-            return Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
-        }
+    if let Some((whole, fraction)) = value.split_once('.')
+        && all_digits(whole)
+        && all_digits(fraction)
+    {
+        let secs: f64 = value.parse().ok()?;
+        return Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX));
     }
     let date = httpdate::parse_http_date(value).ok()?;
     Some(date.duration_since(now).unwrap_or(Duration::ZERO))

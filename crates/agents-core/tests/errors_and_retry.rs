@@ -673,3 +673,47 @@ fn debug_prints_only_the_error_fields_without_secrets() {
         .with_source(ApiError::connection_default().with_source(TransportError));
     assert!(!format!("{exhausted:?}").contains("sk-secret"));
 }
+
+#[test]
+fn http_error_responses_map_to_typed_status_errors() {
+    use std::time::Duration;
+
+    let openai = br#"{"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}}"#;
+    let e = ApiError::from_http_response(401, openai, Some("req_123"), None);
+    assert_eq!(e.status_code(), Some(401));
+    assert_eq!(e.message(), "Incorrect API key provided");
+    assert_eq!(e.request_id(), Some("req_123"));
+    assert!(e.is_auth());
+    assert!(!e.is_retryable());
+    assert_eq!(
+        e.body()
+            .and_then(|b| b.pointer("/error/code"))
+            .and_then(|c| c.as_str()),
+        Some("invalid_api_key")
+    );
+
+    let deepgram =
+        br#"{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"abc"}"#;
+    assert_eq!(
+        ApiError::from_http_response(401, deepgram, None, None).message(),
+        "Invalid credentials."
+    );
+
+    let elevenlabs =
+        br#"{"detail":{"status":"quota_exceeded","message":"This request exceeds your quota."}}"#;
+    assert_eq!(
+        ApiError::from_http_response(401, elevenlabs, None, None).message(),
+        "This request exceeds your quota."
+    );
+
+    let limited = ApiError::from_http_response(429, b"", None, Some(Duration::from_secs(2)));
+    assert_eq!(limited.message(), "Too Many Requests");
+    assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+    assert!(limited.body().is_none());
+
+    let html = "<html>bad gateway ü</html>".repeat(200);
+    let e = ApiError::from_http_response(502, html.as_bytes(), None, None);
+    assert!(e.is_retryable());
+    let body = e.body().and_then(|b| b.as_str()).unwrap_or_default();
+    assert!(body.len() <= 2048 && body.starts_with("<html>"));
+}

@@ -1,10 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod conformance;
+pub mod emulators;
 pub mod fakes;
 pub mod signal;
 mod util;
 
+pub use emulators::EmulatorServer;
 pub use fakes::audio_io::{FakeAudioOutput, FakeTextOutput, PlayedSegment};
 pub use fakes::llm::{FakeLlm, FakeResponse, FakeStep};
 pub use fakes::realtime::{

@@ -196,3 +196,25 @@ async fn fake_session_records_and_returns_handles() {
     session.fail_with(Some(SessionError::NoTts));
     assert_eq!(handle.interrupt().await, Err(SessionError::NoTts));
 }
+
+#[tokio::test]
+async fn emulator_server_serves_on_loopback_and_stops_when_dropped() {
+    let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
+    let server = agents_testkit::EmulatorServer::serve(router).await.unwrap();
+    assert!(server.addr().ip().is_loopback());
+    let addr = server.addr();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(b"GET /ping HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("pong"),
+        "{response}"
+    );
+    server.shutdown().await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}

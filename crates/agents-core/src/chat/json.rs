@@ -260,10 +260,9 @@ impl Serialize for ItemSer<'_> {
             metrics: Some(metrics),
             ..
         }) = self.item
+            && !options.exclude_metrics
         {
-            if !options.exclude_metrics {
-                map.serialize_entry("metrics", &MetricsSer(metrics))?;
-            }
+            map.serialize_entry("metrics", &MetricsSer(metrics))?;
         }
         map.end()
     }

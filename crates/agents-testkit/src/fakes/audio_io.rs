@@ -95,10 +95,9 @@ fn heard(frames: &[AudioFrame], position: Duration) -> Vec<AudioFrame> {
             let n = samples_for(left, f.sample_rate()) * usize::from(f.num_channels());
             if let Ok(cut) =
                 AudioFrame::new(f.data()[..n].to_vec(), f.sample_rate(), f.num_channels())
+                && !cut.is_empty()
             {
-                if !cut.is_empty() {
-                    out.push(cut);
-                }
+                out.push(cut);
             }
             break;
         }
@@ -363,13 +362,13 @@ impl AudioOutput for FakeAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if let Some(rate) = self.sample_rate {
-            if frame.sample_rate() != rate {
-                return Err(AudioOutputError::SampleRateMismatch {
-                    expected: rate.hz(),
-                    actual: frame.sample_rate().hz(),
-                });
-            }
+        if let Some(rate) = self.sample_rate
+            && frame.sample_rate() != rate
+        {
+            return Err(AudioOutputError::SampleRateMismatch {
+                expected: rate.hz(),
+                actual: frame.sample_rate().hz(),
+            });
         }
         if frame.num_channels() != self.num_channels {
             return Err(AudioOutputError::ChannelMismatch {

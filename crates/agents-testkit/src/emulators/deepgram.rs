@@ -1,0 +1,1 @@
+//! The Deepgram emulator (see the provider issue); filled in by the plugin work.

@@ -1,0 +1,1 @@
+//! The Elevenlabs emulator (see the provider issue); filled in by the plugin work.

@@ -1,0 +1,1 @@
+//! The Openai emulator (see the provider issue); filled in by the plugin work.

@@ -1,0 +1,182 @@
+//! Client options shared by every OpenAI capability: credentials, base URL, headers and the connection policy.
+
+use std::time::Duration;
+
+use agents_core::{ApiConnectOptions, ApiKey};
+
+/// The public OpenAI API.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// Options of an OpenAI (or OpenAI-compatible) client.
+///
+/// `Debug` is safe to log: the key prints as `ApiKey(****)`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The bearer key; `None` for compatible servers that need none (Ollama, a local vLLM).
+    pub api_key: Option<ApiKey>,
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1` or `http://localhost:11434/v1`.
+    pub base_url: String,
+    /// Sent as `OpenAI-Organization` when set.
+    pub organization: Option<String>,
+    /// Sent as `OpenAI-Project` when set.
+    pub project: Option<String>,
+    /// Extra headers sent with every request (e.g. `api-key` for Azure, `HTTP-Referer` for OpenRouter).
+    pub extra_headers: Vec<(String, String)>,
+    /// Retries and per-attempt timeout.
+    pub conn: ApiConnectOptions,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            api_key: None,
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            organization: None,
+            project: None,
+            extra_headers: Vec::new(),
+            conn: ApiConnectOptions::default(),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Options from the environment: `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_ORG_ID`, `OPENAI_PROJECT_ID`
+    /// (the variables of the official SDKs). Unset variables keep the defaults.
+    pub fn from_env() -> Self {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let mut o = Self {
+            api_key: ApiKey::from_env("OPENAI_API_KEY"),
+            organization: var("OPENAI_ORG_ID"),
+            project: var("OPENAI_PROJECT_ID"),
+            ..Self::default()
+        };
+        if let Some(url) = var("OPENAI_BASE_URL") {
+            o = o.with_base_url(url);
+        }
+        o
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn with_api_key(mut self, key: impl Into<ApiKey>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the base URL (a trailing slash is removed).
+    #[must_use]
+    pub fn with_base_url(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.base_url = url.trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Sets the organization header.
+    #[must_use]
+    pub fn with_organization(mut self, org: impl Into<String>) -> Self {
+        self.organization = Some(org.into());
+        self
+    }
+
+    /// Sets the project header.
+    #[must_use]
+    pub fn with_project(mut self, project: impl Into<String>) -> Self {
+        self.project = Some(project.into());
+        self
+    }
+
+    /// Adds a header sent with every request.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the connection policy (retries, per-attempt timeout).
+    #[must_use]
+    pub fn with_conn_options(mut self, conn: ApiConnectOptions) -> Self {
+        self.conn = conn;
+        self
+    }
+
+    /// Sets the per-attempt timeout.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.conn = self.conn.with_timeout(timeout);
+        self
+    }
+
+    /// `{base_url}/{path}` for an HTTP endpoint (`path` without a leading slash, e.g. `chat/completions`).
+    pub fn http_url(&self, path: &str) -> String {
+        format!("{}/{}", self.base_url, path.trim_start_matches('/'))
+    }
+
+    /// The WebSocket URL for an endpoint: the base URL with `https` -> `wss` and `http` -> `ws`.
+    pub fn ws_url(&self, path: &str) -> String {
+        let url = self.http_url(path);
+        if let Some(rest) = url.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            url
+        }
+    }
+
+    /// Every header a request carries: `Authorization: Bearer <key>` when a key is set, organization, project and the
+    /// extra headers. The key is exposed here only, straight into the header list.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut h = Vec::with_capacity(3 + self.extra_headers.len());
+        if let Some(key) = &self.api_key {
+            h.push((
+                "Authorization".to_owned(),
+                format!("Bearer {}", key.expose()),
+            ));
+        }
+        if let Some(org) = &self.organization {
+            h.push(("OpenAI-Organization".to_owned(), org.clone()));
+        }
+        if let Some(project) = &self.project {
+            h.push(("OpenAI-Project".to_owned(), project.clone()));
+        }
+        h.extend(self.extra_headers.iter().cloned());
+        h
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_headers() {
+        let o = ClientOptions::default()
+            .with_api_key("sk-test")
+            .with_base_url("http://127.0.0.1:9/v1/")
+            .with_organization("org-1")
+            .with_project("proj-1");
+        assert_eq!(
+            o.http_url("chat/completions"),
+            "http://127.0.0.1:9/v1/chat/completions"
+        );
+        assert_eq!(o.ws_url("/realtime"), "ws://127.0.0.1:9/v1/realtime");
+        let h = o.headers();
+        assert_eq!(
+            h[0],
+            ("Authorization".to_owned(), "Bearer sk-test".to_owned())
+        );
+        assert_eq!(h[1].0, "OpenAI-Organization");
+        assert_eq!(h[2].0, "OpenAI-Project");
+        assert!(!format!("{o:?}").contains("sk-test"));
+        assert_eq!(
+            ClientOptions::default().ws_url("realtime"),
+            "wss://api.openai.com/v1/realtime"
+        );
+    }
+}
