@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod openai;
+pub mod openai_realtime;
 
 /// A running emulator: an [`axum::Router`] served on `127.0.0.1:<random port>` until dropped.
 #[derive(Debug)]

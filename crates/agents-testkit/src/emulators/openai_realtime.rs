@@ -1,0 +1,1 @@
+//! The OpenAI Realtime emulator (filled in by the Realtime work).

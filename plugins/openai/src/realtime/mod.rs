@@ -1,0 +1,1 @@
+//! The OpenAI Realtime model over WebSocket (filled in by the Realtime work).
