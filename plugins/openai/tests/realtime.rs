@@ -851,3 +851,29 @@ async fn slow_first_delta_is_measured() {
         e => panic!("{e:?}"),
     }
 }
+
+#[tokio::test]
+async fn max_session_duration_reconnects_between_responses() {
+    let h =
+        Harness::new(manual().with_max_session_duration(Some(Duration::from_millis(300)))).await;
+    let mut conn = h.open(fast_retry()).await;
+    let mut ctx = ChatContext::new();
+    ctx.push(ChatMessage::new(ChatRole::User, "keep me"));
+    conn.session.update_chat_ctx(&ctx).await.unwrap();
+    until(&mut conn.events, |e| {
+        matches!(e, RealtimeEvent::Reconnected)
+    })
+    .await;
+    let conns = h.emu.connections();
+    assert!(conns.len() >= 2);
+    assert_eq!(
+        conns[1].events_of("conversation.item.create")[0]["item"]["content"][0]["text"],
+        "keep me"
+    );
+    conn.session.close().await.unwrap();
+    assert!(
+        tokio::time::timeout(STEP, async { while conn.events.next().await.is_some() {} })
+            .await
+            .is_ok()
+    );
+}
