@@ -877,3 +877,56 @@ async fn max_session_duration_reconnects_between_responses() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn two_turns_in_one_append_are_two_user_items() {
+    let h = Harness::new(
+        RealtimeOptions::default()
+            .with_input_transcription(None)
+            .with_turn_detection(Some(TurnDetection::ServerVad(
+                ServerVad::default()
+                    .with_create_response(false)
+                    .with_silence_duration(Duration::from_millis(200)),
+            ))),
+    )
+    .await;
+    let mut conn = h.open(RealtimeSessionOptions::default()).await;
+    let frames = signal::sequence(
+        &[
+            (true, Duration::from_millis(200)),
+            (false, Duration::from_millis(300)),
+            (true, Duration::from_millis(200)),
+            (false, Duration::from_millis(300)),
+        ],
+        SampleRate::HZ_24000,
+    );
+    let samples: Vec<i16> = frames.iter().flat_map(|f| f.data().to_vec()).collect();
+    let one = AudioFrame::new(samples, SampleRate::HZ_24000, 1).unwrap();
+    conn.session.push_audio(one).await.unwrap();
+    let mut starts = 0;
+    let mut stops = 0;
+    let mut users = 0;
+    while users < 2 {
+        match next(&mut conn.events).await {
+            RealtimeEvent::InputSpeechStarted => starts += 1,
+            RealtimeEvent::InputSpeechStopped {
+                user_transcription_enabled,
+            } => {
+                assert!(!user_transcription_enabled);
+                stops += 1;
+            }
+            RealtimeEvent::ConversationItemCreated {
+                item: ChatItem::Message(m),
+            } if m.role == ChatRole::User => users += 1,
+            _ => {}
+        }
+    }
+    assert_eq!((starts, stops), (2, 2));
+    assert_eq!(conn.session.chat_ctx().len(), 2);
+    assert_eq!(
+        h.emu.connections()[0]
+            .events_of("input_audio_buffer.append")
+            .len(),
+        1
+    );
+}

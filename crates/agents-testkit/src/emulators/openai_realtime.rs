@@ -409,6 +409,11 @@ enum Out {
     Abort,
 }
 
+enum VadAction {
+    Event(&'static str, Value),
+    Commit { samples: usize, item_id: String },
+}
+
 struct Item {
     id: String,
     value: Value,
@@ -682,7 +687,8 @@ impl Connection {
                 ctl = ctl_rx.recv() => match ctl {
                     Some(Ctl::Expire) => {
                         conn.send_error_typed("invalid_request_error", "session_expired", SESSION_EXPIRED_MESSAGE, None, None).await;
-                        let _ = conn.out.send(Out::Close(1000, String::new())).await;
+                        // OpenAI closes with 1001 (going away) after this error.
+                        let _ = conn.out.send(Out::Close(1001, String::new())).await;
                     }
                     Some(Ctl::Drop) => {
                         let _ = conn.out.send(Out::Abort).await;
@@ -797,7 +803,7 @@ impl Connection {
         let result = match ty {
             "session.update" => self.session_update(&v).await,
             "input_audio_buffer.append" => self.append(&v).await,
-            "input_audio_buffer.commit" => self.commit(false).await,
+            "input_audio_buffer.commit" => self.commit(None).await,
             "input_audio_buffer.clear" => {
                 lock(&self.conv).input.clear();
                 self.send("input_audio_buffer.cleared", json!({})).await;
@@ -884,11 +890,11 @@ impl Connection {
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
-        // Server VAD over 10 ms windows.
-        let mut events: Vec<(&'static str, Value)> = Vec::new();
-        let mut turn_ended = false;
+        // Server VAD over 10 ms windows; a turn commits the buffer up to where it ended.
+        let mut actions: Vec<VadAction> = Vec::new();
         {
             let mut c = lock(&self.conv);
+            let base = c.input.len();
             c.input.extend_from_slice(&samples);
             let td = c.turn_detection(self.beta);
             let Some(td) = td else {
@@ -904,7 +910,8 @@ impl Connection {
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
             const WINDOW: usize = (SAMPLE_RATE / 100) as usize;
-            for s in samples {
+            let mut committed = 0usize;
+            for (i, s) in samples.into_iter().enumerate() {
                 c.vad_window.push(s);
                 c.input_total += 1;
                 if c.vad_window.len() < WINDOW {
@@ -919,7 +926,7 @@ impl Connection {
                         c.speaking = true;
                         let item_id = self.emu.next_id("item_");
                         c.speech_item = Some(item_id.clone());
-                        events.push((
+                        actions.push(VadAction::Event(
                             "input_audio_buffer.speech_started",
                             json!({"audio_start_ms": now_ms.saturating_sub(10), "item_id": item_id}),
                         ));
@@ -931,31 +938,38 @@ impl Connection {
                     c.silence_samples += WINDOW as u64;
                     if c.silence_samples * 1000 / u64::from(SAMPLE_RATE) >= silence_ms {
                         c.speaking = false;
-                        let item_id = c.speech_item.clone().unwrap_or_default();
-                        events.push((
+                        let item_id = c.speech_item.take().unwrap_or_default();
+                        actions.push(VadAction::Event(
                             "input_audio_buffer.speech_stopped",
                             json!({"audio_end_ms": now_ms, "item_id": item_id}),
                         ));
-                        turn_ended = true;
-                        break;
+                        let upto = base + i + 1;
+                        actions.push(VadAction::Commit {
+                            samples: upto - committed,
+                            item_id,
+                        });
+                        committed = upto;
                     }
                 }
             }
         }
-        for (ty, fields) in events {
-            self.send(ty, fields).await;
-        }
-        if turn_ended {
-            self.commit(true).await?;
+        for a in actions {
+            match a {
+                VadAction::Event(ty, fields) => self.send(ty, fields).await,
+                VadAction::Commit { samples, item_id } => {
+                    self.commit(Some((samples, item_id))).await?;
+                }
+            }
         }
         Ok(())
     }
 
-    async fn commit(&self, by_vad: bool) -> Result<(), Reject> {
+    /// Commits the input buffer: all of it (a client commit), or its first samples as the turn server VAD ended.
+    async fn commit(&self, by_vad: Option<(usize, String)>) -> Result<(), Reject> {
         let (item, previous, transcribe, respond) = {
             let mut c = lock(&self.conv);
             let ms = c.input.len() as u64 * 1000 / u64::from(SAMPLE_RATE);
-            if !by_vad && ms < 100 {
+            if by_vad.is_none() && ms < 100 {
                 return Err(reject(
                     "input_audio_buffer_commit_empty",
                     format!(
@@ -963,11 +977,21 @@ impl Connection {
                     ),
                 ));
             }
-            c.input.clear();
-            let id = c
-                .speech_item
-                .take()
-                .unwrap_or_else(|| self.emu.next_id("item_"));
+            let id = match &by_vad {
+                Some((n, id)) => {
+                    let n = (*n).min(c.input.len());
+                    c.input.drain(..n);
+                    id.clone()
+                }
+                None => {
+                    c.input.clear();
+                    c.speaking = false;
+                    c.silence_samples = 0;
+                    c.speech_item
+                        .take()
+                        .unwrap_or_else(|| self.emu.next_id("item_"))
+                }
+            };
             let previous = c.last_id();
             let item = json!({"id": id, "object": "realtime.item", "type": "message", "status": "completed",
                               "role": "user", "content": [{"type": "input_audio", "transcript": null}]});
@@ -976,7 +1000,7 @@ impl Connection {
                 value: item.clone(),
                 audio_ms: 0,
             });
-            let respond = by_vad
+            let respond = by_vad.is_some()
                 && c.turn_detection(self.beta)
                     .and_then(|t| t.get("create_response").and_then(Value::as_bool))
                     .unwrap_or(true);
