@@ -535,10 +535,13 @@ impl Actor {
                 let item = v.get("item")?;
                 let previous = v.get("previous_item_id").and_then(Value::as_str);
                 if let Some(created) = self.mirror_upsert(item, previous) {
-                    let id = created.id().to_owned();
                     self.emit(RealtimeEvent::ConversationItemCreated { item: created })
                         .await;
-                    self.resolve(&Expect::Created(id));
+                }
+                if ty == "conversation.item.added"
+                    && let Some(id) = item.get("id").and_then(Value::as_str)
+                {
+                    self.resolve(&Expect::Created(id.to_owned()));
                 }
             }
             "conversation.item.deleted" => {
