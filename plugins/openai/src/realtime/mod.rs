@@ -34,11 +34,11 @@ mod session;
 
 use std::sync::Arc;
 
-use agents_core::ApiError;
 use agents_core::realtime::{
     RealtimeCapabilities, RealtimeConnection, RealtimeError, RealtimeModel, RealtimeSessionOptions,
 };
 use agents_core::stream::EventStream;
+use agents_core::{ApiConnectOptions, ApiError};
 use async_trait::async_trait;
 
 use crate::ClientOptions;
@@ -88,11 +88,17 @@ impl OpenAiRealtimeModel {
                 ApiError::connection(format!("invalid Realtime URL {base:?}: {e}"))
                     .with_retryable(false)
             })?;
+        // The session's options win; left at their default, the client's policy applies.
+        let conn = if options.conn_options == ApiConnectOptions::default() {
+            self.client.conn
+        } else {
+            options.conn_options
+        };
         Ok(Endpoint {
             url: url.into(),
             headers: self.client.headers(),
             protocol: self.options.protocol,
-            conn: options.conn_options,
+            conn,
         })
     }
 }
@@ -117,8 +123,9 @@ impl RealtimeModel for OpenAiRealtimeModel {
         c
     }
 
-    /// Opens a session; connection attempts follow `options.conn_options` (its timeout bounds each attempt's
-    /// connect + setup, and each acknowledged call).
+    /// Opens a session. Connection attempts follow `options.conn_options`, or the client's
+    /// [`ClientOptions::conn`] when the session's are left at their default; the timeout bounds each attempt's
+    /// connect + setup, and each acknowledged call.
     async fn session(
         &self,
         options: RealtimeSessionOptions,
@@ -147,5 +154,36 @@ impl RealtimeModel for OpenAiRealtimeModel {
             session: Arc::new(handle),
             events,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_url_headers_and_policy() {
+        let model = OpenAiRealtimeModel::new(
+            ClientOptions::default()
+                .with_api_key("sk-secret")
+                .with_conn_options(ApiConnectOptions::default().with_max_retry(7)),
+            RealtimeOptions::default().with_model("gpt realtime/x"),
+        );
+        let ep = model.endpoint(&RealtimeSessionOptions::default()).unwrap();
+        assert_eq!(
+            ep.url,
+            "wss://api.openai.com/v1/realtime?model=gpt+realtime%2Fx"
+        );
+        assert_eq!(
+            ep.conn.max_retry, 7,
+            "the client's policy applies by default"
+        );
+        assert!(!format!("{ep:?} {model:?}").contains("sk-secret"));
+        let mut so = RealtimeSessionOptions::default();
+        so.conn_options = ApiConnectOptions::default().with_max_retry(1);
+        assert_eq!(model.endpoint(&so).unwrap().conn.max_retry, 1);
+        let caps = model.capabilities();
+        assert!(caps.turn_detection && caps.user_transcription && caps.audio_output);
+        assert!(caps.message_truncation && !caps.auto_tool_reply_generation);
     }
 }
