@@ -18,9 +18,10 @@
 //!   of [`AUDIO_MS_PER_CHAR`] ms of a 220 Hz tone per character (or `response.output_text.delta` when the session's
 //!   output modalities are text only), each word [`OpenAiRealtimeEmulator::with_pace`] apart; function calls as a
 //!   `function_call` item with `response.function_call_arguments.delta/.done`; then `response.done` with usage
-//!   (`output_tokens` = words + argument characters / 4, `input_tokens` = 10 per conversation item);
+//!   (`output_tokens` = words + argument characters / 4, `input_tokens` = 10 per conversation item), then
+//!   `rate_limits.updated`;
 //! - with `server_vad` / `semantic_vad` turn detection (the default, as OpenAI), detects speech in the appended audio
-//!   by energy (10 ms windows, RMS ≥ [`DEFAULT_SPEECH_THRESHOLD`](crate::signal::DEFAULT_SPEECH_THRESHOLD)):
+//!   by energy (10 ms windows, RMS ≥ [`DEFAULT_SPEECH_THRESHOLD`]):
 //!   `input_audio_buffer.speech_started` (cancelling the active response when `interrupt_response`), then after
 //!   `silence_duration_ms` of silence `speech_stopped`, `committed`, the user item, its transcription (when
 //!   configured: the next [`OpenAiRealtimeEmulator::push_user_transcript`] as word deltas and `completed`, or
@@ -1591,6 +1592,16 @@ impl Connection {
                                 "status_details": details, "output": output,
                                 "usage": {"total_tokens": input_tokens + output_tokens,
                                           "input_tokens": input_tokens, "output_tokens": output_tokens}}}),
+        )
+        .await;
+        // As OpenAI, the rate limits follow each response.
+        self.send(
+            "rate_limits.updated",
+            json!({"rate_limits": [
+                {"name": "requests", "limit": 5000, "remaining": 4999, "reset_seconds": 0.012},
+                {"name": "tokens", "limit": 400_000,
+                 "remaining": 400_000u64.saturating_sub(input_tokens + output_tokens), "reset_seconds": 0.5},
+            ]}),
         )
         .await;
     }

@@ -10,19 +10,19 @@
 //!   [`RealtimeSessionOptions`]), waits for `session.updated`, then creates the seed chat context's items in order.
 //!   A failure of any step fails `session()` with a typed [`RealtimeError`]; a 401 or 403 at the upgrade is not
 //!   retried.
-//! - **Audio.** PCM16 mono 24 kHz both ways, base64 in JSON. [`RealtimeSession::push_audio`] takes 24 kHz mono only
+//! - **Audio.** PCM16 mono 24 kHz both ways, base64 in JSON. [`RealtimeSession::push_audio`](agents_core::realtime::RealtimeSession::push_audio) takes 24 kHz mono only
 //!   for now and returns [`RealtimeError::InvalidAudio`] for other formats (resampling arrives with the
 //!   `agents-audio` resampler).
 //! - **Calls that wait.** `commit_audio`, `generate_reply`, `truncate`, `update_*` and `update_chat_ctx` return once
 //!   the server acknowledged them (`committed`, `response.created`, `conversation.item.truncated`,
 //!   `session.updated`, `conversation.item.added`/`deleted`), or with the `error` event the server answered them
 //!   with (matched by `event_id`), or after the connection timeout.
-//! - **Errors.** An `error` event nobody waits for becomes a recoverable [`RealtimeEvent::Error`]. A lost connection
-//!   is re-opened with the retry policy of [`ApiConnectOptions`](agents_core::ApiConnectOptions); when that fails
-//!   the session ends with an unrecoverable [`RealtimeEvent::Error`].
+//! - **Errors.** An `error` event nobody waits for becomes a recoverable [`RealtimeEvent::Error`](agents_core::realtime::RealtimeEvent::Error). A lost connection
+//!   is re-opened with the retry policy of [`ApiConnectOptions`]; when that fails
+//!   the session ends with an unrecoverable [`RealtimeEvent::Error`](agents_core::realtime::RealtimeEvent::Error).
 //! - **Session lifetime.** On `session_expired` (OpenAI closes a session at its maximum duration), a close or a
 //!   dropped socket, the session reconnects, re-sends the configuration and re-creates the mirrored conversation
-//!   (text and transcripts; audio itself cannot be replayed), then emits [`RealtimeEvent::Reconnected`]. A response
+//!   (text and transcripts; audio itself cannot be replayed), then emits [`RealtimeEvent::Reconnected`](agents_core::realtime::RealtimeEvent::Reconnected). A response
 //!   in progress at that moment ends with [`ResponseStatus::Failed`](agents_core::realtime::ResponseStatus).
 //!   [`RealtimeOptions::max_session_duration`] reconnects ahead of the server's limit, between responses.
 //!
