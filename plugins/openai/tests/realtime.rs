@@ -930,3 +930,38 @@ async fn two_turns_in_one_append_are_two_user_items() {
         1
     );
 }
+
+#[tokio::test]
+async fn max_output_tokens_gives_an_incomplete_response() {
+    let h = Harness::new(manual().with_max_output_tokens(3)).await;
+    let mut conn = h.open(RealtimeSessionOptions::default()).await;
+    h.emu
+        .push_response(ScriptedResponse::text("one two three four five six"));
+    conn.session.generate_reply(None).await.unwrap();
+    let events = until(&mut conn.events, is_done).await;
+    assert_eq!(text_of(&events), "one two three");
+    match events.last() {
+        Some(RealtimeEvent::ResponseDone {
+            status, metrics, ..
+        }) => {
+            assert_eq!(
+                *status,
+                ResponseStatus::Incomplete("max_output_tokens".into())
+            );
+            assert_eq!(metrics.as_ref().unwrap().output_tokens, 3);
+        }
+        e => panic!("{e:?}"),
+    }
+    // The mirrored message holds what was said, marked interrupted (status incomplete).
+    let item = events
+        .iter()
+        .find_map(|e| match e {
+            RealtimeEvent::TextDelta { item_id, .. } => Some(item_id.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let ctx = conn.session.chat_ctx();
+    let m = ctx.get_by_id(&item).and_then(ChatItem::as_message).unwrap();
+    assert_eq!(m.text_content().as_deref(), Some("one two three"));
+    assert!(m.interrupted);
+}

@@ -19,7 +19,8 @@
 //!   output modalities are text only), each word [`OpenAiRealtimeEmulator::with_pace`] apart; function calls as a
 //!   `function_call` item with `response.function_call_arguments.delta/.done`; then `response.done` with usage
 //!   (`output_tokens` = words + argument characters / 4, `input_tokens` = 10 per conversation item), then
-//!   `rate_limits.updated`;
+//!   `rate_limits.updated`; a response reaching the session's `max_output_tokens` stops there, `incomplete`
+//!   with reason `max_output_tokens`;
 //! - with `server_vad` / `semantic_vad` turn detection (the default, as OpenAI), detects speech in the appended audio
 //!   by energy (10 ms windows, RMS ≥ [`DEFAULT_SPEECH_THRESHOLD`]):
 //!   `input_audio_buffer.speech_started` (cancelling the active response when `interrupt_response`), then after
@@ -1385,7 +1386,18 @@ impl Connection {
         let mut output_tokens = 0u64;
         let mut first = true;
         let mut phase = 0u64;
-        let cancelled = || cancel.load(Ordering::SeqCst);
+        let max_tokens = {
+            let c = lock(&self.conv);
+            let key = if self.beta {
+                "max_response_output_tokens"
+            } else {
+                "max_output_tokens"
+            };
+            c.session.get(key).and_then(Value::as_u64)
+        };
+        let limit_hit = AtomicBool::new(false);
+        let cancel_requested = || cancel.load(Ordering::SeqCst);
+        let cancelled = || cancel_requested() || limit_hit.load(Ordering::SeqCst);
         'steps: for (output_index, step) in script.steps.iter().enumerate() {
             if cancelled() {
                 break;
@@ -1460,6 +1472,9 @@ impl Connection {
                             }
                         } else if !pace.is_zero() {
                             tokio::time::sleep(pace).await;
+                        }
+                        if max_tokens.is_some_and(|m| output_tokens >= m) {
+                            limit_hit.store(true, Ordering::SeqCst);
                         }
                         if cancelled() {
                             break;
@@ -1571,8 +1586,10 @@ impl Connection {
             self.finish_item(&response_id, output_index, &item).await;
             output.push(item);
         }
-        let status = if cancelled() {
+        let status = if cancel_requested() {
             "cancelled"
+        } else if limit_hit.load(Ordering::SeqCst) {
+            "incomplete"
         } else {
             "completed"
         };
@@ -1581,10 +1598,10 @@ impl Connection {
             c.active = None;
             c.items.len() as u64 * 10
         };
-        let details = if status == "cancelled" {
-            json!({"type": "cancelled", "reason": "client_cancelled"})
-        } else {
-            Value::Null
+        let details = match status {
+            "cancelled" => json!({"type": "cancelled", "reason": "client_cancelled"}),
+            "incomplete" => json!({"type": "incomplete", "reason": "max_output_tokens"}),
+            _ => Value::Null,
         };
         self.send(
             "response.done",
