@@ -965,3 +965,31 @@ async fn max_output_tokens_gives_an_incomplete_response() {
     assert_eq!(m.text_content().as_deref(), Some("one two three"));
     assert!(m.interrupted);
 }
+
+#[tokio::test]
+async fn instructions_message_of_the_seed_context_configures_the_session() {
+    let h = Harness::new(manual()).await;
+    let mut seed = ChatContext::new();
+    seed.set_instructions("Speak like a pirate.").unwrap();
+    let hello = ChatMessage::new(ChatRole::User, "Hello");
+    seed.push(hello.clone());
+    let mut so = RealtimeSessionOptions::default();
+    so.chat_ctx = seed.clone();
+    let conn = h.open(so).await;
+    let rec = &h.emu.connections()[0];
+    assert_eq!(
+        rec.events_of("session.update")[0]["session"]["instructions"],
+        "Speak like a pirate."
+    );
+    let creates = rec.events_of("conversation.item.create");
+    assert_eq!(creates.len(), 1);
+    assert_eq!(creates[0]["item"]["id"], json!(hello.id));
+    // Syncing the same context sends nothing for the instructions either.
+    conn.session.update_chat_ctx(&seed).await.unwrap();
+    assert_eq!(
+        h.emu.connections()[0]
+            .events_of("conversation.item.create")
+            .len(),
+        1
+    );
+}

@@ -131,8 +131,15 @@ impl RealtimeModel for OpenAiRealtimeModel {
         options: RealtimeSessionOptions,
     ) -> Result<RealtimeConnection, RealtimeError> {
         let ep = self.endpoint(&options)?;
+        // Instructions given only as the chat context's instructions message still configure the session.
+        let instructions = options.instructions.clone().or_else(|| {
+            options
+                .chat_ctx
+                .instructions()
+                .and_then(agents_core::chat::ChatMessage::text_content)
+        });
         let live = LiveConfig {
-            instructions: options.instructions.clone(),
+            instructions,
             tools: options.tools.clone(),
             tool_choice: options.tool_choice.clone(),
         };

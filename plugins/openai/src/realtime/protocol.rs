@@ -3,6 +3,7 @@
 
 use agents_core::chat::{
     ChatContent, ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionCallOutput,
+    INSTRUCTIONS_ID,
 };
 use agents_core::llm::ToolChoice;
 use agents_core::tools::{OpenAiToolFormat, ToolDefinition};
@@ -191,6 +192,8 @@ pub(crate) fn tool_choice_value(choice: &ToolChoice) -> Value {
 /// handoffs, messages without text).
 pub(crate) fn item_json(item: &ChatItem, protocol: Protocol) -> Option<Value> {
     match item {
+        // The instructions message is the session's `instructions`, not a conversation item.
+        ChatItem::Message(m) if m.id == INSTRUCTIONS_ID => None,
         ChatItem::Message(m) => {
             let (role, text_type) = match (m.role, protocol) {
                 (ChatRole::Assistant, Protocol::Ga) => ("assistant", "output_text"),
@@ -388,6 +391,17 @@ mod tests {
         assert_eq!(d.create.len(), 1);
         assert_eq!(d.create[0].0.as_deref(), Some(a.id.as_str()));
         assert_eq!(d.create[0].1.id(), c.id);
+    }
+
+    #[test]
+    fn the_instructions_message_is_not_an_item() {
+        let mut ctx = ChatContext::new();
+        ctx.set_instructions("Be nice.").unwrap();
+        ctx.push(ChatMessage::new(ChatRole::User, "hi"));
+        assert!(item_json(&ctx.items()[0], Protocol::Ga).is_none());
+        let d = diff(&ChatContext::new(), &ctx, Protocol::Ga);
+        assert_eq!(d.create.len(), 1);
+        assert_eq!(d.create[0].0, None);
     }
 
     #[test]
