@@ -993,3 +993,42 @@ async fn instructions_message_of_the_seed_context_configures_the_session() {
         1
     );
 }
+
+#[tokio::test]
+async fn audio_without_transcript_cannot_be_replayed_and_is_reported_deleted() {
+    let h = Harness::new(manual().with_input_transcription(None)).await;
+    let mut conn = h.open(fast_retry()).await;
+    for f in signal::tone(Duration::from_millis(200), SampleRate::HZ_24000) {
+        conn.session.push_audio(f).await.unwrap();
+    }
+    conn.session.commit_audio().await.unwrap();
+    let created = until(&mut conn.events, |e| {
+        matches!(e, RealtimeEvent::ConversationItemCreated { .. })
+    })
+    .await;
+    let Some(RealtimeEvent::ConversationItemCreated { item }) = created.last() else {
+        panic!("no item")
+    };
+    let audio_item = item.id().to_owned();
+    let mut ctx = conn.session.chat_ctx();
+    let text = ChatMessage::new(ChatRole::User, "typed text");
+    ctx.push(text.clone());
+    conn.session.update_chat_ctx(&ctx).await.unwrap();
+
+    h.emu.expire_sessions();
+    let events = until(&mut conn.events, |e| {
+        matches!(e, RealtimeEvent::Reconnected)
+    })
+    .await;
+    assert!(events.iter().any(
+        |e| matches!(e, RealtimeEvent::ConversationItemDeleted { item_id } if *item_id == audio_item)
+    ));
+    let ids: Vec<String> = conn
+        .session
+        .chat_ctx()
+        .items()
+        .iter()
+        .map(|i| i.id().to_owned())
+        .collect();
+    assert_eq!(ids, vec![text.id.clone()]);
+}

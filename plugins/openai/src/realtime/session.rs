@@ -353,8 +353,18 @@ impl Actor {
                     match reopened {
                         Ok((new_ws, replayed)) => {
                             ws = new_ws;
+                            // What could not be re-created (audio without a transcript) left the conversation.
+                            let dropped: Vec<String> = items
+                                .iter()
+                                .filter(|i| !replayed.iter().any(|r| r.id() == i.id()))
+                                .map(|i| i.id().to_owned())
+                                .collect();
                             *lock(&self.shared.ctx) = ChatContext::from_items(replayed);
                             connected_at = Instant::now();
+                            for item_id in dropped {
+                                self.emit(RealtimeEvent::ConversationItemDeleted { item_id })
+                                    .await;
+                            }
                             self.emit(RealtimeEvent::Reconnected).await;
                         }
                         Err(error) => {
