@@ -25,6 +25,21 @@ pub struct ClientOptions {
     pub extra_headers: Vec<(String, String)>,
     /// Retries and per-attempt timeout.
     pub conn: ApiConnectOptions,
+    /// How the key is sent: `Authorization: Bearer` (default) or Azure's `api-key` header.
+    pub key_header: KeyHeader,
+    /// Query parameters added to every request URL (e.g. Azure's `api-version`).
+    pub extra_query: Vec<(String, String)>,
+}
+
+/// How [`ClientOptions::headers`] sends the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible servers; Azure with an Entra ID token).
+    #[default]
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI resource keys).
+    ApiKey,
 }
 
 impl Default for ClientOptions {
@@ -36,6 +51,8 @@ impl Default for ClientOptions {
             project: None,
             extra_headers: Vec::new(),
             conn: ApiConnectOptions::default(),
+            key_header: KeyHeader::Bearer,
+            extra_query: Vec::new(),
         }
     }
 }
@@ -60,6 +77,44 @@ impl ClientOptions {
             o = o.with_base_url(url);
         }
         o
+    }
+
+    /// Options for an Azure OpenAI deployment: base URL `{endpoint}/openai/deployments/{deployment}`, the key in
+    /// the `api-key` header and `api-version` in the query of every request.
+    ///
+    /// `endpoint` is the resource URL, e.g. `https://my-resource.openai.azure.com`. For Entra ID tokens use
+    /// `.with_api_key(token).with_key_header(KeyHeader::Bearer)`.
+    pub fn azure(
+        endpoint: impl Into<String>,
+        deployment: &str,
+        api_version: impl Into<String>,
+        api_key: impl Into<ApiKey>,
+    ) -> Self {
+        let endpoint = endpoint.into();
+        Self {
+            api_key: Some(api_key.into()),
+            key_header: KeyHeader::ApiKey,
+            extra_query: vec![("api-version".to_owned(), api_version.into())],
+            ..Self::default()
+        }
+        .with_base_url(format!(
+            "{}/openai/deployments/{deployment}",
+            endpoint.trim_end_matches('/')
+        ))
+    }
+
+    /// Sets how the key is sent.
+    #[must_use]
+    pub fn with_key_header(mut self, key_header: KeyHeader) -> Self {
+        self.key_header = key_header;
+        self
+    }
+
+    /// Adds a query parameter sent with every request.
+    #[must_use]
+    pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_query.push((name.into(), value.into()));
+        self
     }
 
     /// Sets the key.
@@ -134,10 +189,13 @@ impl ClientOptions {
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::with_capacity(3 + self.extra_headers.len());
         if let Some(key) = &self.api_key {
-            h.push((
-                "Authorization".to_owned(),
-                format!("Bearer {}", key.expose()),
-            ));
+            match self.key_header {
+                KeyHeader::Bearer => h.push((
+                    "Authorization".to_owned(),
+                    format!("Bearer {}", key.expose()),
+                )),
+                KeyHeader::ApiKey => h.push(("api-key".to_owned(), key.expose().to_owned())),
+            }
         }
         if let Some(org) = &self.organization {
             h.push(("OpenAI-Organization".to_owned(), org.clone()));
@@ -178,5 +236,25 @@ mod tests {
             ClientOptions::default().ws_url("realtime"),
             "wss://api.openai.com/v1/realtime"
         );
+    }
+
+    #[test]
+    fn azure_options() {
+        let o = ClientOptions::azure(
+            "https://res.openai.azure.com/",
+            "gpt4o",
+            "2024-10-21",
+            "az-key",
+        );
+        assert_eq!(
+            o.http_url("chat/completions"),
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions"
+        );
+        assert_eq!(o.headers()[0], ("api-key".to_owned(), "az-key".to_owned()));
+        assert_eq!(
+            o.extra_query,
+            vec![("api-version".to_owned(), "2024-10-21".to_owned())]
+        );
+        assert!(!format!("{o:?}").contains("az-key"));
     }
 }
