@@ -227,6 +227,8 @@ pub(super) fn streamed(
                     }
                 }
                 Piece::Drop => {
+                    // Let the bytes already sent reach the client first, as when a connection breaks mid-way.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     let _ = tx
                         .send(Err(std::io::Error::new(
                             std::io::ErrorKind::ConnectionReset,
