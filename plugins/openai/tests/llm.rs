@@ -1,5 +1,7 @@
 //! The Chat Completions LLM against the OpenAI emulator: conformance, wire format, tool-call assembly, faults.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers panic on purpose
+
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
