@@ -26,7 +26,7 @@ use crate::options::ClientOptions;
 use crate::sse::SseDecoder;
 
 /// The default chat model (LiveKit's default for its OpenAI LLM).
-pub const DEFAULT_LLM_MODEL: &str = "gpt-4.1-mini";
+pub const DEFAULT_LLM_MODEL: &str = "gpt-4.1";
 
 /// Options of an [`OpenAiLlm`]. Per-request values of [`ChatRequest`] (temperature, max tokens, tool choice,
 /// parallel tool calls, extra fields) win over these.

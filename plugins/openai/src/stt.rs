@@ -155,6 +155,16 @@ pub(crate) fn encode_wav(frames: &[AudioFrame]) -> Result<(Vec<u8>, Duration), A
     Ok((out, duration))
 }
 
+/// The response format asked for: `verbose_json` for `whisper-1`, the only model that has it (it reports the
+/// detected language), `json` otherwise (as LiveKit does).
+fn response_format(model: &str) -> &'static str {
+    if model == "whisper-1" {
+        "verbose_json"
+    } else {
+        "json"
+    }
+}
+
 fn form(options: &SttOptions, language: Option<&str>, wav: Vec<u8>) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new()
         .part(
@@ -162,7 +172,7 @@ fn form(options: &SttOptions, language: Option<&str>, wav: Vec<u8>) -> reqwest::
             reqwest::multipart::Part::bytes(wav).file_name("audio.wav"),
         )
         .text("model", options.model.clone())
-        .text("response_format", "json");
+        .text("response_format", response_format(&options.model));
     if let Some(l) = language {
         form = form.text("language", l.to_owned());
     }
@@ -239,9 +249,10 @@ impl Stt for OpenAiStt {
                 })
                 .into());
         };
-        // OpenAI reports no confidence: a returned transcript is taken as certain.
+        // OpenAI reports no confidence: a returned transcript is taken as certain. The language asked for wins over
+        // the one `verbose_json` detected (a name such as "english", not a code).
         let mut best = SpeechData::new(text.trim(), 1.0).with_times(Duration::ZERO, duration);
-        if let Some(l) = v.get("language").and_then(Value::as_str).or(language) {
+        if let Some(l) = language.or_else(|| v.get("language").and_then(Value::as_str)) {
             best = best.with_language(l);
         }
         Ok(Transcript::new(request_id, best))

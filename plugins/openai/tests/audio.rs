@@ -373,7 +373,11 @@ async fn stt_uploads_a_wav_with_model_language_and_prompt() {
         "the per-call language wins"
     );
     assert_eq!(req.form_field("prompt"), Some("Names: Zoé."));
-    assert_eq!(req.form_field("response_format"), Some("json"));
+    assert_eq!(
+        req.form_field("response_format"),
+        Some("verbose_json"),
+        "whisper-1 reports the language"
+    );
     let file = req.file().unwrap();
     assert_eq!(file.filename.as_deref(), Some("audio.wav"));
     let wav = file.wav.unwrap();
@@ -382,6 +386,53 @@ async fn stt_uploads_a_wav_with_model_language_and_prompt() {
         (16_000, 1, 16)
     );
     assert_eq!(wav.frames, 12_800);
+}
+
+#[tokio::test]
+async fn stt_reports_the_detected_language_of_whisper_1_and_asks_json_of_other_models() {
+    let s = Setup::new().await;
+    s.emu
+        .push_transcription(TranscriptionScript::text("hola").with_language("spanish"));
+    let whisper = s.stt(SttOptions::default().with_model("whisper-1"));
+    let t = whisper
+        .recognize(&speech(), &RecognizeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(t.language(), Some("spanish"));
+    let gpt = s.stt(SttOptions::default().with_model("gpt-4o-transcribe"));
+    let t = gpt
+        .recognize(&speech(), &RecognizeOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(t.language(), None);
+    let req = &s.emu.requests_to("/audio/transcriptions")[1];
+    assert_eq!(req.form_field("response_format"), Some("json"));
+    assert_eq!(req.form_field("language"), None);
+}
+
+#[tokio::test]
+async fn tts_stream_dropped_by_the_caller_stops_requesting() {
+    let s = Setup::new().await;
+    s.emu.set_default_speech(
+        SpeechScript::default()
+            .with_chunk_bytes(4800)
+            .with_chunk_delay(Duration::from_millis(30)),
+    );
+    let tts = s.tts(TtsOptions::default());
+    let mut stream = tts.stream(&SynthesizeOptions::default()).unwrap();
+    stream
+        .push_text("This is the first sentence of many. This is the second sentence of many. And the third one is here. ")
+        .await
+        .unwrap();
+    stream.end_input().await.unwrap();
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        s.emu.requests_to("/audio/speech").len(),
+        1,
+        "sentences after a barge-in are not synthesized"
+    );
 }
 
 #[tokio::test]

@@ -348,6 +348,13 @@ impl TranscriptionScript {
             ..Self::default()
         }
     }
+
+    /// Sets the language `verbose_json` reports when the request named none.
+    #[must_use]
+    pub fn with_language(mut self, language: impl Into<String>) -> Self {
+        self.language = language.into();
+        self
+    }
 }
 
 /// The format of an uploaded WAV file, as the emulator decoded it.
