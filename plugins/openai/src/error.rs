@@ -25,6 +25,12 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A required environment variable is unset or empty.
+    #[error("environment variable {var} is not set")]
+    MissingEnv {
+        /// The variable.
+        var: &'static str,
+    },
     /// The HTTP client could not be built (TLS backend).
     #[error("cannot build the HTTP client")]
     Client(#[source] reqwest::Error),

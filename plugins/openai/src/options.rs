@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use agents_core::{ApiConnectOptions, ApiKey};
 
+use crate::error::ConfigError;
+
 /// The public OpenAI API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -101,6 +103,27 @@ impl ClientOptions {
             "{}/openai/deployments/{deployment}",
             endpoint.trim_end_matches('/')
         ))
+    }
+
+    /// [`ClientOptions::azure`] from the variables of the official SDK: `AZURE_OPENAI_ENDPOINT`,
+    /// `AZURE_OPENAI_API_KEY` and `OPENAI_API_VERSION`.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] naming the first variable missing.
+    pub fn azure_from_env(deployment: &str) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::MissingEnv { var: name })
+        };
+        let endpoint = var("AZURE_OPENAI_ENDPOINT")?;
+        let key = ApiKey::from_env("AZURE_OPENAI_API_KEY").ok_or(ConfigError::MissingEnv {
+            var: "AZURE_OPENAI_API_KEY",
+        })?;
+        let version = var("OPENAI_API_VERSION")?;
+        Ok(Self::azure(endpoint, deployment, version, key))
     }
 
     /// Sets how the key is sent.
