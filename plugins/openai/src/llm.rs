@@ -371,34 +371,43 @@ impl Llm for OpenAiLlm {
             Err(e) => return LlmStream::from_error(Self::LABEL, model, e),
         };
         let conn = self.inner.transport.conn_for(&request.conn_options);
-        let phase = Phase::Connect {
+        let phase = Phase::Connect(Request {
             inner: Arc::clone(&self.inner),
-            body,
+            body: Bytes::from(body.to_string()),
             conn,
-        };
+            reopened: 0,
+        });
         LlmStream::new(Self::LABEL, model, futures::stream::unfold(phase, step))
     }
 }
 
 type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + Send>>;
 
+/// What is needed to (re)open the stream.
+struct Request {
+    inner: Arc<Inner>,
+    body: Bytes,
+    conn: ApiConnectOptions,
+    /// How often a stream that failed before its first chunk was reopened.
+    reopened: u32,
+}
+
 enum Phase {
-    Connect {
-        inner: Arc<Inner>,
-        body: Value,
-        conn: ApiConnectOptions,
-    },
+    Connect(Request),
     Read(Box<Reader>),
     Done,
 }
 
 struct Reader {
+    request: Request,
     body: ByteStream,
     decoder: SseDecoder,
     parser: ChunkParser,
     queue: VecDeque<Result<ChatChunk, LlmError>>,
     /// No more input: the queue is the rest of the stream.
     ended: bool,
+    /// A chunk reached the caller: a failure can no longer be retried without repeating output.
+    yielded: bool,
 }
 
 async fn step(phase: Phase) -> Option<(Result<ChatChunk, LlmError>, Phase)> {
@@ -406,13 +415,13 @@ async fn step(phase: Phase) -> Option<(Result<ChatChunk, LlmError>, Phase)> {
     loop {
         match phase {
             Phase::Done => return None,
-            Phase::Connect { inner, body, conn } => {
-                let transport = &inner.transport;
-                let body = Bytes::from(body.to_string());
-                let sent = conn
+            Phase::Connect(request) => {
+                let transport = &request.inner.transport;
+                let sent = request
+                    .conn
                     .retry("stream a chat completion", |attempt| {
-                        let request = transport.post_json("chat/completions", &body);
-                        transport.send(request, attempt.timeout)
+                        let req = transport.post_json("chat/completions", &request.body);
+                        transport.send(req, attempt.timeout)
                     })
                     .await;
                 match sent {
@@ -421,11 +430,13 @@ async fn step(phase: Phase) -> Option<(Result<ChatChunk, LlmError>, Phase)> {
                             tracing::debug!(request_id = %id, "chat completion stream opened");
                         }
                         phase = Phase::Read(Box::new(Reader {
+                            request,
                             body: Box::pin(http::body_stream(response)),
                             decoder: SseDecoder::default(),
                             parser: ChunkParser::default(),
                             queue: VecDeque::new(),
                             ended: false,
+                            yielded: false,
                         }));
                     }
                     Err(e) => return Some((Err(LlmError::Api(e)), Phase::Done)),
@@ -433,12 +444,31 @@ async fn step(phase: Phase) -> Option<(Result<ChatChunk, LlmError>, Phase)> {
             }
             Phase::Read(mut r) => {
                 if let Some(item) = r.queue.pop_front() {
-                    let next = if item.is_err() {
-                        Phase::Done
-                    } else {
-                        Phase::Read(r)
-                    };
-                    return Some((item, next));
+                    match &item {
+                        Ok(_) => {
+                            r.yielded = true;
+                            return Some((item, Phase::Read(r)));
+                        }
+                        Err(LlmError::Api(e))
+                            if !r.yielded && r.request.reopened < r.request.conn.max_retry =>
+                        {
+                            // Nothing reached the caller yet: open the stream again, as for a failed connection.
+                            if let Some(delay) = r.request.conn.retry_delay(e, r.request.reopened) {
+                                tracing::warn!(
+                                    error = %e,
+                                    retry_in = ?delay,
+                                    "chat completion stream failed before its first chunk, reopening"
+                                );
+                                tokio::time::sleep(delay).await;
+                                let mut request = r.request;
+                                request.reopened += 1;
+                                phase = Phase::Connect(request);
+                                continue;
+                            }
+                            return Some((item, Phase::Done));
+                        }
+                        Err(_) => return Some((item, Phase::Done)),
+                    }
                 }
                 if r.ended {
                     return None;

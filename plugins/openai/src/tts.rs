@@ -257,34 +257,56 @@ fn request_body(o: &TtsOptions, text: &str) -> Value {
 
 type Frames = std::pin::Pin<Box<dyn Stream<Item = Result<(AudioFrame, String), TtsError>> + Send>>;
 
+/// What is needed to (re)send one speech request.
+struct SpeechRequest {
+    inner: Arc<Inner>,
+    body: Bytes,
+    conn: ApiConnectOptions,
+    /// How often a response that failed before its first frame was requested again.
+    reopened: u32,
+}
+
+struct SpeechReader {
+    request: SpeechRequest,
+    body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, agents_core::ApiError>> + Send>>,
+    framer: PcmFramer,
+    ready: std::collections::VecDeque<AudioFrame>,
+    request_id: String,
+    ended: bool,
+    /// A frame reached the caller: a failure can no longer be retried without repeating audio.
+    yielded: bool,
+}
+
 enum Phase {
-    Connect(Arc<Inner>, String, ApiConnectOptions),
-    Read {
-        body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, agents_core::ApiError>> + Send>>,
-        framer: PcmFramer,
-        ready: std::collections::VecDeque<AudioFrame>,
-        request_id: String,
-        ended: bool,
-    },
+    Connect(SpeechRequest),
+    Read(Box<SpeechReader>),
     Done,
 }
 
-/// The frames of one request (with its request id), lazily: nothing is sent until polled.
-fn speech_frames(inner: Arc<Inner>, text: String, conn: ApiConnectOptions) -> Frames {
+/// The frames of one request (with its request id), lazily: nothing is sent until polled. A response that breaks
+/// before its first frame is requested again (at most `max_retry` times); later failures end the stream.
+fn speech_frames(inner: Arc<Inner>, text: &str, conn: ApiConnectOptions) -> Frames {
+    let body = Bytes::from(request_body(&inner.options, text).to_string());
+    let request = SpeechRequest {
+        inner,
+        body,
+        conn,
+        reopened: 0,
+    };
     Box::pin(futures::stream::unfold(
-        Phase::Connect(inner, text, conn),
+        Phase::Connect(request),
         |phase| async move {
             let mut phase = phase;
             loop {
                 match phase {
                     Phase::Done => return None,
-                    Phase::Connect(inner, text, conn) => {
-                        let transport = &inner.transport;
-                        let body = Bytes::from(request_body(&inner.options, &text).to_string());
-                        let sent = conn
+                    Phase::Connect(request) => {
+                        let transport = &request.inner.transport;
+                        let sent = request
+                            .conn
                             .retry("synthesize", |attempt| {
                                 transport.send(
-                                    transport.post_json("audio/speech", &body),
+                                    transport.post_json("audio/speech", &request.body),
                                     attempt.timeout,
                                 )
                             })
@@ -293,66 +315,62 @@ fn speech_frames(inner: Arc<Inner>, text: String, conn: ApiConnectOptions) -> Fr
                             Ok(response) => {
                                 let request_id =
                                     http::request_id(&response).unwrap_or_else(|| short_id("req_"));
-                                phase = Phase::Read {
+                                let framer = PcmFramer::new(request.inner.samples_per_frame);
+                                phase = Phase::Read(Box::new(SpeechReader {
+                                    request,
                                     body: Box::pin(http::body_stream(response)),
-                                    framer: PcmFramer::new(inner.samples_per_frame),
+                                    framer,
                                     ready: Default::default(),
                                     request_id,
                                     ended: false,
-                                };
+                                    yielded: false,
+                                }));
                             }
                             Err(e) => return Some((Err(TtsError::Api(e)), Phase::Done)),
                         }
                     }
-                    Phase::Read {
-                        mut body,
-                        mut framer,
-                        mut ready,
-                        request_id,
-                        ended,
-                    } => {
-                        if let Some(f) = ready.pop_front() {
-                            let item = Ok((f, request_id.clone()));
-                            return Some((
-                                item,
-                                Phase::Read {
-                                    body,
-                                    framer,
-                                    ready,
-                                    request_id,
-                                    ended,
-                                },
-                            ));
+                    Phase::Read(mut r) => {
+                        if let Some(f) = r.ready.pop_front() {
+                            r.yielded = true;
+                            let item = Ok((f, r.request_id.clone()));
+                            return Some((item, Phase::Read(r)));
                         }
-                        if ended {
+                        if r.ended {
                             return None;
                         }
-                        let mut ended = false;
-                        match body.next().await {
+                        match r.body.next().await {
                             Some(Ok(bytes)) => {
                                 let mut out = Vec::new();
-                                if let Err(e) = framer.push(&bytes, &mut out) {
+                                if let Err(e) = r.framer.push(&bytes, &mut out) {
                                     return Some((Err(e), Phase::Done));
                                 }
-                                ready.extend(out);
+                                r.ready.extend(out);
                             }
-                            Some(Err(e)) => return Some((Err(TtsError::Api(e)), Phase::Done)),
+                            Some(Err(e)) => {
+                                let delay = (!r.yielded
+                                    && r.request.reopened < r.request.conn.max_retry)
+                                    .then(|| r.request.conn.retry_delay(&e, r.request.reopened))
+                                    .flatten();
+                                let Some(delay) = delay else {
+                                    return Some((Err(TtsError::Api(e)), Phase::Done));
+                                };
+                                tracing::warn!(error = %e, retry_in = ?delay, "speech failed before its first frame, retrying");
+                                tokio::time::sleep(delay).await;
+                                let mut request = r.request;
+                                request.reopened += 1;
+                                phase = Phase::Connect(request);
+                                continue;
+                            }
                             None => {
-                                ended = true;
-                                match framer.finish() {
-                                    Ok(Some(f)) => ready.push_back(f),
+                                r.ended = true;
+                                match r.framer.finish() {
+                                    Ok(Some(f)) => r.ready.push_back(f),
                                     Ok(None) => {}
                                     Err(e) => return Some((Err(e), Phase::Done)),
                                 }
                             }
                         }
-                        phase = Phase::Read {
-                            body,
-                            framer,
-                            ready,
-                            request_id,
-                            ended,
-                        };
+                        phase = Phase::Read(r);
                     }
                 }
             }
@@ -388,7 +406,7 @@ impl Tts for OpenAiTts {
     ) -> Result<TtsAudioStream, TtsError> {
         check_text(text)?;
         let conn = self.inner.transport.conn_for(&options.conn_options);
-        let frames = speech_frames(Arc::clone(&self.inner), text.to_owned(), conn);
+        let frames = speech_frames(Arc::clone(&self.inner), text, conn);
         let segment_id = short_id("seg_");
         let state = (frames, None::<(AudioFrame, String)>, false, false);
         let chunks = futures::stream::unfold(state, move |(mut frames, mut held, any, done)| {
@@ -510,7 +528,7 @@ async fn synthesize_jobs(
     while let Some(job) = jobs.recv().await {
         match job {
             Job::Sentence { segment, text } => {
-                let mut frames = speech_frames(Arc::clone(&inner), text, conn);
+                let mut frames = speech_frames(Arc::clone(&inner), &text, conn);
                 loop {
                     let next = tokio::select! {
                         () = events.closed() => return,

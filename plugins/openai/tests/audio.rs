@@ -305,6 +305,23 @@ async fn tts_drop_mid_stream_and_slow_first_byte() {
 }
 
 #[tokio::test]
+async fn tts_response_broken_before_its_first_frame_is_requested_again() {
+    let s = Setup::new().await;
+    // 1000 bytes is less than one 50 ms frame (2400 bytes): nothing reaches the caller before the drop.
+    s.emu.push_speech(
+        SpeechScript::default()
+            .with_chunk_bytes(1000)
+            .with_fault(Fault::DropMidStream { after: 1 }),
+    );
+    let tts = s.tts(TtsOptions::default());
+    let (chunks, err) = synthesize(&tts, "Hello again.", fast(2)).await;
+    assert!(err.is_none(), "{err:?}");
+    let samples: usize = chunks.iter().map(|c| c.frame.samples_per_channel()).sum();
+    assert_eq!(samples, 12 * 960, "the audio is complete and not doubled");
+    assert_eq!(s.emu.requests_to("/audio/speech").len(), 2);
+}
+
+#[tokio::test]
 async fn tts_rejects_bad_text_and_options_without_a_request() {
     let s = Setup::new().await;
     let tts = s.tts(TtsOptions::default());

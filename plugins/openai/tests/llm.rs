@@ -632,9 +632,41 @@ async fn a_connection_dropped_mid_stream_is_a_retryable_error_after_the_text_so_
 }
 
 #[tokio::test]
+async fn a_stream_that_fails_before_its_first_chunk_is_reopened() {
+    let s = Setup::new().await;
+    s.emu
+        .push_chat(ChatScript::text(["lost"]).with_fault(Fault::DropMidStream { after: 0 }));
+    s.emu.push_chat(ChatScript::text(["second", " try"]));
+    let llm = s.llm(LlmOptions::new("gpt-4o"));
+    let r = llm.chat(hello()).collect().await.unwrap();
+    assert_eq!(r.text, "second try");
+    assert_eq!(s.emu.requests_to("/chat/completions").len(), 2);
+    // Bounded by max_retry, and the last failure surfaces.
+    s.emu
+        .set_default_chat(ChatScript::text(["lost"]).with_fault(Fault::DropMidStream { after: 0 }));
+    let err = llm
+        .chat(hello().with_conn_options(fast(1)))
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(api(&err).is_connection());
+    assert_eq!(s.emu.requests_to("/chat/completions").len(), 4);
+    // A protocol violation is not retried, even before the first chunk.
+    s.emu
+        .set_default_chat(ChatScript::text(["x"]).with_fault(Fault::MalformedSseLine { after: 0 }));
+    let err = llm
+        .chat(hello().with_conn_options(fast(3)))
+        .collect()
+        .await
+        .unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(s.emu.requests_to("/chat/completions").len(), 5);
+}
+
+#[tokio::test]
 async fn a_stream_dropped_in_a_tool_call_never_yields_the_half_call() {
     let s = Setup::new().await;
-    s.emu.push_chat(
+    s.emu.set_default_chat(
         ChatScript::steps(vec![ChatStep::ToolCall(ScriptedToolCall::split(
             "get_weather",
             &["{\"city\":", "\"Par", "is\"}"],
@@ -642,9 +674,18 @@ async fn a_stream_dropped_in_a_tool_call_never_yields_the_half_call() {
         .with_fault(Fault::DropMidStream { after: 2 }),
     );
     let llm = s.llm(LlmOptions::new("gpt-4o"));
-    let (out, err) = chunks(&llm, hello().with_tools(vec![weather()])).await;
+    let (out, err) = chunks(
+        &llm,
+        hello()
+            .with_tools(vec![weather()])
+            .with_conn_options(fast(1)),
+    )
+    .await;
     assert!(calls(&out).is_empty(), "{out:?}");
-    assert!(err.is_some());
+    let err = err.expect("an error, not a half call");
+    assert!(api(&err).is_connection(), "{err:?}");
+    // Nothing had reached the caller, so the stream was reopened once (max_retry = 1) before failing.
+    assert_eq!(s.emu.requests_to("/chat/completions").len(), 2);
 }
 
 #[tokio::test]
