@@ -139,3 +139,59 @@ pub(super) fn wav_info(b: &[u8]) -> Option<WavInfo> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_fields_and_a_file() {
+        let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-1\r\n--XyZ\r\n\
+Content-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\nRIFF\r\nx\r\n--XyZ--\r\n";
+        assert_eq!(
+            boundary("multipart/form-data; boundary=XyZ").as_deref(),
+            Some("XyZ")
+        );
+        assert_eq!(boundary("application/json"), None);
+        let parts = parse(body, "XyZ").unwrap();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(
+            (parts[0].name.as_str(), parts[0].data.as_slice()),
+            ("model", &b"whisper-1"[..])
+        );
+        assert_eq!(parts[1].filename.as_deref(), Some("a.wav"));
+        assert_eq!(parts[1].content_type.as_deref(), Some("audio/wav"));
+        assert_eq!(parts[1].data, b"RIFF\r\nx");
+        assert!(parse(b"--XyZ\r\nno headers end", "XyZ").is_err());
+    }
+
+    #[test]
+    fn reads_a_pcm_wav_header_and_rejects_garbage() {
+        let mut wav = b"RIFF\0\0\0\0WAVEfmt ".to_vec();
+        wav.extend_from_slice(&16u32.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&1u16.to_le_bytes());
+        wav.extend_from_slice(&16_000u32.to_le_bytes());
+        wav.extend_from_slice(&32_000u32.to_le_bytes());
+        wav.extend_from_slice(&2u16.to_le_bytes());
+        wav.extend_from_slice(&16u16.to_le_bytes());
+        wav.extend_from_slice(b"data");
+        wav.extend_from_slice(&8u32.to_le_bytes());
+        wav.extend_from_slice(&[0; 8]);
+        let info = wav_info(&wav).unwrap();
+        assert_eq!(
+            (
+                info.sample_rate,
+                info.channels,
+                info.bits_per_sample,
+                info.frames
+            ),
+            (16_000, 1, 16, 4)
+        );
+        assert!(
+            wav_info(&wav[..wav.len() - 2]).is_none(),
+            "data chunk longer than the file"
+        );
+        assert!(wav_info(b"ID3 not a wav file").is_none());
+    }
+}
