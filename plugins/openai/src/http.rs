@@ -10,7 +10,7 @@ use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::error::ConfigError;
-use crate::options::ClientOptions;
+use crate::options::{ClientOptions, KeyHeader};
 
 /// A pooled client bound to one set of [`ClientOptions`].
 #[derive(Debug)]
@@ -38,8 +38,12 @@ impl Transport {
                 .map_err(|_| ConfigError::InvalidHeader { name: name.clone() })?;
             let mut header_value = HeaderValue::from_str(&value)
                 .map_err(|_| ConfigError::InvalidHeader { name: name.clone() })?;
-            let lower = name.to_ascii_lowercase();
-            if lower == "authorization" || lower == "api-key" {
+            let is_key = match &options.key_header {
+                KeyHeader::Bearer => name.eq_ignore_ascii_case("authorization"),
+                KeyHeader::ApiKey => name.eq_ignore_ascii_case("api-key"),
+                KeyHeader::Custom(h) => name.eq_ignore_ascii_case(h),
+            };
+            if is_key || name.eq_ignore_ascii_case("authorization") {
                 header_value.set_sensitive(true);
             }
             headers.append(header_name, header_value);

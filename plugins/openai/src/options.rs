@@ -23,7 +23,8 @@ pub struct ClientOptions {
     pub organization: Option<String>,
     /// Sent as `OpenAI-Project` when set.
     pub project: Option<String>,
-    /// Extra headers sent with every request (e.g. `api-key` for Azure, `HTTP-Referer` for OpenRouter).
+    /// Extra headers sent with every request (e.g. `HTTP-Referer` for OpenRouter). They are printed by `Debug`:
+    /// a secret belongs in `api_key`, sent under the header [`ClientOptions::key_header`] names.
     pub extra_headers: Vec<(String, String)>,
     /// Retries and per-attempt timeout.
     pub conn: ApiConnectOptions,
@@ -34,7 +35,10 @@ pub struct ClientOptions {
 }
 
 /// How [`ClientOptions::headers`] sends the key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Put every secret in [`ClientOptions::api_key`] and choose its header here: unlike
+/// [`ClientOptions::extra_headers`], the key is redacted from `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum KeyHeader {
     /// `Authorization: Bearer <key>` (OpenAI and most compatible servers; Azure with an Entra ID token).
@@ -42,6 +46,8 @@ pub enum KeyHeader {
     Bearer,
     /// `api-key: <key>` (Azure OpenAI resource keys).
     ApiKey,
+    /// The key, as is, as the value of this header (a gateway's `x-api-key`, `Ocp-Apim-Subscription-Key`...).
+    Custom(String),
 }
 
 impl Default for ClientOptions {
@@ -212,12 +218,13 @@ impl ClientOptions {
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::with_capacity(3 + self.extra_headers.len());
         if let Some(key) = &self.api_key {
-            match self.key_header {
+            match &self.key_header {
                 KeyHeader::Bearer => h.push((
                     "Authorization".to_owned(),
                     format!("Bearer {}", key.expose()),
                 )),
                 KeyHeader::ApiKey => h.push(("api-key".to_owned(), key.expose().to_owned())),
+                KeyHeader::Custom(name) => h.push((name.clone(), key.expose().to_owned())),
             }
         }
         if let Some(org) = &self.organization {

@@ -12,7 +12,7 @@ use agents_core::chat::{
 use agents_core::llm::{ChatChunk, ChatRequest, FinishReason, Llm, LlmError, ToolChoice};
 use agents_core::tools::ToolDefinition;
 use agents_core::{ApiConnectOptions, ApiError};
-use agents_openai::{ClientOptions, LlmOptions, OpenAiLlm, ProtocolError};
+use agents_openai::{ClientOptions, KeyHeader, LlmOptions, OpenAiLlm, ProtocolError};
 use agents_testkit::EmulatorServer;
 use agents_testkit::conformance::llm::{self as conformance, LlmHarness};
 use agents_testkit::emulators::openai::{
@@ -758,6 +758,23 @@ async fn azure_deployments_use_the_api_key_header_and_api_version() {
     assert_eq!(req.query.as_deref(), Some("api-version=2024-10-21"));
     assert_eq!(req.header("api-key"), Some(KEY));
     assert_eq!(req.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_gateway_key_header_is_sent_and_redacted() {
+    let s = Setup::new().await;
+    let client = s
+        .client()
+        .with_api_key("gw-secret-123")
+        .with_key_header(KeyHeader::Custom("x-api-key".into()));
+    let llm = OpenAiLlm::new(client.clone(), LlmOptions::new("gpt-4o")).unwrap();
+    // The emulator wants a bearer key: the gateway header alone is a 401, with the key sent as asked.
+    let err = llm.chat(hello()).collect().await.unwrap_err();
+    assert_eq!(api(&err).status_code(), Some(401));
+    let req = &s.emu.requests()[0];
+    assert_eq!(req.header("x-api-key"), Some("gw-secret-123"));
+    assert_eq!(req.header("authorization"), None);
+    assert!(!format!("{client:?}").contains("gw-secret-123"));
 }
 
 #[tokio::test]

@@ -188,6 +188,12 @@ impl ChatScript {
         )
     }
 
+    /// A reply of one tool call whose arguments are not valid JSON (cut off mid-object), as models sometimes
+    /// write them.
+    pub fn tool_call_with_invalid_arguments(name: &str) -> Self {
+        Self::tool_calls(&[(name, r#"{"city": "Par"#)])
+    }
+
     /// A reply of these steps.
     pub fn steps(steps: Vec<ChatStep>) -> Self {
         Self {
