@@ -595,14 +595,15 @@ async fn a_slow_first_byte_times_out_per_attempt_and_is_retried() {
     assert!(err.is_retryable());
     assert!(err_source_api(&err).is_timeout(), "{err:?}");
     assert_eq!(s.emu.requests_to("/chat/completions").len(), 2);
-    // A first byte within the timeout is fine, and a long stream is not cut by it.
+    // A first byte within the timeout is fine, and a stream far longer than the timeout (9 events 200 ms apart)
+    // is not cut by it.
     s.emu.set_default_chat(
         ChatScript::text(["a", "b", "c", "d", "e"])
             .with_fault(Fault::SlowFirstByte(Duration::from_millis(50)))
-            .with_chunk_delay(Duration::from_millis(100)),
+            .with_chunk_delay(Duration::from_millis(200)),
     );
     let r = llm
-        .chat(hello().with_conn_options(fast(0).with_timeout(Duration::from_millis(300))))
+        .chat(hello().with_conn_options(fast(0).with_timeout(Duration::from_secs(1))))
         .collect()
         .await
         .unwrap();
