@@ -709,6 +709,20 @@ async fn a_malformed_sse_line_is_a_typed_protocol_error() {
 }
 
 #[tokio::test]
+async fn an_error_event_in_the_stream_becomes_an_api_error_with_its_body() {
+    let s = Setup::new().await;
+    s.emu
+        .push_chat(ChatScript::text(["a", "b"]).with_fault(Fault::StreamError { after: 2 }));
+    let llm = s.llm(LlmOptions::new("gpt-4o"));
+    let (out, err) = chunks(&llm, hello()).await;
+    assert_eq!(out, vec![ChatChunk::Text("a".into())]);
+    let err = err.unwrap();
+    assert!(api(&err).message().contains("The server had an error"));
+    assert_eq!(api(&err).body().unwrap()["error"]["type"], "server_error");
+    assert_eq!(s.emu.requests_to("/chat/completions").len(), 1);
+}
+
+#[tokio::test]
 async fn an_invalid_json_chunk_is_a_typed_protocol_error() {
     let s = Setup::new().await;
     s.emu

@@ -787,6 +787,15 @@ fn with_faults(script: &ChatScript, events: Vec<String>) -> Vec<Piece> {
                     Bytes::from_static(b"this line is not server-sent events\n\n"),
                 ));
             }
+            Some(Fault::StreamError { after }) if i == *after => {
+                let error = json!({"error": {"message": "The server had an error while processing your request. Sorry about that!",
+                    "type": "server_error", "param": null, "code": null}});
+                pieces.push(Piece::Data(
+                    delay,
+                    Bytes::from(format!("data: {error}\n\n")),
+                ));
+                return pieces;
+            }
             Some(Fault::InvalidJsonEvent { after }) if i == *after => {
                 pieces.push(Piece::Data(
                     delay,

@@ -68,6 +68,12 @@ pub enum Fault {
         /// Events sent before the bad event.
         after: usize,
     },
+    /// Send this many SSE events, then an error event `data: {"error": {...}}` (a server error during generation),
+    /// and end the stream.
+    StreamError {
+        /// Events sent before the error.
+        after: usize,
+    },
 }
 
 impl Fault {
