@@ -53,7 +53,9 @@ enum Command {
         message: String,
     },
     /// `close_context`: the server finishes a flushed context or stops an unflushed one, then sends `isFinal`.
-    Close { context_id: String },
+    Close {
+        context_id: String,
+    },
     Shutdown,
 }
 
@@ -178,7 +180,9 @@ async fn connect_once(opts: &TtsOptions) -> Result<Ws, ApiError> {
                 retry_after,
             ))
         }
-        Err(e) => Err(ApiError::connection(format!("cannot connect to ElevenLabs: {e}")).with_source(e)),
+        Err(e) => {
+            Err(ApiError::connection(format!("cannot connect to ElevenLabs: {e}")).with_source(e))
+        }
     }
 }
 
@@ -288,7 +292,9 @@ fn close_error(frame: Option<&CloseFrame>) -> ApiError {
             // The server puts its error JSON in the close reason on some paths.
             match serde_json::from_str::<serde_json::Value>(reason) {
                 Ok(v) if v.is_object() => protocol::socket_error(&v),
-                _ => ApiError::connection(format!("ElevenLabs closed the socket ({code}): {reason}")),
+                _ => {
+                    ApiError::connection(format!("ElevenLabs closed the socket ({code}): {reason}"))
+                }
             }
         }
         None => ApiError::connection("ElevenLabs closed the socket"),
@@ -310,7 +316,10 @@ async fn route(text: &str, contexts: &mut HashMap<String, Ctx>) -> Result<(), Ap
     })?;
     let is_error = message.error.as_ref().is_some_and(|e| !e.is_null())
         || (message.audio.is_none() && message.is_final.is_none() && message.message.is_some());
-    let context = message.context_id.as_deref().and_then(|id| contexts.get(id).map(|_| id.to_owned()));
+    let context = message
+        .context_id
+        .as_deref()
+        .and_then(|id| contexts.get(id).map(|_| id.to_owned()));
     if is_error {
         let error = protocol::socket_error(&value);
         return match context {

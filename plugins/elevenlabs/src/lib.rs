@@ -6,8 +6,8 @@ mod protocol;
 mod tts;
 
 pub use options::{
-    ConfigError, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_VOICE_ID, OutputFormat, TextNormalization,
-    TtsOptions, VoiceSettings,
+    ConfigError, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_VOICE_ID, OutputFormat,
+    TextNormalization, TtsOptions, VoiceSettings,
 };
 pub use tts::ElevenLabsTts;
 

@@ -529,7 +529,9 @@ mod tests {
             .with_language("en")
             .with_output_format(OutputFormat::Pcm16000);
         let ws = o.multi_stream_url();
-        assert!(ws.starts_with("ws://127.0.0.1:9/v1/text-to-speech/v1/multi-stream-input?model_id=eleven_flash_v2_5"));
+        assert!(ws.starts_with(
+            "ws://127.0.0.1:9/v1/text-to-speech/v1/multi-stream-input?model_id=eleven_flash_v2_5"
+        ));
         for p in [
             "output_format=pcm_16000",
             "auto_mode=false",
@@ -575,9 +577,7 @@ mod tests {
                 ..
             })
         ));
-        let bad_timeout = ok
-            .clone()
-            .with_inactivity_timeout(Duration::from_secs(181));
+        let bad_timeout = ok.clone().with_inactivity_timeout(Duration::from_secs(181));
         assert!(bad_timeout.validate().is_err());
         let bad_keepalive = ok.clone().with_keepalive_interval(Duration::from_secs(20));
         assert!(bad_keepalive.validate().is_err());

@@ -108,7 +108,10 @@ pub(crate) fn socket_error(raw: &Value) -> ApiError {
         .get("message")
         .and_then(Value::as_str)
         .filter(|m| !m.is_empty())
-        .map_or_else(|| format!("ElevenLabs error: {code}"), |m| format!("ElevenLabs error ({code}): {m}"));
+        .map_or_else(
+            || format!("ElevenLabs error: {code}"),
+            |m| format!("ElevenLabs error ({code}): {m}"),
+        );
     let permanent = PERMANENT_ERRORS.contains(&code) || code.starts_with("invalid_");
     ApiError::new(message)
         .with_body(raw.clone())
@@ -267,8 +270,8 @@ impl WordChunker {
         let cut = self
             .buf
             .char_indices()
-            .filter(|(_, c)| c.is_whitespace())
-            .last()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
             .map(|(i, c)| i + c.len_utf8())?;
         let rest = self.buf.split_off(cut);
         let done = std::mem::replace(&mut self.buf, rest);
@@ -385,7 +388,9 @@ mod tests {
         );
         assert!(!quota.is_retryable());
         assert!(quota.message().contains("quota"));
-        let idle = socket_error(&json!({"message": "Have not received a new text input", "error": "input_timeout_exceeded", "code": 1008}));
+        let idle = socket_error(
+            &json!({"message": "Have not received a new text input", "error": "input_timeout_exceeded", "code": 1008}),
+        );
         assert!(idle.is_retryable());
     }
 }

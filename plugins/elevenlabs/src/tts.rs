@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use agents_audio::SampleRate;
-use agents_core::tts::{
-    SynthesizeOptions, SynthesizedAudio, Tts, TtsAudioStream, TtsCapabilities, TtsError,
-    TtsInput, TtsStream, TtsStreamDriver,
-};
 use agents_core::ApiError;
 use agents_core::tts::TimedText;
+use agents_core::tts::{
+    SynthesizeOptions, SynthesizedAudio, Tts, TtsAudioStream, TtsCapabilities, TtsError, TtsInput,
+    TtsStream, TtsStreamDriver,
+};
 use async_trait::async_trait;
 use base64::Engine as _;
 use futures::StreamExt;
@@ -315,7 +315,9 @@ async fn start_next(
         };
         let id = inner.new_id("ctx");
         let conn = inner.connection().await?;
-        let events = conn.open(&id, protocol::init_message(&inner.opts, &id)).await?;
+        let events = conn
+            .open(&id, protocol::init_message(&inner.opts, &id))
+            .await?;
         let mut a = Active {
             id,
             conn,
@@ -359,14 +361,17 @@ async fn on_event(
                 .map_err(|reason| TtsError::InvalidAudio { reason })?;
             let offset = samples_to_duration(a.samples, rate);
             let words = match alignment {
-                Some(al) => a.aligner.push(&al.chars, &al.starts_ms, &al.durations_ms, offset),
+                Some(al) => a
+                    .aligner
+                    .push(&al.chars, &al.starts_ms, &al.durations_ms, offset),
                 None => Vec::new(),
             };
             a.samples += frame.samples_per_channel() as u64;
             if frame.is_empty() && words.is_empty() {
                 return Ok(Step::Continue);
             }
-            let chunk = SynthesizedAudio::new(request_id, a.id.clone(), frame).with_timed_text(words);
+            let chunk =
+                SynthesizedAudio::new(request_id, a.id.clone(), frame).with_timed_text(words);
             Ok(send(out, chunk).await)
         }
         CtxEvent::Final => {
@@ -445,7 +450,11 @@ async fn rest_request(
     }
     let body = body.to_string();
     let url = opts.rest_stream_url();
-    let key = opts.api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();
+    let key = opts
+        .api_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .unwrap_or_default();
     let (body, url, key) = (&body, &url, &key);
     options
         .conn_options
@@ -459,11 +468,14 @@ async fn rest_request(
                 .send();
             let response = match tokio::time::timeout(attempt.timeout, send).await {
                 Err(_) => return Err(TtsError::Api(ApiError::timeout_default())),
-                Ok(Err(e)) if e.is_timeout() => return Err(TtsError::Api(ApiError::timeout_default())),
+                Ok(Err(e)) if e.is_timeout() => {
+                    return Err(TtsError::Api(ApiError::timeout_default()));
+                }
                 Ok(Err(e)) => {
                     let e = e.without_url();
                     return Err(TtsError::Api(
-                        ApiError::connection(format!("cannot reach ElevenLabs: {e}")).with_source(e),
+                        ApiError::connection(format!("cannot reach ElevenLabs: {e}"))
+                            .with_source(e),
                     ));
                 }
                 Ok(Ok(r)) => r,
@@ -537,9 +549,10 @@ impl RestState {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let c: TimestampChunk = serde_json::from_slice(line).map_err(|e| TtsError::InvalidAudio {
-            reason: format!("malformed timestamps chunk from ElevenLabs: {e}"),
-        })?;
+        let c: TimestampChunk =
+            serde_json::from_slice(line).map_err(|e| TtsError::InvalidAudio {
+                reason: format!("malformed timestamps chunk from ElevenLabs: {e}"),
+            })?;
         let audio = match c.audio_base64.as_deref() {
             Some(b64) => base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
@@ -551,16 +564,21 @@ impl RestState {
         let words = match c.alignment.or(c.normalized_alignment) {
             Some(al) => {
                 let offset = samples_to_duration(self.samples, self.rate);
-                let mut starts: Vec<Duration> =
-                    al.character_start_times_seconds.iter().map(|s| protocol::secs(*s)).collect();
-                let mut ends: Vec<Duration> =
-                    al.character_end_times_seconds.iter().map(|s| protocol::secs(*s)).collect();
+                let mut starts: Vec<Duration> = al
+                    .character_start_times_seconds
+                    .iter()
+                    .map(|s| protocol::secs(*s))
+                    .collect();
+                let mut ends: Vec<Duration> = al
+                    .character_end_times_seconds
+                    .iter()
+                    .map(|s| protocol::secs(*s))
+                    .collect();
                 // Times are taken as relative to the whole audio; if a chunk restarts below the audio already
                 // received, they are relative to the chunk (unverified which the service sends) and get offset.
-                if starts
-                    .first()
-                    .is_some_and(|s| *s + Duration::from_millis(1) < self.last_end && !offset.is_zero())
-                {
+                if starts.first().is_some_and(|s| {
+                    *s + Duration::from_millis(1) < self.last_end && !offset.is_zero()
+                }) {
                     starts.iter_mut().for_each(|s| *s += offset);
                     ends.iter_mut().for_each(|e| *e += offset);
                 }

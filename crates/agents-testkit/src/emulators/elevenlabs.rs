@@ -170,7 +170,9 @@ struct Shared {
 
 impl Shared {
     fn log(&self) -> MutexGuard<'_, Log> {
-        self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn violation(&self, v: impl Into<String>) {
@@ -294,7 +296,10 @@ fn error_response(status: u16, body: Value) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
-        [("content-type", "application/json"), ("request-id", "emu-req")],
+        [
+            ("content-type", "application/json"),
+            ("request-id", "emu-req"),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -319,11 +324,11 @@ fn check_request(
     shared: &Shared,
     headers: &HeaderMap,
     query: &HashMap<String, String>,
-) -> Result<u32, Response> {
+) -> Result<u32, Box<Response>> {
     if let Some(Fault::HttpStatus { status, body }) =
         shared.take_fault(|f| matches!(f, Fault::HttpStatus { .. }))
     {
-        return Err(error_response(status, body));
+        return Err(Box::new(error_response(status, body)));
     }
     let key = headers.get("xi-api-key").and_then(|v| v.to_str().ok());
     if key != Some(shared.config.api_key.as_str()) {
@@ -331,7 +336,7 @@ fn check_request(
             shared.violation("no xi-api-key header");
         }
         shared.log().auth_failures += 1;
-        return Err(unauthorized());
+        return Err(Box::new(unauthorized()));
     }
     let format = query.get("output_format").map(String::as_str);
     let Some(rate) = format
@@ -340,10 +345,10 @@ fn check_request(
         .filter(|r| PCM_RATES.contains(r))
     else {
         shared.violation(format!("output_format {format:?} is not a PCM format"));
-        return Err(validation_error(
+        return Err(Box::new(validation_error(
             "output_format",
             "the emulator serves pcm_8000/16000/22050/24000/44100",
-        ));
+        )));
     };
     Ok(rate)
 }
@@ -357,7 +362,7 @@ async fn ws_handler(
 ) -> Response {
     let rate = match check_request(&shared, &headers, &query) {
         Ok(r) => r,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     if query.get("model_id").is_none_or(|m| m.is_empty()) {
         shared.violation("no model_id");
@@ -469,7 +474,9 @@ impl Session {
             Some(Fault::DropAfterAudio(n)) => self.drop_after = Some(n),
             Some(Fault::MalformedJson) => self.malformed = true,
             Some(Fault::SlowFirstAudio(d)) => self.slow_first = d,
-            Some(Fault::SocketError { error, message }) => self.socket_error = Some((error, message)),
+            Some(Fault::SocketError { error, message }) => {
+                self.socket_error = Some((error, message))
+            }
             _ => {}
         }
         let mut deadline = Instant::now() + self.timeout;
@@ -570,17 +577,24 @@ impl Session {
         if msg.get("close_socket") == Some(&Value::Bool(true)) {
             return Flow::Close(1000, String::new());
         }
-        let Some(id) = msg.get("context_id").and_then(Value::as_str).map(str::to_owned) else {
-            self.shared.violation(format!("message without context_id: {msg}"));
+        let Some(id) = msg
+            .get("context_id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+        else {
+            self.shared
+                .violation(format!("message without context_id: {msg}"));
             return Flow::Continue;
         };
         if self.closed.contains(&id) {
-            self.shared
-                .violation(format!("message for context {id} after close_context: {msg}"));
+            self.shared.violation(format!(
+                "message for context {id} after close_context: {msg}"
+            ));
             return Flow::Continue;
         }
         let text_field = msg.get("text").and_then(Value::as_str);
-        let has_settings = msg.get("voice_settings").is_some() || msg.get("generation_config").is_some();
+        let has_settings =
+            msg.get("voice_settings").is_some() || msg.get("generation_config").is_some();
         if !self.contexts.contains_key(&id) {
             if text_field != Some(" ") {
                 self.shared.violation(format!(
@@ -630,6 +644,7 @@ impl Session {
         }
         let auto_mode = self.auto_mode;
         let mut generate = false;
+        let mut flush = false;
         if let Some(ctx) = self.contexts.get_mut(&id) {
             if let Some(t) = text_field.filter(|t| !t.is_empty()) {
                 if !t.ends_with(' ') {
@@ -652,10 +667,11 @@ impl Session {
             if msg.get("flush") == Some(&Value::Bool(true)) {
                 ctx.flushed = true;
                 generate = true;
+                flush = true;
             }
         }
         if generate {
-            self.generate(&id);
+            self.generate(&id, flush);
         }
         if msg.get("close_context") == Some(&Value::Bool(true)) {
             let flushed = self.contexts.get(&id).is_some_and(|c| c.flushed);
@@ -677,12 +693,18 @@ impl Session {
         Flow::Continue
     }
 
-    fn generate(&mut self, id: &str) {
+    /// Turns the buffer into queued audio messages; a flush also drops the trailing space of the last chunk.
+    fn generate(&mut self, id: &str, flush: bool) {
         let Some(ctx) = self.contexts.get_mut(id) else {
             return;
         };
-        let text = std::mem::take(&mut ctx.buffer);
-        let text = text.trim_start();
+        let buffered = std::mem::take(&mut ctx.buffer);
+        let text = if ctx.generations == 0 {
+            buffered.trim_start()
+        } else {
+            buffered.as_str()
+        };
+        let text = if flush { text.trim_end() } else { text };
         if text.trim().is_empty() {
             return;
         }
@@ -753,22 +775,26 @@ fn rest_common(
     headers: &HeaderMap,
     query: &HashMap<String, String>,
     body: &str,
-) -> Result<(u32, String), Response> {
+) -> Result<(u32, String), Box<Response>> {
     let rate = check_request(shared, headers, query)?;
     let Ok(json) = serde_json::from_str::<Value>(body) else {
         shared.violation("REST body is not JSON");
-        return Err(error_response(
+        return Err(Box::new(error_response(
             400,
             json!({"detail": {"status": "invalid_json", "message": "body is not JSON"}}),
-        ));
+        )));
     };
     shared.log().rest_bodies.push(json.clone());
-    let Some(text) = json.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()) else {
+    let Some(text) = json
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+    else {
         shared.violation("REST body without text");
-        return Err(error_response(
+        return Err(Box::new(error_response(
             422,
             json!({"detail": [{"loc": ["body", "text"], "msg": "field required", "type": "value_error.missing"}]}),
-        ));
+        )));
     };
     Ok((rate, text.to_owned()))
 }
@@ -782,7 +808,7 @@ async fn rest_handler(
 ) -> Response {
     let (rate, text) = match rest_common(&shared, &headers, &query, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let n = shared.config.chars_per_chunk.max(1);
     let chars: Vec<char> = text.chars().collect();
@@ -809,7 +835,7 @@ async fn rest_timestamps_handler(
 ) -> Response {
     let (rate, text) = match rest_common(&shared, &headers, &query, &body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let n = shared.config.chars_per_chunk.max(1);
     let ms = f64::from(shared.config.ms_per_char) / 1000.0;
