@@ -865,3 +865,225 @@ async fn rest_timestamps_handler(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
+
+    type Client = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    const QUERY: &str = "model_id=eleven_flash_v2_5&output_format=pcm_16000&sync_alignment=true";
+
+    async fn connect(
+        emu: &ElevenLabsEmulator,
+        query: &str,
+        key: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        let url = format!(
+            "{}/v1/text-to-speech/v/multi-stream-input?{query}",
+            emu.base_url().replace("http://", "ws://")
+        );
+        let mut req = url.into_client_request()?;
+        if let Some(k) = key {
+            req.headers_mut().insert("xi-api-key", k.parse().unwrap());
+        }
+        tokio_tungstenite::connect_async(req)
+            .await
+            .map(|(ws, _)| ws)
+    }
+
+    async fn send(ws: &mut Client, v: Value) {
+        ws.send(WsMessage::text(v.to_string())).await.unwrap();
+    }
+
+    /// The next text frame as JSON, or `None` at a close.
+    async fn next(ws: &mut Client) -> Option<Value> {
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap()?;
+            match m {
+                Ok(WsMessage::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(WsMessage::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    async fn close_code(ws: &mut Client) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), ws.next())
+                .await
+                .unwrap()?
+            {
+                Ok(WsMessage::Close(f)) => return f.map(|f| u16::from(f.code)),
+                Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn upgrade_checks_key_and_format() {
+        let emu = ElevenLabsEmulator::start().await.unwrap();
+        match connect(&emu, QUERY, Some("wrong")).await {
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 401),
+            other => panic!("{other:?}"),
+        }
+        let mp3 = "model_id=m&output_format=mp3_44100_128";
+        match connect(&emu, mp3, Some(emu.api_key())).await {
+            Err(tungstenite::Error::Http(r)) => assert_eq!(r.status().as_u16(), 422),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(emu.auth_failures(), 1);
+        assert_eq!(emu.connections(), 0);
+        assert_eq!(emu.violations().len(), 1, "{:?}", emu.violations());
+    }
+
+    #[tokio::test]
+    async fn generates_aligned_audio_and_acknowledges_close_context() {
+        let emu = ElevenLabsEmulator::start().await.unwrap();
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        send(
+            &mut ws,
+            json!({"text": " ", "context_id": "a", "voice_settings": {"speed": 1.0}}),
+        )
+        .await;
+        send(&mut ws, json!({"text": "Hi there ", "context_id": "a"})).await;
+        send(&mut ws, json!({"context_id": "a", "flush": true})).await;
+        send(&mut ws, json!({"context_id": "a", "close_context": true})).await;
+        let audio = next(&mut ws).await.unwrap();
+        assert_eq!(audio["contextId"], "a");
+        let pcm = base64::engine::general_purpose::STANDARD
+            .decode(audio["audio"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(pcm.len(), 8 * 50 * 16 * 2, "8 chars x 50 ms at 16 kHz");
+        assert_eq!(audio["alignment"]["chars"].as_array().unwrap().len(), 8);
+        assert_eq!(audio["alignment"]["charStartTimesMs"][1], 50);
+        assert_eq!(
+            next(&mut ws).await.unwrap(),
+            json!({"isFinal": true, "contextId": "a"})
+        );
+        assert!(emu.violations().is_empty(), "{:?}", emu.violations());
+    }
+
+    #[tokio::test]
+    async fn close_context_stops_only_that_context() {
+        let emu = ElevenLabsEmulator::with_config(
+            ElevenLabsConfig::default()
+                .with_chars_per_chunk(2)
+                .with_chunk_interval(Duration::from_millis(20)),
+        )
+        .await
+        .unwrap();
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        let text = "one two three four five six seven eight nine ten eleven twelve ";
+        // "b" generates through its 50-character schedule, without a flush; "a" is flushed.
+        send(&mut ws, json!({"text": " ", "context_id": "b", "generation_config": {"chunk_length_schedule": [50]}})).await;
+        send(&mut ws, json!({"text": text, "context_id": "b"})).await;
+        send(&mut ws, json!({"text": " ", "context_id": "a"})).await;
+        send(
+            &mut ws,
+            json!({"text": "one two three four five six ", "context_id": "a", "flush": true}),
+        )
+        .await;
+        let first = next(&mut ws).await.unwrap();
+        assert_eq!(first["contextId"], "b");
+        send(&mut ws, json!({"context_id": "b", "close_context": true})).await;
+        let (mut a_audio, mut b_audio) = (0, 1);
+        let mut b_final = false;
+        while let Some(m) = next(&mut ws).await {
+            match (m["contextId"].as_str(), m["isFinal"] == true) {
+                (Some("b"), true) => {
+                    b_final = true;
+                    send(&mut ws, json!({"context_id": "a", "close_context": true})).await;
+                }
+                (Some("a"), true) => break,
+                (Some("a"), false) => a_audio += 1,
+                (Some("b"), false) => b_audio += 1,
+                _ => panic!("unexpected {m}"),
+            }
+        }
+        assert!(b_final, "close_context is acknowledged with isFinal");
+        assert!(
+            b_audio < text.trim_start().len().div_ceil(2),
+            "b stopped early ({b_audio} chunks)"
+        );
+        assert_eq!(a_audio, 14, "context a kept all its audio (27 chars / 2)");
+        assert!(emu.violations().is_empty(), "{:?}", emu.violations());
+    }
+
+    #[tokio::test]
+    async fn records_protocol_violations() {
+        let emu = ElevenLabsEmulator::start().await.unwrap();
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        send(&mut ws, json!({"text": "Hello ", "context_id": "x"})).await; // no " " first
+        send(&mut ws, json!({"text": "no space", "context_id": "x"})).await;
+        send(&mut ws, json!({"text": "orphan "})).await; // no context_id
+        send(&mut ws, json!({"context_id": "x", "close_context": true})).await;
+        send(&mut ws, json!({"text": "late ", "context_id": "x"})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let v = emu.violations();
+        assert_eq!(v.len(), 4, "{v:?}");
+        assert!(v[0].contains("first message"));
+        assert!(v[1].contains("end with a space"));
+        assert!(v[2].contains("without context_id"));
+        assert!(v[3].contains("after close_context"));
+        send(&mut ws, json!({"text": " ", "context_id": "y"})).await;
+        send(
+            &mut ws,
+            json!({"text": "x ", "context_id": "y", "voice_settings": {}}),
+        )
+        .await;
+        assert_eq!(
+            next(&mut ws).await.unwrap(),
+            json!({"isFinal": true, "contextId": "x"})
+        );
+        let err = next(&mut ws).await.unwrap();
+        assert!(err["message"].as_str().unwrap().contains("first message"));
+        assert_eq!(close_code(&mut ws).await, Some(1008));
+    }
+
+    #[tokio::test]
+    async fn a_sixth_context_is_refused() {
+        let emu = ElevenLabsEmulator::start().await.unwrap();
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        for i in 0..6 {
+            send(&mut ws, json!({"text": " ", "context_id": format!("c{i}")})).await;
+        }
+        let err = next(&mut ws).await.unwrap();
+        assert_eq!(err["error"], "max_active_conversations");
+        assert_eq!(err["message"], MAX_CONTEXTS_MESSAGE);
+        assert_eq!(close_code(&mut ws).await, Some(1008));
+    }
+
+    #[tokio::test]
+    async fn idle_sockets_and_bad_json_are_closed_with_the_provider_errors() {
+        let emu = ElevenLabsEmulator::with_config(
+            ElevenLabsConfig::default().with_inactivity_timeout(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        let err = next(&mut ws).await.unwrap();
+        assert_eq!(err["error"], "input_timeout_exceeded");
+        assert!(
+            err["message"].as_str().unwrap().starts_with(
+                "Have not received a new text input within the timeout of 20.0 seconds"
+            )
+        );
+        assert_eq!(close_code(&mut ws).await, Some(1008));
+        assert_eq!(emu.idle_closes(), 1);
+
+        let mut ws = connect(&emu, QUERY, Some(emu.api_key())).await.unwrap();
+        ws.send(WsMessage::text("{not json")).await.unwrap();
+        let err = next(&mut ws).await.unwrap();
+        assert_eq!(err["error"], "invalid_input_message");
+        assert_eq!(err["message"], INVALID_INPUT_MESSAGE);
+    }
+}
