@@ -311,3 +311,27 @@ async fn aclose_sends_close_socket() {
     .await
     .expect("close_socket was sent");
 }
+
+#[tokio::test]
+async fn a_sixth_concurrent_speech_waits_for_a_context_slot() {
+    let emu = emulator(
+        ElevenLabsConfig::default()
+            .with_chars_per_chunk(4)
+            .with_chunk_interval(Duration::from_millis(5)),
+    )
+    .await;
+    let t = tts(options(&emu));
+    let runs = (0..7).map(|i| {
+        let t = t.clone();
+        async move { speak(&t, &format!("Speech number {i} is here.")).await }
+    });
+    for r in futures::future::join_all(runs).await {
+        let chunks = r.expect("no max_active_conversations error");
+        assert_eq!(
+            duration(&chunks),
+            expected("Speech number 0 is here.".len())
+        );
+    }
+    assert_eq!(emu.connections(), 1);
+    assert!(emu.violations().is_empty(), "{:?}", emu.violations());
+}
