@@ -22,7 +22,11 @@ use crate::protocol::{self, Alignment, ServerMessage};
 /// The server allows 5 simultaneous contexts per socket (`max_active_conversations`); a sixth waits for a slot.
 pub(crate) const MAX_CONTEXTS: usize = 5;
 const COMMAND_CAPACITY: usize = 64;
-const EVENT_CAPACITY: usize = 64;
+/// Messages buffered per context. The socket task waits when a context's buffer is full, which would hold up every
+/// other context on the socket; a speech generated ahead of playback (not read yet) must not do that, so the bound
+/// is far above one segment's audio (ElevenLabs sends chunks of ~0.1–0.5 s; 1024 of them is minutes). Tokio
+/// allocates channel blocks lazily, so an idle bound costs nothing.
+const EVENT_CAPACITY: usize = 1024;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
