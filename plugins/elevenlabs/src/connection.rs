@@ -83,7 +83,7 @@ impl Connection {
             })
             .await?;
         let (tx, rx) = mpsc::channel(COMMAND_CAPACITY);
-        tokio::spawn(run(ws, rx, opts.keepalive_interval));
+        tokio::spawn(run(ws, rx, opts.keepalive_interval, opts.idle_keepalive));
         Ok(Self {
             commands: tx,
             permits: Arc::new(Semaphore::new(MAX_CONTEXTS)),
@@ -199,8 +199,14 @@ struct Ctx {
 
 /// The socket task. Ends on `Shutdown` (after `close_socket`), when every handle is gone, or when the socket
 /// fails; then every context still open gets the failure.
-async fn run(ws: Ws, mut commands: mpsc::Receiver<Command>, keepalive: Duration) {
+async fn run(
+    ws: Ws,
+    mut commands: mpsc::Receiver<Command>,
+    keepalive: Duration,
+    idle_keepalive: bool,
+) {
     let (mut sink, mut stream) = ws.split();
+    let mut last_sent = Instant::now();
     let mut contexts: HashMap<String, Ctx> = HashMap::new();
     let mut tick = tokio::time::interval((keepalive / 4).max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,6 +246,7 @@ async fn run(ws: Ws, mut commands: mpsc::Receiver<Command>, keepalive: Duration)
                     break ApiError::connection(format!("the ElevenLabs socket failed while sending: {e}"))
                         .with_source(e);
                 }
+                last_sent = Instant::now();
             }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
@@ -262,6 +269,14 @@ async fn run(ws: Ws, mut commands: mpsc::Receiver<Command>, keepalive: Duration)
                     .map(|(id, _)| id.clone())
                     .collect();
                 let mut failed = None;
+                let idle = contexts.values().all(|c| c.closing);
+                if idle && idle_keepalive && now.saturating_duration_since(last_sent) >= keepalive {
+                    tracing::debug!("elevenlabs idle keep-alive");
+                    if let Err(e) = sink.send(Message::text(protocol::idle_keepalive_message())).await {
+                        break ApiError::connection(format!("the ElevenLabs socket failed while sending: {e}")).with_source(e);
+                    }
+                    last_sent = now;
+                }
                 for id in due {
                     tracing::debug!(context_id = %id, "elevenlabs keep-alive");
                     if let Err(e) = sink.send(Message::text(protocol::keepalive_message(&id))).await {
@@ -271,6 +286,7 @@ async fn run(ws: Ws, mut commands: mpsc::Receiver<Command>, keepalive: Duration)
                     if let Some(c) = contexts.get_mut(&id) {
                         c.last_sent = now;
                     }
+                    last_sent = now;
                 }
                 if let Some(e) = failed {
                     break e;

@@ -238,6 +238,11 @@ pub struct TtsOptions {
     /// How long an open context may go without a message before the client sends a keep-alive
     /// (`{"text": "", "context_id"}`). Must be shorter than `inactivity_timeout`.
     pub keepalive_interval: Duration,
+    /// Keep a socket without open contexts alive too, with a context-less `{"text": ""}` every
+    /// `keepalive_interval`, so the next speech does not pay for a new TLS connection. Pipecat does this in
+    /// production; the AsyncAPI documents the keep-alive with a `context_id` only. Off: an idle socket is left to
+    /// time out and the next speech reconnects.
+    pub idle_keepalive: bool,
     /// `enable_ssml_parsing`.
     pub enable_ssml_parsing: bool,
     /// `apply_text_normalization`.
@@ -263,6 +268,7 @@ impl Default for TtsOptions {
             sync_alignment: true,
             inactivity_timeout: DEFAULT_INACTIVITY_TIMEOUT,
             keepalive_interval: Duration::from_secs(10),
+            idle_keepalive: true,
             enable_ssml_parsing: false,
             text_normalization: TextNormalization::Auto,
             enable_logging: None,
@@ -372,6 +378,13 @@ impl TtsOptions {
     #[must_use]
     pub fn with_keepalive_interval(mut self, interval: Duration) -> Self {
         self.keepalive_interval = interval;
+        self
+    }
+
+    /// Sets whether an idle socket is kept alive.
+    #[must_use]
+    pub fn with_idle_keepalive(mut self, on: bool) -> Self {
+        self.idle_keepalive = on;
         self
     }
 

@@ -77,6 +77,11 @@ pub(crate) fn keepalive_message(context_id: &str) -> String {
     json!({ "text": "", "context_id": context_id }).to_string()
 }
 
+/// Keeps a socket without contexts open (Pipecat's context-less keep-alive).
+pub(crate) fn idle_keepalive_message() -> String {
+    json!({ "text": "" }).to_string()
+}
+
 /// Closes every context and the socket.
 pub(crate) fn close_socket_message() -> String {
     json!({ "close_socket": true }).to_string()

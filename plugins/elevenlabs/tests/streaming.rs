@@ -251,7 +251,7 @@ async fn an_idle_socket_is_closed_by_the_server_and_reopened_on_demand() {
     let emu =
         emulator(ElevenLabsConfig::default().with_inactivity_timeout(Duration::from_millis(200)))
             .await;
-    let t = tts(options(&emu));
+    let t = tts(options(&emu).with_idle_keepalive(false));
     speak(&t, "First.").await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -333,5 +333,27 @@ async fn a_sixth_concurrent_speech_waits_for_a_context_slot() {
         );
     }
     assert_eq!(emu.connections(), 1);
+    assert!(emu.violations().is_empty(), "{:?}", emu.violations());
+}
+
+#[tokio::test]
+async fn an_idle_socket_is_kept_alive_between_speeches() {
+    let emu =
+        emulator(ElevenLabsConfig::default().with_inactivity_timeout(Duration::from_millis(400)))
+            .await;
+    let t = tts(options(&emu)
+        .with_inactivity_timeout(Duration::from_secs(1))
+        .with_keepalive_interval(Duration::from_millis(100)));
+    speak(&t, "First.").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await; // the user talks
+    let chunks = speak(&t, "Second.").await.unwrap();
+    assert_eq!(duration(&chunks), expected("Second.".len()));
+    assert_eq!(emu.idle_closes(), 0);
+    assert_eq!(emu.connections(), 1);
+    assert!(
+        emu.received()
+            .iter()
+            .any(|r| r.message == json!({"text": ""}))
+    );
     assert!(emu.violations().is_empty(), "{:?}", emu.violations());
 }

@@ -10,7 +10,7 @@
 //!   only), `inactivity_timeout` (1..=180), the boolean query flags;
 //! - a context's first message is `{"text": " "}` (voice settings and generation config allowed there only: later
 //!   they close the socket with 1008, as the service does); text chunks end with a space; every message carries a
-//!   `context_id`; no message for a closed or unknown context; at most 5 open contexts
+//!   `context_id` (except the context-less keep-alive `{"text": ""}`); no message for a closed or unknown context; at most 5 open contexts
 //!   (`max_active_conversations`).
 //!
 //! Generation follows `chunk_length_schedule` (default `[120, 160, 250, 290]`) unless `auto_mode` is on (then
@@ -582,8 +582,12 @@ impl Session {
             .and_then(Value::as_str)
             .map(str::to_owned)
         else {
-            self.shared
-                .violation(format!("message without context_id: {msg}"));
+            // A context-less `{"text": ""}` keeps the socket alive (Pipecat's idle keep-alive); anything else
+            // needs a context.
+            if msg != json!({"text": ""}) {
+                self.shared
+                    .violation(format!("message without context_id: {msg}"));
+            }
             return Flow::Continue;
         };
         if self.closed.contains(&id) {
