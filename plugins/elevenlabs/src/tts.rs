@@ -574,8 +574,8 @@ impl RestState {
                     .iter()
                     .map(|s| protocol::secs(*s))
                     .collect();
-                // Times are taken as relative to the whole audio; if a chunk restarts below the audio already
-                // received, they are relative to the chunk (unverified which the service sends) and get offset.
+                // Times run from the start of the request's audio (as Pipecat reads them); a chunk whose times
+                // restart below the audio already received is taken as chunk-relative and offset.
                 if starts.first().is_some_and(|s| {
                     *s + Duration::from_millis(1) < self.last_end && !offset.is_zero()
                 }) {
