@@ -221,6 +221,13 @@ async fn run_stream(inner: Arc<Inner>, driver: TtsStreamDriver) {
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut input_done = false;
     loop {
+        if out.is_closed() {
+            // Dropped while idle or connecting: nothing more to open.
+            if let Some(a) = active.take() {
+                a.conn.close_context(&a.id).await;
+            }
+            return;
+        }
         if active.is_none() {
             match start_next(&inner, &mut pending).await {
                 Ok(a) => active = a,
