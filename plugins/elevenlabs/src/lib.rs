@@ -9,7 +9,7 @@ pub use options::{
     ConfigError, DEFAULT_BASE_URL, DEFAULT_MODEL, DEFAULT_VOICE_ID, OutputFormat,
     TextNormalization, TtsOptions, VoiceSettings,
 };
-pub use tts::ElevenLabsTts;
+pub use tts::{ElevenLabsTts, Voice};
 
 #[cfg(test)]
 mod send_sync {

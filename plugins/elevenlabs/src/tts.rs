@@ -71,6 +71,46 @@ impl ElevenLabsTts {
         &self.inner.opts
     }
 
+    /// The voices of the account (`GET /v1/voices`), with the retries of `TtsOptions::conn`.
+    ///
+    /// # Errors
+    /// [`TtsError::Api`] for HTTP and connection failures and an answer of an unknown shape.
+    pub async fn list_voices(&self) -> Result<Vec<Voice>, TtsError> {
+        let inner = &self.inner;
+        let url = inner.opts.http_url("v1/voices");
+        let key = inner
+            .opts
+            .api_key
+            .as_ref()
+            .map(|k| k.expose().to_owned())
+            .unwrap_or_default();
+        let (url, key) = (&url, &key);
+        let response = inner
+            .opts
+            .conn
+            .retry("list ElevenLabs voices", |attempt| async move {
+                let send = inner.http.get(url).header("xi-api-key", key).send();
+                let response = send_with_timeout(send, attempt.timeout).await?;
+                check_status(response).await
+            })
+            .await?;
+        let bytes = response.bytes().await.map_err(|e| {
+            let e = e.without_url();
+            TtsError::Api(
+                ApiError::connection(format!("cannot read the voices: {e}")).with_source(e),
+            )
+        })?;
+        let list: VoiceList = serde_json::from_slice(&bytes).map_err(|e| {
+            TtsError::Api(
+                ApiError::new(format!(
+                    "ElevenLabs sent a voice list of an unknown shape: {e}"
+                ))
+                .with_retryable(false),
+            )
+        })?;
+        Ok(list.voices)
+    }
+
     /// WebSocket connections opened so far (one, unless the socket dropped or idled out).
     pub fn connections_opened(&self) -> u64 {
         self.inner.connects.load(Ordering::Relaxed)
@@ -155,6 +195,25 @@ impl Tts for ElevenLabsTts {
             c.shutdown().await;
         }
     }
+}
+
+/// A voice of the account.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub struct Voice {
+    /// The id to pass to [`TtsOptions::with_voice`].
+    pub voice_id: String,
+    /// Display name.
+    #[serde(default)]
+    pub name: String,
+    /// `premade`, `cloned`, `generated`, `professional`...
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VoiceList {
+    voices: Vec<Voice>,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -473,44 +532,54 @@ async fn rest_request(
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(body.clone())
                 .send();
-            let response = match tokio::time::timeout(attempt.timeout, send).await {
-                Err(_) => return Err(TtsError::Api(ApiError::timeout_default())),
-                Ok(Err(e)) if e.is_timeout() => {
-                    return Err(TtsError::Api(ApiError::timeout_default()));
-                }
-                Ok(Err(e)) => {
-                    let e = e.without_url();
-                    return Err(TtsError::Api(
-                        ApiError::connection(format!("cannot reach ElevenLabs: {e}"))
-                            .with_source(e),
-                    ));
-                }
-                Ok(Ok(r)) => r,
-            };
-            if response.status().is_success() {
-                return Ok(response);
-            }
-            let status = response.status().as_u16();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let request_id = header("request-id").or_else(|| header("x-request-id"));
-            let retry_after = header("retry-after").and_then(|v: String| {
-                agents_core::retry::parse_retry_after(&v, std::time::SystemTime::now())
-            });
-            let bytes = response.bytes().await.unwrap_or_default();
-            Err(TtsError::Api(ApiError::from_http_response(
-                status,
-                &bytes,
-                request_id.as_deref(),
-                retry_after,
-            )))
+            let response = send_with_timeout(send, attempt.timeout).await?;
+            check_status(response).await
         })
         .await
+}
+
+/// Sends a request, bounding the wait for the response head by `timeout`.
+async fn send_with_timeout(
+    send: impl std::future::Future<Output = Result<reqwest::Response, reqwest::Error>>,
+    timeout: Duration,
+) -> Result<reqwest::Response, TtsError> {
+    match tokio::time::timeout(timeout, send).await {
+        Err(_) => Err(TtsError::Api(ApiError::timeout_default())),
+        Ok(Err(e)) if e.is_timeout() => Err(TtsError::Api(ApiError::timeout_default())),
+        Ok(Err(e)) => {
+            let e = e.without_url();
+            Err(TtsError::Api(
+                ApiError::connection(format!("cannot reach ElevenLabs: {e}")).with_source(e),
+            ))
+        }
+        Ok(Ok(r)) => Ok(r),
+    }
+}
+
+/// A success response, or the [`ApiError`] of its status and body.
+async fn check_status(response: reqwest::Response) -> Result<reqwest::Response, TtsError> {
+    if response.status().is_success() {
+        return Ok(response);
+    }
+    let status = response.status().as_u16();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let request_id = header("request-id").or_else(|| header("x-request-id"));
+    let retry_after = header("retry-after").and_then(|v: String| {
+        agents_core::retry::parse_retry_after(&v, std::time::SystemTime::now())
+    });
+    let bytes = response.bytes().await.unwrap_or_default();
+    Err(TtsError::Api(ApiError::from_http_response(
+        status,
+        &bytes,
+        request_id.as_deref(),
+        retry_after,
+    )))
 }
 
 /// One line of `/stream/with-timestamps`.

@@ -121,3 +121,28 @@ async fn rest_errors_are_typed_and_server_errors_retried() {
         Err(TtsError::InvalidRequest { .. })
     ));
 }
+
+#[tokio::test]
+async fn lists_the_account_voices() {
+    let emu = emulator(ElevenLabsConfig::default()).await;
+    let t = tts(options(&emu));
+    let voices = t.list_voices().await.unwrap();
+    let ids: Vec<&str> = voices.iter().map(|v| v.voice_id.as_str()).collect();
+    let expected: Vec<&str> = agents_testkit::emulators::elevenlabs::VOICES
+        .iter()
+        .map(|v| v.0)
+        .collect();
+    assert_eq!(ids, expected);
+    assert_eq!(voices[0].name, "Sarah");
+    assert_eq!(voices[1].category.as_deref(), Some("cloned"));
+
+    let bad = tts(options(&emu).with_api_key("nope"));
+    let Err(TtsError::Api(e)) = bad.list_voices().await else {
+        panic!("a bad key must fail");
+    };
+    assert_eq!(e.status_code(), Some(401));
+    assert!(
+        !format!("{bad:?}").contains("nope"),
+        "Debug never shows the key"
+    );
+}

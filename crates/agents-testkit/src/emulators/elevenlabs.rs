@@ -1,5 +1,6 @@
-//! ElevenLabs emulator: the multi-context TTS WebSocket (`/v1/text-to-speech/{voice_id}/multi-stream-input`) and
-//! the REST streaming endpoints (`POST /v1/text-to-speech/{voice_id}/stream` and `/stream/with-timestamps`).
+//! ElevenLabs emulator: the multi-context TTS WebSocket (`/v1/text-to-speech/{voice_id}/multi-stream-input`), the
+//! REST streaming endpoints (`POST /v1/text-to-speech/{voice_id}/stream` and `/stream/with-timestamps`) and the
+//! voice list (`GET /v1/voices`).
 //!
 //! Audio is deterministic: [`ElevenLabsConfig::ms_per_char`] of PCM16 per character at the requested
 //! `output_format` rate, sent in chunks of [`ElevenLabsConfig::chars_per_chunk`] characters with character
@@ -227,6 +228,7 @@ impl ElevenLabsEmulator {
                 "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
                 post(rest_timestamps_handler),
             )
+            .route("/v1/voices", get(voices_handler))
             .with_state(Arc::clone(&shared));
         let server = EmulatorServer::serve(router).await?;
         Ok(Self { server, shared })
@@ -319,12 +321,8 @@ fn validation_error(loc: &str, msg: &str) -> Response {
     )
 }
 
-/// Checks auth and the common query; returns the output rate.
-fn check_request(
-    shared: &Shared,
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> Result<u32, Box<Response>> {
+/// Applies a queued HTTP fault, then checks the key.
+fn check_auth(shared: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     if let Some(Fault::HttpStatus { status, body }) =
         shared.take_fault(|f| matches!(f, Fault::HttpStatus { .. }))
     {
@@ -338,6 +336,39 @@ fn check_request(
         shared.log().auth_failures += 1;
         return Err(Box::new(unauthorized()));
     }
+    Ok(())
+}
+
+/// The voices `GET /v1/voices` lists.
+pub const VOICES: [(&str, &str, &str); 2] = [
+    ("EXAVITQu4vr4xnSDxMaL", "Sarah", "premade"),
+    ("emu-cloned-voice", "Emulated clone", "cloned"),
+];
+
+async fn voices_handler(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(r) = check_auth(&shared, &headers) {
+        return *r;
+    }
+    let voices: Vec<Value> = VOICES
+        .iter()
+        .map(|(id, name, category)| {
+            json!({"voice_id": id, "name": name, "category": category, "labels": {}, "settings": null})
+        })
+        .collect();
+    (
+        [("content-type", "application/json")],
+        json!({"voices": voices}).to_string(),
+    )
+        .into_response()
+}
+
+/// Checks auth and the common query; returns the output rate.
+fn check_request(
+    shared: &Shared,
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> Result<u32, Box<Response>> {
+    check_auth(shared, headers)?;
     let format = query.get("output_format").map(String::as_str);
     let Some(rate) = format
         .and_then(|f| f.strip_prefix("pcm_"))
