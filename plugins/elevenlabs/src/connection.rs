@@ -369,3 +369,94 @@ async fn route(text: &str, contexts: &mut HashMap<String, Ctx>) -> Result<(), Ap
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(sem: &Arc<Semaphore>) -> (Ctx, mpsc::Receiver<CtxEvent>) {
+        let (tx, rx) = mpsc::channel(8);
+        let permit = Arc::clone(sem).try_acquire_owned().unwrap();
+        (
+            Ctx {
+                events: tx,
+                last_sent: Instant::now(),
+                closing: false,
+                _permit: permit,
+            },
+            rx,
+        )
+    }
+
+    #[tokio::test]
+    async fn routes_by_context_and_isolates_context_errors() {
+        let sem = Arc::new(Semaphore::new(MAX_CONTEXTS));
+        let mut contexts = HashMap::new();
+        let (a, mut ra) = ctx(&sem);
+        let (b, mut rb) = ctx(&sem);
+        contexts.insert("a".to_owned(), a);
+        contexts.insert("b".to_owned(), b);
+
+        route(
+            r#"{"audio":"AAA=","contextId":"a","alignment":null}"#,
+            &mut contexts,
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(ra.try_recv(), Ok(CtxEvent::Audio { audio, alignment: None }) if audio == "AAA=")
+        );
+        route(r#"{"audio":"AAA=","contextId":"zzz"}"#, &mut contexts)
+            .await
+            .unwrap();
+        assert!(rb.try_recv().is_err(), "unknown contexts are ignored");
+
+        route(
+            r#"{"message":"bad voice","error":"invalid_voice","code":1008,"contextId":"b"}"#,
+            &mut contexts,
+        )
+        .await
+        .unwrap();
+        let Ok(CtxEvent::Error(e)) = rb.try_recv() else {
+            panic!("b gets its error")
+        };
+        assert!(!e.is_retryable());
+        assert!(!contexts.contains_key("b") && contexts.contains_key("a"));
+        assert_eq!(
+            sem.available_permits(),
+            MAX_CONTEXTS - 1,
+            "b's slot is free"
+        );
+
+        route(r#"{"isFinal":true,"contextId":"a"}"#, &mut contexts)
+            .await
+            .unwrap();
+        assert!(matches!(ra.try_recv(), Ok(CtxEvent::Final)));
+        assert!(contexts.is_empty());
+
+        let global = route(
+            r#"{"message":"quota","error":"quota_exceeded","code":1008}"#,
+            &mut contexts,
+        )
+        .await;
+        assert!(global.is_err_and(|e| !e.is_retryable()));
+        assert!(route("{oops", &mut contexts).await.is_err());
+        assert!(route(r#"{"audio": 5}"#, &mut contexts).await.is_err());
+    }
+
+    #[test]
+    fn close_frames_become_errors() {
+        let frame = CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+            reason: r#"{"message":"idle","error":"input_timeout_exceeded","code":1008}"#.into(),
+        };
+        let e = close_error(Some(&frame));
+        assert!(e.message().contains("input_timeout_exceeded") && e.is_retryable());
+        let plain = CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Away,
+            reason: "going away".into(),
+        };
+        let e = close_error(Some(&plain));
+        assert!(e.is_connection() && e.message().contains("1001"));
+    }
+}
