@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use super::{Endpoint, Fault, RestRecord, SessionEnd, Shared, bad_request, parse_bool, secs};
 
+/// Quiet time that ends the draining of a socket about to be dropped.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
 /// The close reason Deepgram sends with 1011 after the idle timeout.
 pub(crate) const NET0001_REASON: &str = "Deepgram did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001";
 
@@ -501,6 +504,7 @@ async fn run_socket(
         _ => None,
     };
     let mut malformed = matches!(fault, Some(Fault::MalformedMessage));
+    let mut muted = false;
     let idle = shared.config.idle_timeout;
     let end = loop {
         let msg = match tokio::time::timeout(idle, socket.recv()).await {
@@ -515,6 +519,13 @@ async fn run_socket(
             Ok(None | Some(Err(_))) => break SessionEnd::ClientGone,
             Ok(Some(Ok(m))) => m,
         };
+        if muted {
+            // After the malformed message the emulator stays silent: what the client sends is not processed.
+            if let Message::Close(_) = msg {
+                break SessionEnd::Normal;
+            }
+            continue;
+        }
         let mut closing = false;
         let out = match msg {
             Message::Binary(b) => {
@@ -558,12 +569,13 @@ async fn run_socket(
             let is_results = v.get("type").and_then(Value::as_str) == Some("Results");
             if malformed && is_results {
                 malformed = false;
+                muted = true;
                 let text = v.to_string();
                 let cut = text.len() / 2;
                 let _ = socket
                     .send(Message::Text(text[..cut].to_owned().into()))
                     .await;
-                continue;
+                break;
             }
             let nonempty_final = is_results
                 && v["is_final"].as_bool() == Some(true)
@@ -590,6 +602,9 @@ async fn run_socket(
             && rec.current_speech() >= after
         {
             tracing::debug!(position = ?rec.position(), "deepgram emulator: dropping the listen socket");
+            // Read (and discard) what the client already sent, so that closing the TCP socket sends a FIN after
+            // the results already written rather than a reset that could discard them.
+            while let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_QUIET, socket.recv()).await {}
             break SessionEnd::Dropped;
         }
     };
