@@ -6,8 +6,10 @@
 //! without processing them. The stream keeps a sliding window of the flushes it sent: while the window is full, a
 //! flushed segment waits, and segments flushed meanwhile are coalesced with it (their text is already in
 //! Deepgram's buffer); one `Flush` goes out as soon as the window allows. The audio of coalesced segments is
-//! delivered as one segment, under the id of the first. `end_input` never waits: `Close` makes Deepgram generate
-//! what is buffered.
+//! delivered as one segment, under the id of the first. The window is counted from when each `Flush` was sent
+//! plus a margin of a tenth of the window (at most 2 s), since Deepgram counts from when it received them.
+//! `end_input` never waits: `Close` makes Deepgram generate what is buffered, and the waiting segments end with
+//! it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -466,9 +468,13 @@ impl SpeakTask {
     }
 
     /// When the flush window allows the next `Flush`.
+    ///
+    /// The window is counted from when each `Flush` was sent, plus a margin (a tenth of the window, at most 2 s):
+    /// Deepgram counts from when it received them, and two messages do not travel equally fast.
     fn next_flush_slot(&mut self) -> Instant {
         let now = Instant::now();
         let window = self.shared.options.flush_window;
+        let window = window + (window / 10).min(Duration::from_secs(2));
         while self
             .flush_times
             .front()
