@@ -19,7 +19,9 @@ struct Harness {
 
 impl Harness {
     async fn new() -> Self {
-        let dg = DeepgramEmulator::start().await.unwrap();
+        let dg = DeepgramEmulator::start()
+            .await
+            .unwrap_or_else(|e| panic!("emulator: {e}"));
         let stt: Arc<dyn Stt> = Arc::new(common::stt(&dg, SttOptions::default()));
         let tts: Arc<dyn Tts> = Arc::new(common::tts(&dg, TtsOptions::default()));
         Self { dg, stt, tts }

@@ -1,5 +1,11 @@
 //! Pre-recorded recognition (`POST /v1/listen`) against the emulator.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers outside #[test] functions"
+)]
+
 mod common;
 
 use std::time::Duration;

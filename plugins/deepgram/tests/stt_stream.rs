@@ -1,6 +1,12 @@
 //! The live listen stream against the emulator: protocol mapping, keep-alive, finalize/close, reconnection with
 //! replay, option changes and errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers outside #[test] functions"
+)]
+
 mod common;
 
 use std::time::Duration;

@@ -1,5 +1,11 @@
 //! Aura text-to-speech against the emulator: REST synthesis, the speak WebSocket, the flush limit and errors.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers outside #[test] functions"
+)]
+
 mod common;
 
 use std::time::Duration;

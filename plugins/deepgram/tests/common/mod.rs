@@ -1,6 +1,12 @@
 //! Helpers shared by the plugin's tests: clients wired to the emulator and event readers.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers"
+)]
 
 use std::time::Duration;
 

@@ -463,7 +463,7 @@ pub(crate) async fn ws_handler(
 ) -> Response {
     let request_id = match shared.admit(Endpoint::ListenWs, &headers) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let params = match parse_params(&query) {
         Ok(p) => p,
@@ -652,7 +652,7 @@ pub(crate) async fn rest_handler(
 ) -> Response {
     let request_id = match shared.admit(Endpoint::ListenRest, &headers) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let mut params = match parse_params(&query) {
         Ok(p) => p,

@@ -327,7 +327,7 @@ impl Shared {
         &self,
         endpoint: Endpoint,
         headers: &HeaderMap,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Box<Response>> {
         let admitted = self.admit_inner(endpoint, headers);
         if admitted.is_err() {
             lock(&self.records).rejected += 1;
@@ -335,10 +335,14 @@ impl Shared {
         admitted
     }
 
-    fn admit_inner(&self, endpoint: Endpoint, headers: &HeaderMap) -> Result<String, Response> {
+    fn admit_inner(
+        &self,
+        endpoint: Endpoint,
+        headers: &HeaderMap,
+    ) -> Result<String, Box<Response>> {
         let request_id = self.request_id();
         match self.take_fault(endpoint, true) {
-            Some(Fault::Unauthorized) => return Err(unauthorized(&request_id)),
+            Some(Fault::Unauthorized) => return Err(Box::new(unauthorized(&request_id))),
             Some(Fault::RateLimited { retry_after }) => {
                 let mut resp = error_response(
                     StatusCode::TOO_MANY_REQUESTS,
@@ -351,7 +355,7 @@ impl Shared {
                 {
                     resp.headers_mut().insert("retry-after", v);
                 }
-                return Err(resp);
+                return Err(Box::new(resp));
             }
             _ => {}
         }
@@ -360,7 +364,7 @@ impl Shared {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         if given != Some(expected.as_str()) {
-            return Err(unauthorized(&request_id));
+            return Err(Box::new(unauthorized(&request_id)));
         }
         Ok(request_id)
     }

@@ -124,7 +124,7 @@ pub(crate) async fn ws_handler(
 ) -> Response {
     let request_id = match shared.admit(Endpoint::SpeakWs, &headers) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let params = match parse_params(&query, false) {
         Ok(p) => p,
@@ -300,7 +300,7 @@ pub(crate) async fn rest_handler(
 ) -> Response {
     let request_id = match shared.admit(Endpoint::SpeakRest, &headers) {
         Ok(id) => id,
-        Err(resp) => return resp,
+        Err(resp) => return *resp,
     };
     let params = match parse_params(&query, true) {
         Ok(p) => p,
