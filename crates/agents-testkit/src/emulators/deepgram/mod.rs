@@ -518,3 +518,181 @@ pub(crate) fn parse_bool(v: &str) -> Option<bool> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The emulator's protocol, checked with a raw WebSocket client.
+
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    async fn connect(
+        dg: &DeepgramEmulator,
+        path_and_query: &str,
+        key: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::Error,
+    > {
+        let mut req = format!("{}{}", dg.ws_url(), path_and_query)
+            .into_client_request()
+            .unwrap();
+        req.headers_mut()
+            .insert("authorization", format!("Token {key}").parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.map(|(s, _)| s)
+    }
+
+    fn status_of(e: tokio_tungstenite::tungstenite::Error) -> (u16, Option<String>) {
+        match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) => (
+                r.status().as_u16(),
+                r.headers()
+                    .get("dg-error")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+            ),
+            other => panic!("expected an HTTP refusal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn idle_listen_socket_is_closed_with_net0001() {
+        let dg = DeepgramEmulator::start_with(
+            DeepgramEmulatorConfig::default().with_idle_timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+        let mut ws = connect(
+            &dg,
+            "/v1/listen?encoding=linear16&sample_rate=16000",
+            dg.api_key(),
+        )
+        .await
+        .unwrap();
+        let msg = ws.next().await.unwrap().unwrap();
+        let Message::Close(Some(frame)) = msg else {
+            panic!("expected a close frame, got {msg:?}")
+        };
+        assert_eq!(u16::from(frame.code), 1011);
+        assert!(frame.reason.contains("net0001"), "{}", frame.reason);
+        assert_eq!(dg.listen_sessions()[0].end, SessionEnd::IdleTimeout);
+    }
+
+    #[tokio::test]
+    async fn keep_alive_holds_the_socket_open() {
+        let dg = DeepgramEmulator::start_with(
+            DeepgramEmulatorConfig::default().with_idle_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        let mut ws = connect(&dg, "/v1/listen", dg.api_key()).await.unwrap();
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ws.send(Message::text(r#"{"type":"KeepAlive"}"#))
+                .await
+                .unwrap();
+        }
+        ws.send(Message::text(r#"{"type":"CloseStream"}"#))
+            .await
+            .unwrap();
+        let mut kinds = Vec::new();
+        while let Some(Ok(m)) = ws.next().await {
+            match m {
+                Message::Text(t) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    kinds.push(v["type"].as_str().unwrap().to_owned());
+                }
+                Message::Close(f) => {
+                    assert_eq!(u16::from(f.unwrap().code), 1000);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(kinds, vec!["Metadata"]);
+        let s = &dg.listen_sessions()[0];
+        assert_eq!((s.keep_alives, s.end), (5, SessionEnd::Normal));
+    }
+
+    #[tokio::test]
+    async fn upgrade_checks_key_and_parameters() {
+        let dg = DeepgramEmulator::start().await.unwrap();
+        let (status, _) = status_of(connect(&dg, "/v1/listen", "wrong").await.unwrap_err());
+        assert_eq!(status, 401);
+        for (query, error) in [
+            ("?bogus=1", "Unknown query parameter 'bogus'."),
+            (
+                "?utterance_end_ms=999&interim_results=true",
+                "Invalid 'utterance_end_ms' value of '999'.",
+            ),
+            (
+                "?encoding=mp9&sample_rate=16000",
+                "Invalid 'encoding' value of 'mp9'.",
+            ),
+            (
+                "?interim_results=yes",
+                "Invalid 'interim_results' value of 'yes'.",
+            ),
+            (
+                "?model=nova-2&keyterm=x",
+                "Keyterm prompting is only available with Nova-3 models.",
+            ),
+        ] {
+            let (status, dg_error) = status_of(
+                connect(&dg, &format!("/v1/listen{query}"), dg.api_key())
+                    .await
+                    .unwrap_err(),
+            );
+            assert_eq!((status, dg_error.as_deref()), (400, Some(error)), "{query}");
+        }
+        let (status, _) = status_of(
+            connect(&dg, "/v1/speak?sample_rate=22050", dg.api_key())
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(status, 400);
+        assert!(dg.listen_sessions().is_empty());
+    }
+
+    #[tokio::test]
+    async fn speak_flush_limit_answers_a_warning() {
+        let dg = DeepgramEmulator::start_with(
+            DeepgramEmulatorConfig::default().with_flush_limit(1, Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+        let mut ws = connect(&dg, "/v1/speak?sample_rate=16000", dg.api_key())
+            .await
+            .unwrap();
+        for m in [
+            r#"{"type":"Speak","text":"Hi."}"#,
+            r#"{"type":"Flush"}"#,
+            r#"{"type":"Speak","text":"Again."}"#,
+            r#"{"type":"Flush"}"#,
+            r#"{"type":"Clear"}"#,
+        ] {
+            ws.send(Message::text(m)).await.unwrap();
+        }
+        let mut texts = Vec::new();
+        let mut audio_bytes = 0;
+        while texts.len() < 4 {
+            match ws.next().await.unwrap().unwrap() {
+                Message::Text(t) => {
+                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                    texts.push(v["type"].as_str().unwrap().to_owned());
+                }
+                Message::Binary(b) => audio_bytes += b.len(),
+                _ => {}
+            }
+        }
+        assert_eq!(texts, vec!["Metadata", "Flushed", "Warning", "Cleared"]);
+        // 3 characters at 60 ms each, 16 kHz, 16-bit.
+        assert_eq!(audio_bytes, 180 * 16 * 2);
+        let s = &dg.speak_sessions()[0];
+        assert_eq!((s.flushes, s.rejected_flushes, s.clears), (1, 1, 1));
+    }
+}
