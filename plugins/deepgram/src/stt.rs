@@ -393,6 +393,7 @@ impl Stt for DeepgramStt {
         STT_LABEL
     }
 
+    /// The model given at construction (a later [`DeepgramStt::update_options`] does not change it here).
     fn model(&self) -> &str {
         &self.model
     }
@@ -498,6 +499,14 @@ mod tests {
         assert_eq!(get("endpointing"), Some("25"));
         assert_eq!(get("keyterm"), Some("Deepgram"));
         assert_eq!(get("keywords"), None);
+        let mut older = SttOptions::default().with_model("nova-2");
+        older.keywords = vec![("Kenobi".into(), 2.0)];
+        assert!(older.validate().is_ok());
+        assert!(
+            older
+                .live_query(None)
+                .contains(&("keywords".into(), "Kenobi:2".into()))
+        );
         let o = SttOptions::default().with_endpointing(Endpointing::Disabled);
         assert!(
             o.live_query(Some("fr"))

@@ -125,7 +125,6 @@ impl Task {
 
     async fn run(&mut self) {
         let mut failures: u32 = 0;
-        let mut last_error: Option<ApiError> = None;
         loop {
             let outcome = match self.connect().await {
                 Ok(mut socket) => {
@@ -162,7 +161,7 @@ impl Task {
                         "failed to connect to the Deepgram STT stream after {} attempts",
                         u64::from(self.ctx.conn.max_retry) + 1
                     ))
-                    .with_source(last_error.take().unwrap_or(error))
+                    .with_source(error)
                 };
                 let _ = self.emit(Err(SttError::Api(final_error))).await;
                 return;
@@ -173,7 +172,6 @@ impl Task {
                 error = %error,
                 "Deepgram STT stream interrupted, reconnecting"
             );
-            last_error = Some(error);
             failures += 1;
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
