@@ -435,3 +435,47 @@ async fn update_options_reconnects_with_the_new_parameters() {
         words[0]
     );
 }
+
+#[tokio::test]
+async fn drop_while_audio_keeps_flowing_loses_nothing() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    dg.script_transcript("one two three");
+    dg.script_transcript("four five six seven");
+    dg.inject_fault(Fault::DropMidUtterance {
+        after_speech: ms(1200),
+    });
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    let frames = audio(&[
+        (false, 300),
+        (true, 800), // 0.3 - 1.1 s
+        (false, 700),
+        (true, 2000), // 1.8 - 3.8 s, dropped 1.2 s in
+        (false, 500),
+    ]);
+    // Paced at four times real time, so audio is still being pushed when the socket drops and during the
+    // reconnection.
+    let reader = tokio::spawn(async move {
+        for f in frames {
+            stream.push_frame(f).await.unwrap();
+            tokio::time::sleep(ms(5)).await;
+        }
+        stream.end_input().await.unwrap();
+        drain(&mut stream).await
+    });
+    let events = reader.await.unwrap();
+    assert_eq!(
+        finals(&events).join(" "),
+        "one two three four five six seven"
+    );
+    let sessions = dg.listen_sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0].end, SessionEnd::Dropped);
+    let words = final_words(&events);
+    assert!(
+        words[3].start >= ms(1790) && words[3].start <= ms(1820),
+        "{:?}",
+        words[3]
+    );
+    assert!(words[6].end <= ms(3810), "{:?}", words[6]);
+}

@@ -14,6 +14,8 @@ use super::{Endpoint, Fault, RestRecord, SessionEnd, Shared, bad_request, parse_
 
 /// Quiet time that ends the draining of a socket about to be dropped.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// Longest draining of a socket about to be dropped (a client streaming in real time is never quiet).
+const DRAIN_MAX: Duration = Duration::from_secs(1);
 
 /// The close reason Deepgram sends with 1011 after the idle timeout.
 pub(crate) const NET0001_REASON: &str = "Deepgram did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001";
@@ -604,7 +606,11 @@ async fn run_socket(
             tracing::debug!(position = ?rec.position(), "deepgram emulator: dropping the listen socket");
             // Read (and discard) what the client already sent, so that closing the TCP socket sends a FIN after
             // the results already written rather than a reset that could discard them.
-            while let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_QUIET, socket.recv()).await {}
+            let give_up = tokio::time::Instant::now() + DRAIN_MAX;
+            while tokio::time::Instant::now() < give_up
+                && let Ok(Some(Ok(_))) = tokio::time::timeout(DRAIN_QUIET, socket.recv()).await
+            {
+            }
             break SessionEnd::Dropped;
         }
     };
