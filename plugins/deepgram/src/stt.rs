@@ -479,7 +479,11 @@ impl Stt for DeepgramStt {
             language: options.language.clone(),
             conn: options.conn_options,
         };
-        tokio::spawn(crate::stt_stream::run(driver, ctx));
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SttError::Unsupported {
+            label: STT_LABEL.to_owned(),
+            operation: "streaming outside a tokio runtime",
+        })?;
+        runtime.spawn(crate::stt_stream::run(driver, ctx));
         Ok(stream)
     }
 }
@@ -540,6 +544,15 @@ mod tests {
         let ka = SttOptions::default().with_keep_alive_interval(Duration::from_secs(10));
         assert!(ka.validate().is_err());
         assert!(SttOptions::default().validate().is_ok());
+    }
+
+    #[test]
+    fn stream_outside_a_runtime_is_an_error_not_a_panic() {
+        let stt = DeepgramStt::new(ClientOptions::new("k"), SttOptions::default()).unwrap();
+        assert!(matches!(
+            stt.stream(&RecognizeOptions::default()),
+            Err(SttError::Unsupported { .. })
+        ));
     }
 
     #[test]

@@ -300,7 +300,11 @@ impl Tts for DeepgramTts {
 
     fn stream(&self, options: &SynthesizeOptions) -> Result<TtsStream, TtsError> {
         let (stream, driver) = TtsStream::channel(TTS_LABEL);
-        tokio::spawn(run_stream(
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| TtsError::Unsupported {
+            label: TTS_LABEL.to_owned(),
+            operation: "streaming outside a tokio runtime",
+        })?;
+        runtime.spawn(run_stream(
             driver,
             self.shared.clone(),
             options.conn_options,
@@ -708,6 +712,15 @@ mod tests {
         assert!(f.finish().is_ok());
         let _ = f.frame(&[1, 0, 3]).unwrap();
         assert!(matches!(f.finish(), Err(TtsError::InvalidAudio { .. })));
+    }
+
+    #[test]
+    fn stream_outside_a_runtime_is_an_error_not_a_panic() {
+        let tts = DeepgramTts::new(ClientOptions::new("k"), TtsOptions::default()).unwrap();
+        assert!(matches!(
+            tts.stream(&SynthesizeOptions::default()),
+            Err(TtsError::Unsupported { .. })
+        ));
     }
 
     #[test]
