@@ -1,5 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+mod buffer;
 mod frame;
+mod resample;
 
-pub use frame::{AudioFrame, AudioFrameError, SampleRate};
+pub use buffer::{AudioByteStream, FrameBuffer};
+pub use frame::{AudioFrame, AudioFrameError, SampleRate, f32_to_i16, i16_to_f32};
+
+pub use resample::{ResampleError, ResampleQuality, Resampler};
