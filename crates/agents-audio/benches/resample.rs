@@ -110,17 +110,20 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
         let mut out = Vec::with_capacity(b.hz() as usize * 2);
         // One element = one second of audio, so the throughput reads as x real time.
         group.throughput(Throughput::Elements(1));
-        group.bench_function(format!("{}k_to_{}k", a.hz() / 1000, b.hz() / 1000), |bench| {
-            bench.iter(|| {
-                out.clear();
-                for piece in input.chunks(chunk) {
-                    if r.push_into(black_box(piece), &mut out).is_err() {
-                        return;
+        group.bench_function(
+            format!("{}k_to_{}k", a.hz() / 1000, b.hz() / 1000),
+            |bench| {
+                bench.iter(|| {
+                    out.clear();
+                    for piece in input.chunks(chunk) {
+                        if r.push_into(black_box(piece), &mut out).is_err() {
+                            return;
+                        }
                     }
-                }
-                black_box(out.len());
-            });
-        });
+                    black_box(out.len());
+                });
+            },
+        );
     }
     group.finish();
 }

@@ -41,7 +41,10 @@ fn two_sources_with_volumes_sum_exactly() {
         .collect();
     assert_eq!(out, expected);
     assert_eq!(out[1], -2_000 + 100 + (-2)); // 3 - 7 = -4, halved = -2
-    assert_eq!(out[0], -1_999, "-2000 + 1.5 = -1998.5 rounds away from zero");
+    assert_eq!(
+        out[0], -1_999,
+        "-2000 + 1.5 = -1998.5 rounds away from zero"
+    );
 }
 
 #[test]
