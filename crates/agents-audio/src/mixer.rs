@@ -154,6 +154,9 @@ pub enum MixerError {
     Config(#[source] AudioFrameError),
 }
 
+/// Consecutive empty frames after which a source counts as late for the current block.
+const MAX_EMPTY_FRAMES: usize = 16;
+
 struct Slot {
     id: SourceId,
     source: Box<dyn MixerSource>,
@@ -315,8 +318,12 @@ impl Mixer {
         let mut all_ready = true;
         let mut bad = None;
         for slot in &mut self.slots {
-            while !slot.ended && slot.buf.len() < want {
+            // Empty frames make no progress: after a few in a row the source counts as late for
+            // this block, so a source yielding empty frames forever cannot stall the mixer.
+            let mut empty = 0;
+            while !slot.ended && slot.buf.len() < want && empty < MAX_EMPTY_FRAMES {
                 match slot.source.poll_frame(cx) {
+                    Poll::Ready(Some(frame)) if frame.is_empty() => empty += 1,
                     Poll::Ready(Some(frame)) => {
                         if frame.sample_rate() != self.sample_rate
                             || frame.num_channels() != self.num_channels

@@ -76,7 +76,8 @@ pub enum ResampleError {
     #[error("channel count must be greater than zero")]
     ZeroChannels,
     /// The rate pair needs an FFT block longer than 200 ms of input (rates with a tiny greatest
-    /// common divisor, such as 44 101 Hz to 48 000 Hz), which this resampler refuses.
+    /// common divisor, such as 44 101 Hz to 48 000 Hz) or longer than 2^20 frames on either side
+    /// (extreme rates), which this resampler refuses.
     #[error(
         "resampling {input} to {output} needs an FFT block of {block_frames} input frames, more than 200 ms"
     )]
@@ -182,6 +183,9 @@ impl std::fmt::Debug for Resampler {
     }
 }
 
+/// Largest FFT block, in frames on either side, the resampler accepts (4 MiB of `f32` per channel).
+const MAX_BLOCK_FRAMES: u64 = 1 << 20;
+
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
         (a, b) = (b, a % b);
@@ -244,8 +248,11 @@ impl Resampler {
             blocks += blocks % 2;
         }
         let block_in = blocks.saturating_mul(unit_in);
+        let block_out = blocks.saturating_mul(unit_out);
         let block_frames = usize::try_from(block_in).unwrap_or(usize::MAX);
-        if block_in.saturating_mul(5) > rin {
+        // Refuse blocks longer than 200 ms, and absurd sizes from extreme rates, before
+        // allocating anything.
+        if block_in.saturating_mul(5) > rin || block_in.max(block_out) > MAX_BLOCK_FRAMES {
             return Err(ResampleError::UnsupportedRatio {
                 input: input_rate,
                 output: output_rate,

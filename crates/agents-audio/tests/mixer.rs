@@ -219,3 +219,18 @@ async fn stream_waits_for_sources_up_to_the_timeout() {
         "the stream ends when every source has ended"
     );
 }
+
+#[test]
+fn a_source_of_endless_empty_frames_does_not_stall_the_mixer() {
+    let mut m = Mixer::new(RATE, 1, 4).unwrap();
+    m.add_iter(std::iter::repeat(frame(&[])), 1.0);
+    m.add_iter(frames_of(&[3; 8], 8), 1.0);
+    assert_eq!(m.mix_block().unwrap().unwrap().data(), &[3, 3, 3, 3]);
+    assert_eq!(m.mix_block().unwrap().unwrap().data(), &[3, 3, 3, 3]);
+    assert_eq!(m.mix_block().unwrap().unwrap().data(), &[0, 0, 0, 0]);
+    assert_eq!(
+        m.source_count(),
+        1,
+        "the endless source stays, the finished one is gone"
+    );
+}

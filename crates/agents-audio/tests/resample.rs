@@ -392,6 +392,16 @@ fn bad_configurations_are_typed_errors() {
         Resampler::new(rate(44_101), SampleRate::HZ_48000, 1, ResampleQuality::High),
         Err(ResampleError::UnsupportedRatio { .. })
     ));
+    // Extreme but valid rates: refused before allocating gigabytes.
+    assert!(matches!(
+        Resampler::new(
+            SampleRate::HZ_8000,
+            rate(4_000_000_000),
+            1,
+            ResampleQuality::High
+        ),
+        Err(ResampleError::UnsupportedRatio { .. })
+    ));
 }
 
 #[test]

@@ -216,3 +216,30 @@ fn zero_rate_and_bad_frame_lists_are_typed_errors() {
         Err(WavError::Io(_))
     ));
 }
+
+#[test]
+fn corrupted_headers_never_panic() {
+    // Every header byte of valid files (canonical 16-bit, and 32-bit WAVE_FORMAT_EXTENSIBLE),
+    // set to a handful of hostile values: the reader must return a frame or a typed error,
+    // never panic.
+    for channels in [1u16, 2] {
+        let frame = AudioFrame::new(vec![100; 64], SampleRate::HZ_16000, channels).unwrap();
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: 16_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let samples = vec![1i32 << 20; 32 * usize::from(channels)];
+        for (good, header_len) in [(wav_bytes(&[frame]), 44), (hound_bytes(spec, &samples), 68)] {
+            assert!(good.len() > header_len);
+            for offset in 0..header_len {
+                for value in [0u8, 1, 2, 3, 0x7F, 0x80, 0xFE, 0xFF] {
+                    let mut bad = good.clone();
+                    bad[offset] = value;
+                    let _ = read_wav_from(Cursor::new(bad));
+                }
+            }
+        }
+    }
+}
