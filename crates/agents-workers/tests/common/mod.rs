@@ -1,5 +1,11 @@
 //! Test workers shared by the in-process and Redis suites.
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
