@@ -732,8 +732,13 @@ impl WorkerContext {
         if let Some(deadline) = deadline {
             let ctx = self.clone();
             let id = job_id.clone();
+            let shared = group.clone();
             let task = tokio::spawn(async move {
                 tokio::time::sleep_until(deadline).await;
+                // Clear our own handle first: failing the group stops the timer, which must not abort this
+                // task while it is still sending the cancels.
+                lock(&shared.timer).take();
+                drop(shared);
                 ctx.fail_group(&id, JobError::Timeout, "timeout").await;
             });
             *lock(&group.timer) = Some(task.abort_handle());

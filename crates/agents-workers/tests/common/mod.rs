@@ -223,6 +223,10 @@ impl Worker for Probe {
                 }
                 _ => {}
             }
+            if let MessageBody::Custom { data, .. } = &message.body {
+                self.log
+                    .push(format!("{}:msgdata:{name}:{data}", ctx.name()));
+            }
             self.log.push(format!("{}:msg:{name}", ctx.name()));
         }
     }
