@@ -339,6 +339,9 @@ pub fn to_response<T: Serialize>(value: &T) -> JobResult {
         .map_err(|e| JobFailure::Error(format!("response serialization failed: {e}")))
 }
 
+/// How many early cancels a worker remembers.
+const EARLY_CANCELS: usize = 1024;
+
 struct Inflight {
     requester: String,
     task: tokio::task::AbortHandle,
@@ -404,6 +407,8 @@ pub(crate) struct CtxInner {
     groups: Mutex<HashMap<String, Arc<GroupShared>>>,
     inflight: Mutex<HashMap<String, Inflight>>,
     watched: Mutex<HashSet<String>>,
+    /// Jobs cancelled before their request arrived (a system-lane cancel can overtake a data-lane request).
+    early_cancels: Mutex<std::collections::VecDeque<String>>,
     seq_locks: HashMap<String, Arc<tokio::sync::Mutex<()>>>,
     pub(crate) hooks: mpsc::Sender<Hook>,
 }
@@ -462,6 +467,7 @@ impl WorkerContext {
                 groups: Mutex::new(HashMap::new()),
                 inflight: Mutex::new(HashMap::new()),
                 watched: Mutex::new(HashSet::new()),
+                early_cancels: Mutex::new(std::collections::VecDeque::new()),
                 seq_locks: seq_names
                     .into_iter()
                     .map(|n| (n, Arc::new(tokio::sync::Mutex::new(()))))
@@ -872,6 +878,21 @@ impl WorkerContext {
                 job_name,
                 payload,
             } => {
+                let cancelled_early = {
+                    let mut early = lock(&self.inner.early_cancels);
+                    let pos = early.iter().position(|id| id == job_id);
+                    pos.and_then(|p| early.remove(p)).is_some()
+                };
+                if cancelled_early {
+                    self.respond(&source, job_id, JobStatus::Cancelled, Value::Null)
+                        .await;
+                    self.hook(Hook::JobCancelled {
+                        job_id: job_id.clone(),
+                        reason: "cancelled before the request arrived".to_owned(),
+                    })
+                    .await;
+                    return None;
+                }
                 self.start_job(
                     spec,
                     job_id.clone(),
@@ -895,6 +916,12 @@ impl WorkerContext {
                         reason: reason.clone(),
                     })
                     .await;
+                } else {
+                    let mut early = lock(&self.inner.early_cancels);
+                    if early.len() >= EARLY_CANCELS {
+                        early.pop_front();
+                    }
+                    early.push_back(job_id.clone());
                 }
             }
             MessageBody::JobUpdateRequest { job_id } => {

@@ -882,3 +882,33 @@ async fn duplicate_worker_name_is_an_error() {
         Err(WorkersError::DuplicateWorker(_))
     ));
 }
+
+// A system-lane cancel can overtake the data-lane request it cancels: the worker then answers CANCELLED to the
+// late request and never runs the handler.
+#[tokio::test]
+async fn cancel_overtaking_its_request_is_honoured() {
+    let (bus, _r, log, _h) = setup(&["w"]).await;
+    let mut raw = bus.subscribe("raw").unwrap();
+    let cancel = MessageBody::JobCancel {
+        job_id: "j".into(),
+        reason: "early".into(),
+    };
+    bus.send(BusMessage::new("raw", Some("w".into()), cancel))
+        .await
+        .unwrap();
+    let request = MessageBody::JobRequest {
+        job_id: "j".into(),
+        job_name: Some("block".into()),
+        payload: None,
+    };
+    bus.send(BusMessage::new("raw", Some("w".into()), request))
+        .await
+        .unwrap();
+    let m = within("answer", raw.recv()).await.unwrap();
+    assert!(
+        matches!(&m.body, MessageBody::JobResponse { job_id, status: JobStatus::Cancelled, .. } if job_id == "j")
+    );
+    log.wait_for("w:cancelled:cancelled before the request arrived")
+        .await;
+    assert!(!log.has("w:block-started"));
+}
