@@ -26,21 +26,40 @@ struct Client;
 impl Worker for Client {}
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
-async fn setup(bus_a: Arc<dyn Bus>, bus_b: Arc<dyn Bus>) -> (WorkerRunner, WorkerRunner, WorkerContext) {
-    let a = WorkerRunner::new("bench-a", bus_a).unwrap().with_sigint_handling(false);
-    let b = WorkerRunner::new("bench-b", bus_b).unwrap().with_sigint_handling(false);
+async fn setup(
+    bus_a: Arc<dyn Bus>,
+    bus_b: Arc<dyn Bus>,
+) -> (WorkerRunner, WorkerRunner, WorkerContext) {
+    let a = WorkerRunner::new("bench-a", bus_a)
+        .unwrap()
+        .with_sigint_handling(false);
+    let b = WorkerRunner::new("bench-b", bus_b)
+        .unwrap()
+        .with_sigint_handling(false);
     b.add_worker(WorkerSpec::new("echo", Echo)).await.unwrap();
-    let client = a.add_worker(WorkerSpec::new("client", Client)).await.unwrap();
+    let client = a
+        .add_worker(WorkerSpec::new("client", Client))
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    a.registry().wait_for(&["echo".to_owned()], Some(deadline)).await.unwrap();
+    a.registry()
+        .wait_for(&["echo".to_owned()], Some(deadline))
+        .await
+        .unwrap();
     (a, b, client.context().clone())
 }
 
 async fn round_trip(ctx: &WorkerContext) {
-    let params = JobParams::new().with_name("echo").with_payload(json!({"n": 1})).with_timeout(Duration::from_secs(5));
+    let params = JobParams::new()
+        .with_name("echo")
+        .with_payload(json!({"n": 1}))
+        .with_timeout(Duration::from_secs(5));
     let job = ctx.job("echo", params).await.unwrap();
     job.response().await.unwrap();
 }
@@ -97,8 +116,13 @@ async fn pump(bus: Arc<dyn Bus>, iters: u64, tag: &str) -> Duration {
     });
     let t = Instant::now();
     for i in 0..iters {
-        let body = MessageBody::Custom { name: "tick".into(), data: json!(i) };
-        bus.send(BusMessage::new("src", Some(format!("sink-{tag}")), body)).await.unwrap();
+        let body = MessageBody::Custom {
+            name: "tick".into(),
+            data: json!(i),
+        };
+        bus.send(BusMessage::new("src", Some(format!("sink-{tag}")), body))
+            .await
+            .unwrap();
     }
     consumer.await.unwrap();
     t.elapsed()
@@ -132,8 +156,12 @@ fn redis(c: &mut Criterion) {
     let rt = rt();
     let channel = format!("agents-bench:{}", uuid::Uuid::new_v4());
     let (_a, _b, ctx) = rt.block_on(async {
-        let a = RedisBus::connect_with(&url, &channel, BusConfig::default()).await.unwrap();
-        let b = RedisBus::connect_with(&url, &channel, BusConfig::default()).await.unwrap();
+        let a = RedisBus::connect_with(&url, &channel, BusConfig::default())
+            .await
+            .unwrap();
+        let b = RedisBus::connect_with(&url, &channel, BusConfig::default())
+            .await
+            .unwrap();
         setup(Arc::new(a), Arc::new(b)).await
     });
     percentiles("job round trip, Redis loopback", &rt, &ctx, 5_000);
@@ -148,7 +176,10 @@ fn redis(c: &mut Criterion) {
             })
         })
     });
-    let bus: Arc<dyn Bus> = Arc::new(rt.block_on(RedisBus::connect_with(&url, &channel, BusConfig::default())).unwrap());
+    let bus: Arc<dyn Bus> = Arc::new(
+        rt.block_on(RedisBus::connect_with(&url, &channel, BusConfig::default()))
+            .unwrap(),
+    );
     let mut group = c.benchmark_group("bus_throughput");
     group.throughput(Throughput::Elements(2_000));
     group.sample_size(10);

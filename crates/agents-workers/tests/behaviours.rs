@@ -912,3 +912,77 @@ async fn cancel_overtaking_its_request_is_honoured() {
         .await;
     assert!(!log.has("w:block-started"));
 }
+
+/// A bus whose `send` yields before delivering, like a network transport does.
+struct YieldingBus(LocalBus);
+
+#[async_trait::async_trait]
+impl Bus for YieldingBus {
+    fn subscribe(&self, name: &str) -> Result<Subscription, BusError> {
+        self.0.subscribe(name)
+    }
+    async fn send(&self, message: BusMessage) -> Result<(), BusError> {
+        tokio::task::yield_now().await;
+        self.0.send(message).await
+    }
+    fn dropped(&self) -> u64 {
+        self.0.dropped()
+    }
+}
+
+// 19 on a transport whose send yields: the timeout's cancels must still go out (a timer that aborted itself while
+// sending them was a real bug, first seen over Redis).
+#[tokio::test]
+async fn b19_timeout_cancels_reach_workers_on_a_yielding_bus() {
+    let runner = WorkerRunner::new("Y", Arc::new(YieldingBus(LocalBus::new())))
+        .unwrap()
+        .with_sigint_handling(false);
+    let log = Log::default();
+    let req = runner.add_worker(Probe::spec("req", &log)).await.unwrap();
+    runner.add_worker(Probe::spec("w", &log)).await.unwrap();
+    let job = req
+        .context()
+        .job(
+            "w",
+            JobParams::new()
+                .with_name("block")
+                .with_timeout(Duration::from_millis(80)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        within("timeout", job.response()).await,
+        Err(JobError::Timeout)
+    );
+    log.wait_for("w:cancelled:timeout").await;
+}
+
+// Registry snapshot entries (what a runner broadcasts) carry parent and active flags.
+#[tokio::test]
+async fn snapshot_entries_carry_parent_and_active() {
+    let (_bus, runner, log, h) = setup(&["root"]).await;
+    h[0].context()
+        .add_child(Probe::spec("kid", &log).active())
+        .await
+        .unwrap();
+    let mut snap = runner.snapshot();
+    snap.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(snap.len(), 2);
+    assert_eq!(
+        (
+            snap[0].name.as_str(),
+            snap[0].parent.as_deref(),
+            snap[0].active
+        ),
+        ("kid", Some("root"), true)
+    );
+    assert_eq!(
+        (
+            snap[1].name.as_str(),
+            snap[1].parent.as_deref(),
+            snap[1].active
+        ),
+        ("root", None, false)
+    );
+    assert!(snap.iter().all(|e| e.started_at.is_some() && !e.bridged));
+}
