@@ -233,8 +233,16 @@ impl RunnerInner {
                 }
                 match kind {
                     StopKind::Graceful => {
-                        let _ = ctx.inner.hooks.send(crate::worker::Hook::Stop).await;
-                        let _ = hooks_task.await;
+                        // Queued hooks run first; a hook stuck in user code is aborted after the grace period.
+                        let abort = hooks_task.abort_handle();
+                        let drain = async {
+                            let _ = ctx.inner.hooks.send(crate::worker::Hook::Stop).await;
+                            let _ = hooks_task.await;
+                        };
+                        if tokio::time::timeout(STOP_GRACE, drain).await.is_err() {
+                            tracing::warn!(worker = %ctx.name(), "hooks did not finish in time; aborted");
+                            abort.abort();
+                        }
                     }
                     StopKind::Cancelled => hooks_task.abort(),
                 }
@@ -251,22 +259,27 @@ impl RunnerInner {
                 runner: this.name.clone(),
             })
             .await;
-        let ready = MessageBody::WorkerReady {
-            runner: this.name.clone(),
-            parent: parent.clone(),
-        };
-        this.bus
-            .send(BusMessage::new(name.clone(), None, ready))
-            .await?;
-        this.broadcast_registry().await?;
-        if let Some(args) = activation {
+        let announced = async {
+            let ready = MessageBody::WorkerReady {
+                runner: this.name.clone(),
+                parent: parent.clone(),
+            };
             this.bus
-                .send(BusMessage::new(
-                    name.clone(),
-                    Some(name.clone()),
-                    MessageBody::Activate { args },
-                ))
+                .send(BusMessage::new(name.clone(), None, ready))
                 .await?;
+            this.broadcast_registry().await?;
+            if let Some(args) = activation {
+                let body = MessageBody::Activate { args };
+                this.bus
+                    .send(BusMessage::new(name.clone(), Some(name.clone()), body))
+                    .await?;
+            }
+            Ok::<(), BusError>(())
+        };
+        if let Err(e) = announced.await {
+            // Do not leave a half-started worker behind.
+            ctx.inner.stop.cancel();
+            return Err(e.into());
         }
         this.changed.notify_waiters();
         Ok(WorkerHandle { ctx, done: done_rx })
