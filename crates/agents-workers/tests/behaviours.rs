@@ -169,7 +169,7 @@ async fn b14_sequential_jobs_fifo_and_wait_counts_against_timeout() {
     let (_bus, _r, log, h) = setup(&["req", "w"]).await;
     let ctx = h[0].context();
     let a = ctx
-        .job("w", p("seq").with_payload(json!({"n": 1, "ms": 150})))
+        .job("w", p("seq").with_payload(json!({"n": 1, "ms": 400})))
         .await
         .unwrap();
     let b = ctx
@@ -470,7 +470,7 @@ async fn b25_cancellable_gates_only_external_requests() {
     let params = JobParams::new()
         .with_name("block")
         .with_cancellable(false)
-        .with_timeout(Duration::from_millis(150));
+        .with_timeout(Duration::from_millis(1000));
     let job = ctx.job("w", params).await.unwrap();
     log.wait_for("w:block-started").await;
     assert!(!job.request_cancel().await);

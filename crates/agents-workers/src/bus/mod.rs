@@ -197,15 +197,11 @@ impl Subscription {
 
     /// The next message: any queued system message first, then data messages in order. `None` once the bus is gone.
     pub async fn recv(&mut self) -> Option<Arc<BusMessage>> {
-        loop {
-            tokio::select! {
-                biased;
-                m = self.system.recv() => if let Some(m) = m { return Some(m) },
-                m = self.data.recv() => match m {
-                    Some(m) => return Some(m),
-                    None => return self.system.recv().await,
-                },
-            }
+        tokio::select! {
+            biased;
+            Some(m) = self.system.recv() => Some(m),
+            Some(m) = self.data.recv() => Some(m),
+            else => None,
         }
     }
 
@@ -321,6 +317,18 @@ mod tests {
         assert_eq!(slow.try_recv().map(|m| n(&m)), Some(-1));
         assert_eq!(slow.try_recv().map(|m| n(&m)), Some(0));
         assert!(slow.try_recv().is_none());
+    }
+
+    // When the bus goes away, `recv` drains what is queued and then ends (no busy loop).
+    #[tokio::test]
+    async fn recv_ends_when_the_bus_is_gone() {
+        let subs = Subscribers::new(BusConfig::default());
+        let mut s = subs.subscribe("s").unwrap();
+        subs.deliver(custom("x", None, 1)).await;
+        drop(subs);
+        assert_eq!(s.recv().await.map(|m| n(&m)), Some(1));
+        let end = tokio::time::timeout(Duration::from_secs(1), s.recv()).await;
+        assert!(matches!(end, Ok(None)), "recv ends instead of spinning");
     }
 
     // Behaviour 30 (bus side): a dropped subscriber is removed and does not stop delivery to others.
