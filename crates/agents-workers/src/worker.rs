@@ -600,6 +600,25 @@ impl WorkerContext {
         .await
     }
 
+    /// Sends a progress update for a job this worker is running (e.g. from `on_job_update_requested`).
+    /// Returns `false` when the job is not in flight here (finished, cancelled or unknown).
+    pub async fn send_job_update(
+        &self,
+        job_id: &str,
+        data: Value,
+        urgent: bool,
+    ) -> Result<bool, BusError> {
+        let requester = lock(&self.inner.inflight)
+            .get(job_id)
+            .map(|i| i.requester.clone());
+        let Some(requester) = requester else {
+            return Ok(false);
+        };
+        self.send_event(&requester, job_id, JobEventKind::Update, Some(data), urgent)
+            .await?;
+        Ok(true)
+    }
+
     /// Ends this worker gracefully (after the messages already queued for it).
     pub async fn end(&self, reason: &str) -> Result<(), BusError> {
         self.send(

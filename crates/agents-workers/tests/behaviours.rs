@@ -533,8 +533,20 @@ async fn b27_request_job_update() {
         .job("w", JobParams::new().with_name("block"))
         .await
         .unwrap();
+    let mut job = job;
+    assert_eq!(
+        within("started", job.next()).await.unwrap().data,
+        Some(json!("started"))
+    );
     ctx.request_job_update(job.job_id(), "w").await.unwrap();
     log.wait_for("w:update-requested-by:req").await;
+    let e = within("on-demand update", job.next()).await.unwrap();
+    assert_eq!(
+        (e.kind, e.data),
+        (JobEventKind::Update, Some(json!("on demand")))
+    );
+    ctx.request_job_update("no-such-job", "w").await.unwrap();
+    log.wait_for("w:on-demand-update-sent:false").await;
 }
 
 // 29, 30: addressing through workers, and a panicking hook does not stop later deliveries.

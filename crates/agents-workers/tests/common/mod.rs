@@ -209,9 +209,15 @@ impl Worker for Probe {
     async fn on_job_cancelled(&self, ctx: &WorkerContext, _id: &str, reason: &str) {
         self.log.push(format!("{}:cancelled:{reason}", ctx.name()));
     }
-    async fn on_job_update_requested(&self, ctx: &WorkerContext, _id: &str, requester: &str) {
+    async fn on_job_update_requested(&self, ctx: &WorkerContext, id: &str, requester: &str) {
         self.log
             .push(format!("{}:update-requested-by:{requester}", ctx.name()));
+        let sent = ctx
+            .send_job_update(id, json!("on demand"), false)
+            .await
+            .unwrap();
+        self.log
+            .push(format!("{}:on-demand-update-sent:{sent}", ctx.name()));
     }
     async fn on_bus_message(&self, ctx: &WorkerContext, message: &BusMessage) {
         if let MessageBody::Custom { name, .. } = &message.body {
