@@ -260,11 +260,12 @@ impl Worker for Finite {
     }
 }
 
-pub fn local_runner(name: &str, bus: &LocalBus) -> WorkerRunner {
-    WorkerRunner::new(name, Arc::new(bus.clone()))
+pub fn runner_on(name: &str, bus: &Arc<dyn Bus>) -> WorkerRunner {
+    WorkerRunner::new(name, bus.clone())
         .unwrap()
         .with_sigint_handling(false)
 }
+
 
 /// Bounded wait for a future in tests.
 pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
