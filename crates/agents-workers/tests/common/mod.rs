@@ -266,7 +266,6 @@ pub fn runner_on(name: &str, bus: &Arc<dyn Bus>) -> WorkerRunner {
         .with_sigint_handling(false)
 }
 
-
 /// Bounded wait for a future in tests.
 pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(10), f)
