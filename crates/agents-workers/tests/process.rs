@@ -61,8 +61,9 @@ async fn ctrl_c_cancels_the_runner() {
     })
     .await;
     let pid = child.id().unwrap().to_string();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid])
+    // The shell's `kill` builtin: present even where procps' /bin/kill is not installed.
+    let status = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
         .status()
         .unwrap();
     assert!(status.success());
