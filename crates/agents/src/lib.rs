@@ -21,3 +21,7 @@ pub use agents_elevenlabs as elevenlabs;
 /// The Silero VAD plugin (feature `silero`).
 #[cfg(feature = "silero")]
 pub use agents_silero as silero;
+
+/// Multi-agent workers, jobs, job groups and the bus (feature `workers`).
+#[cfg(feature = "workers")]
+pub use agents_workers as workers;

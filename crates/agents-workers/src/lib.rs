@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+
+pub mod bus;
+pub mod error;
+pub mod job;
+pub mod llm;
+pub mod message;
+pub mod registry;
+pub mod runner;
+pub mod types;
+pub mod worker;
+
+pub use bus::{Bus, BusConfig, LocalBus, RedisBus, Subscription};
+pub use error::{BusError, JobError, JobGroupError, WorkerError, WorkersError};
+pub use job::{JobContext, JobGroupContext};
+pub use llm::{CHAT_JOB, LlmWorker, LlmWorkerOutput};
+pub use message::{BusMessage, MessageBody, Priority};
+pub use registry::{WatchHandler, WorkerRegistry};
+pub use runner::{WorkerHandle, WorkerRunner};
+pub use types::*;
+pub use worker::{
+    Job, JobFailure, JobHandlers, JobResult, Worker, WorkerContext, WorkerSpec, to_response,
+};
