@@ -2,6 +2,7 @@
 
 pub mod interruption;
 pub mod recognition;
+pub mod stt_adapter;
 
 pub use interruption::{
     BackchannelFilter, HoldReason, InterruptionDecision, InterruptionOptions, InterruptionPolicy,
@@ -11,3 +12,4 @@ pub use recognition::{
     AudioRecognition, EndOfTurn, EndpointingOptions, RecognitionError, RecognitionEvent,
     RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,
 };
+pub use stt_adapter::StreamAdapter;

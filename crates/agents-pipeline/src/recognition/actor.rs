@@ -62,6 +62,9 @@ pub(super) struct Actor {
     user_state: UserStateTracker,
     stats: RecognitionStats,
     closing: bool,
+    /// The stream reported an error (its end is then not reported again).
+    vad_failed: bool,
+    stt_failed: bool,
 }
 
 /// The next item of an optional stream; pending forever without one.
@@ -130,6 +133,8 @@ impl Actor {
             commit_deadline: None,
             stats: RecognitionStats::default(),
             closing: false,
+            vad_failed: false,
+            stt_failed: false,
         };
         actor.stt_stream = actor.open_stt()?;
         Ok(actor)
@@ -275,12 +280,14 @@ impl Actor {
         let ev = match event {
             Some(Ok(ev)) => ev,
             Some(Err(e)) => {
-                self.vad_stream = None;
+                // The stream may go on (or end next); report and keep reading.
+                self.vad_failed = true;
                 return self.emit_error(RecognitionError::Vad(e)).await;
             }
             None => {
                 self.vad_stream = None;
-                if self.closing {
+                self.vad_speaking = false;
+                if self.closing || std::mem::take(&mut self.vad_failed) {
                     return true;
                 }
                 return self
@@ -345,16 +352,19 @@ impl Actor {
         let ev = match event {
             Some(Ok(ev)) => ev,
             Some(Err(e)) => {
-                self.stt_stream = None;
-                self.stt_speaking = false;
-                return self.emit_error(RecognitionError::Stt(e)).await
-                    && self.maybe_finish_commit().await;
+                // The stream may go on (the VAD-segmented adapter does) or end next; report and keep reading.
+                self.stt_failed = true;
+                return self.emit_error(RecognitionError::Stt(e)).await;
             }
             None => {
                 self.stt_stream = None;
                 self.stt_speaking = false;
+                self.stt_pending = false;
                 if self.closing {
                     return true;
+                }
+                if std::mem::take(&mut self.stt_failed) {
+                    return self.maybe_finish_commit().await;
                 }
                 return self
                     .emit_error(RecognitionError::StreamEnded {
@@ -563,6 +573,7 @@ impl Actor {
         if self.stt.is_some() {
             // Drop the in-flight audio: a fresh stream starts from silence.
             self.stt_stream = None;
+            self.stt_failed = false;
             match self.open_stt() {
                 Ok(s) => self.stt_stream = s,
                 Err(e) => return self.emit_error(e).await,

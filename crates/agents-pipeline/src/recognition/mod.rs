@@ -35,8 +35,10 @@
 //!
 //! # Errors
 //!
-//! A VAD or STT stream error is reported as [`RecognitionEvent::Error`] and that stream is closed; the other one
-//! keeps running (and [`AudioRecognition::clear_user_turn`] reopens the STT stream). Nothing panics on bad input.
+//! A VAD or STT stream error item is reported as [`RecognitionEvent::Error`] and the stream is read on (providers
+//! that recover, like the VAD-segmented [`crate::stt_adapter::StreamAdapter`], keep working). A stream that ends
+//! is dropped (reported as [`RecognitionError::StreamEnded`] unless an error explained it); the other component
+//! keeps running, and [`AudioRecognition::clear_user_turn`] reopens the STT stream. Nothing panics on bad input.
 
 mod actor;
 pub mod detector;
@@ -237,10 +239,10 @@ pub enum RecognitionError {
         /// What is missing.
         component: Component,
     },
-    /// The VAD failed; its stream is closed.
+    /// The VAD reported an error.
     #[error("VAD failed")]
     Vad(#[source] VadError),
-    /// The STT failed; its stream is closed until the next `clear_user_turn`.
+    /// The STT reported an error.
     #[error("speech-to-text failed")]
     Stt(#[source] SttError),
     /// A provider stream ended by itself.
