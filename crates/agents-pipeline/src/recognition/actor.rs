@@ -17,6 +17,7 @@ use agents_core::stt::{SpeechEvent, SttStream, SttStreamOptions, Transcript};
 use agents_core::vad::{VadEvent, VadEventKind, VadStream};
 use agents_core::{ChatContext, Stt, Vad};
 
+use super::endpointing::Endpointing;
 use super::{
     Command, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions, RecognitionStats,
     TurnDetectionMode, TurnDetectorError, UserStateTracker, VadProgress,
@@ -61,6 +62,7 @@ pub(super) struct Actor {
     commit_deadline: Option<Instant>,
     user_state: UserStateTracker,
     stats: RecognitionStats,
+    endpointing: Endpointing,
     closing: bool,
     /// The stream reported an error (its end is then not reported again).
     vad_failed: bool,
@@ -114,6 +116,7 @@ impl Actor {
         };
         let mut actor = Self {
             user_state: UserStateTracker::new(Instant::now(), options.user_away_timeout),
+            endpointing: Endpointing::new(options.endpointing),
             options,
             vad,
             stt,
@@ -202,6 +205,9 @@ impl Actor {
             }
             Command::AgentSpeaking(speaking) => {
                 self.user_state.agent_speaking(Instant::now(), speaking);
+                if speaking {
+                    self.endpointing.agent_speech_started();
+                }
                 true
             }
             Command::ChatContext(ctx) => {
@@ -303,6 +309,9 @@ impl Actor {
                 self.vad_speaking = true;
                 // New speech cancels a pending end of turn (behaviour 63).
                 self.eou = None;
+                if self.mode() != TurnDetectionMode::Stt {
+                    self.endpointing.user_speech_started(now);
+                }
                 let change = self.user_state.user_speaking(now, true);
                 self.emit(RecognitionEvent::UserStartedSpeaking).await
                     && self.emit_user_state(change).await
@@ -322,6 +331,7 @@ impl Actor {
                 let change = self.user_state.user_speaking(now, false);
                 if self.mode() != TurnDetectionMode::Stt {
                     self.last_speaking_time = Some(last);
+                    self.endpointing.user_speech_ended(last);
                 }
                 if !(self
                     .emit(RecognitionEvent::UserStoppedSpeaking {
@@ -380,6 +390,9 @@ impl Actor {
             SpeechEvent::StartOfSpeech => {
                 self.stt_speaking = true;
                 self.stt_pending = true;
+                if self.mode() == TurnDetectionMode::Stt || no_vad {
+                    self.endpointing.user_speech_started(now);
+                }
                 if self.mode() == TurnDetectionMode::Stt {
                     self.eou = None;
                     self.last_speaking_time = Some(now);
@@ -405,6 +418,7 @@ impl Actor {
                 self.stt_pending = false;
                 if no_vad || self.mode() == TurnDetectionMode::Stt {
                     self.last_speaking_time = Some(now);
+                    self.endpointing.user_speech_ended(now);
                 }
                 if no_vad {
                     let change = self.user_state.user_speaking(now, false);
@@ -467,7 +481,8 @@ impl Actor {
             return;
         }
         let last = self.last_speaking_time.unwrap_or_else(Instant::now);
-        let endpointing = self.options.endpointing;
+        let endpointing = self.endpointing.clone();
+        let max_delay = endpointing.options().max_delay.max(endpointing.min_delay());
         let detector = self.options.turn_detector.clone();
         let language = self.language.clone();
         let transcript = self.transcript.clone();
@@ -482,7 +497,7 @@ impl Actor {
             {
                 threshold = d.unlikely_threshold(language.as_deref());
                 ctx.add_message(ChatRole::User, transcript);
-                let limit = last + endpointing.max_delay.max(endpointing.min_delay);
+                let limit = last + max_delay;
                 match timeout_at(limit, d.predict_end_of_turn(&ctx)).await {
                     Ok(Ok(p)) if (0.0..=1.0).contains(&p) => probability = Some(p),
                     Ok(Ok(p)) => error = Some(TurnDetectorError::InvalidProbability { value: p }),

@@ -62,7 +62,7 @@ use agents_core::vad::VadError;
 use agents_core::{ChatContext, Stt, Vad};
 
 pub use detector::{TurnDetector, TurnDetectorError};
-pub use endpointing::{EndpointingMode, EndpointingOptions};
+pub use endpointing::{Endpointing, EndpointingMode, EndpointingOptions};
 pub use user_state::{DEFAULT_USER_AWAY_TIMEOUT, UserStateChange, UserStateTracker};
 
 /// Who decides that the user's turn is over.
