@@ -9,7 +9,7 @@ pub use interruption::{
     TurnVerdict,
 };
 pub use recognition::{
-    AudioRecognition, EndOfTurn, EndpointingOptions, RecognitionError, RecognitionEvent,
-    RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,
+    AudioRecognition, EndOfTurn, EndpointingMode, EndpointingOptions, RecognitionError,
+    RecognitionEvent, RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,
 };
 pub use stt_adapter::StreamAdapter;
