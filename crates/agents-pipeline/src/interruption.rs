@@ -125,7 +125,7 @@ pub struct InterruptionOptions {
     /// User speech must last strictly longer than this to interrupt. Default 0.5 s.
     pub min_duration: Duration,
     /// Minimum words in the user's current transcript to interrupt (and to take the turn while the agent speaks);
-    /// 0 disables the check. Default 0.
+    /// 0 disables the check. Default 0. Needs transcripts: without an STT keep it at 0, or audio never interrupts.
     pub min_words: usize,
     /// Backchannel phrases that neither interrupt nor take the turn while the agent speaks. Default `None`.
     pub backchannel: Option<BackchannelFilter>,
@@ -135,7 +135,7 @@ pub struct InterruptionOptions {
     /// User silence after which a paused speech resumes when no user turn was committed. Default 2.0 s.
     pub false_interruption_timeout: Duration,
     /// Audio and words are ignored for this long after the agent starts speaking; `None` disables it.
-    /// Default 3.0 s (LiveKit 1.7; use `None` for outbound SIP).
+    /// Default 3.0 s (LiveKit 1.7; use `None` for outbound SIP). A committed user turn is not gated by it.
     pub aec_warmup_duration: Option<Duration>,
 }
 

@@ -37,6 +37,10 @@ use agents_core::{ApiError, Stt, SttError, Vad};
 
 type Emitted = Vec<Result<SpeechEvent, SttError>>;
 
+/// How long a flush or end of input may wait for room in the VAD's queue (this task is also the VAD's reader, so an
+/// overloaded VAD could otherwise never take it).
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A streaming [`Stt`] made of a non-streaming one and a [`Vad`]; see the [module documentation](self).
 #[derive(Clone)]
 pub struct StreamAdapter {
@@ -160,11 +164,15 @@ async fn run(
                     }
                 }
                 Some(SttInput::Flush) => {
-                    let _ = vad.flush().await;
+                    // Bounded: this loop is also the VAD's reader (see CONTROL_TIMEOUT).
+                    let _ = tokio::time::timeout(CONTROL_TIMEOUT, vad.flush()).await;
                 }
                 _ => {
                     input_done = true;
-                    let _ = vad.end_input().await;
+                    if !matches!(tokio::time::timeout(CONTROL_TIMEOUT, vad.end_input()).await, Ok(Ok(()))) {
+                        // The VAD cannot take the end of input: finish with what was recognized.
+                        vad_done = true;
+                    }
                 }
             },
             ev = vad.next(), if !vad_done => match ev {

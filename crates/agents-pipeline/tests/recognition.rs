@@ -798,3 +798,57 @@ impl Stt for MuteStt {
         Ok(stream)
     }
 }
+
+/// A VAD whose stream never reads its input (a stalled provider).
+struct StalledVad {
+    drivers: Mutex<Vec<agents_core::vad::VadStreamDriver>>,
+}
+
+impl Vad for StalledVad {
+    fn label(&self) -> &str {
+        "stalled.VAD"
+    }
+    fn capabilities(&self) -> agents_core::vad::VadCapabilities {
+        agents_core::vad::VadCapabilities::new(ms(32))
+    }
+    fn stream(&self) -> Result<agents_core::vad::VadStream, agents_core::VadError> {
+        let (stream, driver) = agents_core::vad::VadStream::with_capacity(4, 4);
+        self.drivers.lock().unwrap().push(driver);
+        Ok(stream)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_vad_drops_frames_instead_of_blocking_and_close_still_finishes() {
+    let vad = Arc::new(StalledVad {
+        drivers: Mutex::new(Vec::new()),
+    });
+    let stt = Arc::new(FakeStt::new().with_transcripts(["still heard"]));
+    let (rec, mut events) = start(
+        Some(vad.clone()),
+        Some(stt),
+        RecognitionOptions::new(TurnDetectionMode::Manual),
+    );
+    let r = drive(
+        &rec,
+        &mut events,
+        script(&[(true, 600), (false, 400)]),
+        ms(0),
+    )
+    .await;
+    // The STT kept working although the VAD took only 4 frames.
+    assert!(r.events.iter().any(
+        |(_, e)| matches!(e, RecognitionEvent::FinalTranscript(t) if t.text() == "still heard")
+    ));
+    let stats = rec.stats().await.unwrap();
+    assert_eq!(stats.frames, 50);
+    assert_eq!(stats.vad_frames_dropped, 46);
+    assert_eq!(stats.stt_frames_dropped, 0);
+    let t0 = Instant::now();
+    rec.aclose().await;
+    assert!(
+        t0.elapsed() <= Duration::from_secs(2),
+        "end of input gives up on the stalled VAD"
+    );
+    assert_eq!(vad.drivers.lock().unwrap().len(), 1);
+}

@@ -1,6 +1,7 @@
 //! The recognition task: one `select!` loop over commands, the VAD stream, the STT stream and three timers
 //! (pending end of turn, manual commit, user away). State is owned here; nothing is shared.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::time::{Instant, sleep_until, timeout_at};
 use agents_audio::AudioFrame;
 use agents_core::chat::ChatRole;
 use agents_core::events::Component;
-use agents_core::stream::TryPushError;
+use agents_core::stream::{StreamClosed, TryPushError};
 use agents_core::stt::{SpeechEvent, SttStream, SttStreamOptions, Transcript};
 use agents_core::vad::{VadEvent, VadEventKind, VadStream};
 use agents_core::{ChatContext, Stt, Vad};
@@ -67,6 +68,23 @@ pub(super) struct Actor {
     /// The stream reported an error (its end is then not reported again).
     vad_failed: bool,
     stt_failed: bool,
+}
+
+/// How long a control input (flush, end of input) may wait for room in a provider's queue. The actor does not
+/// read provider events while it waits, so an overloaded provider blocked on its own event queue could otherwise
+/// never take it; after this the stream is treated as closed.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pushes a control input with [`CONTROL_TIMEOUT`]; `false` when it was not queued.
+async fn control(push: impl Future<Output = Result<(), StreamClosed>>) -> bool {
+    match tokio::time::timeout(CONTROL_TIMEOUT, push).await {
+        Ok(Ok(())) => true,
+        Ok(Err(StreamClosed)) => false,
+        Err(_) => {
+            tracing::warn!("provider queue full for {CONTROL_TIMEOUT:?}: stream given up");
+            false
+        }
+    }
 }
 
 /// The next item of an optional stream; pending forever without one.
@@ -221,12 +239,12 @@ impl Actor {
                 self.eou = None;
                 self.commit_deadline = None;
                 if let Some(s) = &self.vad_stream
-                    && s.end_input().await.is_err()
+                    && !control(s.end_input()).await
                 {
                     self.vad_stream = None;
                 }
                 if let Some(s) = &self.stt_stream
-                    && s.end_input().await.is_err()
+                    && !control(s.end_input()).await
                 {
                     self.stt_stream = None;
                 }
@@ -562,7 +580,7 @@ impl Actor {
         self.eou = None;
         if self.stt_pending
             && let Some(s) = &self.stt_stream
-            && s.flush().await.is_ok()
+            && control(s.flush()).await
         {
             self.commit_deadline = Some(Instant::now() + self.options.manual_commit_timeout);
             return true;
