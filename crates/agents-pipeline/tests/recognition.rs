@@ -542,6 +542,14 @@ async fn realtime_llm_mode_never_decides_locally_but_reports_speech_and_transcri
         r.count(|e| matches!(e, RecognitionEvent::FinalTranscript(_))),
         1
     );
+    // No transcript buffer grows in this mode (nothing would ever consume it).
+    rec.commit_user_turn().await.unwrap();
+    let turn = loop {
+        if let RecognitionEvent::EndOfTurn(t) = events.next().await.unwrap() {
+            break t;
+        }
+    };
+    assert_eq!(turn.transcript, "");
 }
 
 #[tokio::test(start_paused = true)]
@@ -851,4 +859,47 @@ async fn a_stalled_vad_drops_frames_instead_of_blocking_and_close_still_finishes
         "end of input gives up on the stalled VAD"
     );
     assert_eq!(vad.drivers.lock().unwrap().len(), 1);
+}
+
+/// An STT stream that reads its input but never ends, even after the end of input.
+struct EndlessStt;
+
+#[async_trait]
+impl Stt for EndlessStt {
+    fn label(&self) -> &str {
+        "endless.STT"
+    }
+    fn capabilities(&self) -> SttCapabilities {
+        let mut c = SttCapabilities::default();
+        c.streaming = true;
+        c
+    }
+    async fn recognize(
+        &self,
+        _audio: &[AudioFrame],
+        _options: &RecognizeOptions,
+    ) -> Result<agents_core::stt::Transcript, SttError> {
+        Ok(agents_core::stt::Transcript::default())
+    }
+    fn stream(&self, _options: &SttStreamOptions) -> Result<SttStream, SttError> {
+        let (stream, mut driver) = SttStream::channel();
+        tokio::spawn(async move {
+            while driver.recv().await.is_some() {}
+            // Input closed; keep the event side open forever.
+            std::future::pending::<()>().await;
+        });
+        Ok(stream)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn aclose_is_bounded_when_a_provider_never_ends_its_stream() {
+    let (rec, _events) = start(
+        None,
+        Some(Arc::new(EndlessStt)),
+        RecognitionOptions::new(TurnDetectionMode::Stt),
+    );
+    let t0 = Instant::now();
+    rec.aclose().await;
+    assert_eq!(t0.elapsed(), agents_pipeline::recognition::CLOSE_TIMEOUT);
 }

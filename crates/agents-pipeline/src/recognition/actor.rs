@@ -472,6 +472,10 @@ impl Actor {
         if text.is_empty() {
             return self.maybe_finish_commit().await;
         }
+        if self.mode() == TurnDetectionMode::RealtimeLlm {
+            // No local turns: nothing would ever consume (or clear) the buffer.
+            return true;
+        }
         join_transcript(&mut self.transcript, &text);
         self.last_final_transcript_time = Some(now);
         if self.commit_deadline.is_some() {
@@ -480,9 +484,6 @@ impl Actor {
         if matches!(self.mode(), TurnDetectionMode::Vad | TurnDetectionMode::Stt)
             && !self.user_speaking()
         {
-            if self.vad.is_none() && self.mode() != TurnDetectionMode::Stt {
-                self.last_speaking_time = Some(now);
-            }
             if self.last_speaking_time.is_none() {
                 self.last_speaking_time = Some(now);
             }

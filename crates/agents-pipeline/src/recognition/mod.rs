@@ -65,6 +65,9 @@ pub use detector::{TurnDetector, TurnDetectorError};
 pub use endpointing::{Endpointing, EndpointingMode, EndpointingOptions};
 pub use user_state::{DEFAULT_USER_AWAY_TIMEOUT, UserStateChange, UserStateTracker};
 
+/// The longest [`AudioRecognition::aclose`] waits for the providers' last events.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Who decides that the user's turn is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -429,9 +432,17 @@ impl AudioRecognition {
     }
 
     /// Ends the input: the VAD and STT streams deliver their last events (a pending end of turn is dropped), then
-    /// the event stream ends. Waits for the task.
-    pub async fn aclose(self) {
-        let _ = self.commands.send(Command::Close).await;
-        let _ = self.task.await;
+    /// the event stream ends. Waits for the task at most [`CLOSE_TIMEOUT`], then stops it (a provider that never
+    /// ends its stream cannot hold the session open).
+    pub async fn aclose(mut self) {
+        let deadline = Instant::now() + CLOSE_TIMEOUT;
+        let graceful = async {
+            let _ = self.commands.send(Command::Close).await;
+            let _ = (&mut self.task).await;
+        };
+        if tokio::time::timeout_at(deadline, graceful).await.is_err() {
+            tracing::warn!("audio recognition did not close in {CLOSE_TIMEOUT:?}: aborted");
+            self.task.abort();
+        }
     }
 }
