@@ -567,9 +567,13 @@ async fn vad_mode_without_stt_ends_the_turn_with_an_empty_transcript() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn empty_stt_transcript_produces_no_turn_but_is_reported() {
-    // A cough: the VAD hears it, the STT transcribes nothing.
-    let stt = Arc::new(FakeStt::new().with_min_silence(ms(100)));
+async fn empty_or_blank_stt_transcript_produces_no_turn_but_is_reported() {
+    // A cough: the VAD hears it, the STT transcribes nothing but whitespace.
+    let stt = Arc::new(
+        FakeStt::new()
+            .with_transcripts(["   "])
+            .with_min_silence(ms(100)),
+    );
     let (rec, mut events) = start(
         Some(vad_for(&[(true, 300), (false, 3000)])),
         Some(stt),
@@ -586,7 +590,7 @@ async fn empty_stt_transcript_produces_no_turn_but_is_reported() {
     assert!(
         r.events
             .iter()
-            .any(|(_, e)| matches!(e, RecognitionEvent::FinalTranscript(t) if t.text().is_empty()))
+            .any(|(_, e)| matches!(e, RecognitionEvent::FinalTranscript(t) if t.text() == "   "))
     );
 }
 
