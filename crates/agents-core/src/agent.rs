@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::chat::{ChatContext, ChatMessage, CopyOptions};
 use crate::ids::short_id;
-use crate::llm::Llm;
+use crate::llm::{ChatRequest, Llm, LlmStream};
+use crate::stream::EventStream;
 use crate::realtime::RealtimeModel;
 use crate::session::SessionHandle;
 use crate::stt::Stt;
@@ -75,6 +76,26 @@ pub trait AgentHooks: Send + Sync + 'static {
     ) -> TurnDecision {
         let _ = (session, chat_ctx, new_message);
         TurnDecision::Reply
+    }
+
+    /// The LLM node: turns a chat request (context, tools, tool choice) into a stream of chunks. The default calls
+    /// `llm.chat(request)`; override it to edit the request, or to filter or rewrite the stream (wrap it in a new
+    /// [`LlmStream`]) without forking the pipeline.
+    fn llm_node(&self, llm: &Arc<dyn Llm>, request: ChatRequest) -> LlmStream {
+        llm.chat(request)
+    }
+
+    /// The TTS node's text step: the reply text, as it streams, on its way to the TTS. The default passes it
+    /// through; override it to rewrite what is spoken (pronunciations, stripping markup). What the chat context
+    /// records is the LLM text, not this rewrite.
+    fn tts_node(&self, text: EventStream<String>) -> EventStream<String> {
+        text
+    }
+
+    /// The transcription node: the reply text on its way to the text output (captions). The default passes it
+    /// through.
+    fn transcription_node(&self, text: EventStream<String>) -> EventStream<String> {
+        text
     }
 }
 
