@@ -1,8 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod activity;
+pub mod generation;
 pub mod interruption;
 pub mod recognition;
+pub mod session;
+pub mod speech;
 pub mod stt_adapter;
+pub mod tools_exec;
 
 pub use interruption::{
     BackchannelFilter, HoldReason, InterruptionDecision, InterruptionOptions, InterruptionPolicy,
@@ -12,4 +17,6 @@ pub use recognition::{
     AudioRecognition, EndOfTurn, EndpointingMode, EndpointingOptions, RecognitionError,
     RecognitionEvent, RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,
 };
+pub use session::{AgentSession, AgentSessionBuilder, SessionOptions};
+pub use speech::SpeechQueue;
 pub use stt_adapter::StreamAdapter;

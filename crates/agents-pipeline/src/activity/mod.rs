@@ -1,0 +1,817 @@
+//! The activity of one agent: a task owning the agent's chat context, the speech queue, the audio recognition,
+//! the interruption policy and the tool loop.
+//!
+//! Inputs (one `select!` loop): commands from the session (say, reply, interrupt, drain, close), input frames,
+//! recognition events, notices from generations, results of the user-turn hook, and the false-interruption timer.
+//! State changes happen only here, so interruption bookkeeping (which speech is current, paused, interrupted,
+//! what was committed) cannot race (field lessons 4, 6, 7, 10).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use agents_audio::AudioFrame;
+use agents_core::agent::{Agent, TurnDecision};
+use agents_core::audio_io::{AudioOutput, TextOutput};
+use agents_core::chat::{ChatItem, ChatMessage, ChatRole, MessageMetrics};
+use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, SpeechSource};
+use agents_core::llm::{ChatRequest, ToolChoice};
+use agents_core::metrics::Metrics;
+use agents_core::session::{ReplyRequest, SayRequest, SessionError, SessionHandle};
+use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::stream::EventStream;
+use agents_core::tools::ToolContext;
+
+use crate::generation::{self, GenerationContext, Notice, Source, TurnTiming};
+use crate::interruption::{InterruptionDecision, InterruptionPolicy};
+use crate::recognition::{
+    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
+    TurnDetectionMode,
+};
+use crate::session::{Config, Shared};
+use crate::speech::SpeechQueue;
+use crate::tools_exec::ToolStep;
+
+/// A command to an activity.
+pub(crate) enum ActivityCmd {
+    Say {
+        request: SayRequest,
+        handle: SpeechHandle,
+    },
+    Reply {
+        request: ReplyRequest,
+        handle: SpeechHandle,
+    },
+    Interrupt(oneshot::Sender<Result<(), SessionError>>),
+    /// Run `on_exit`, finish queued speech, then report and stop.
+    Drain(oneshot::Sender<()>),
+    Close,
+}
+
+/// What an activity is built from.
+pub(crate) struct ActivityDeps {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) config: Config,
+    pub(crate) session: SessionHandle,
+    pub(crate) session_tx: mpsc::Sender<crate::session::SessionCmd>,
+    pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
+    pub(crate) text_output: Option<Arc<dyn TextOutput>>,
+}
+
+/// The session's handle on a running activity. Dropping it aborts the activity task.
+pub(crate) struct ActivityHandle {
+    pub(crate) agent_id: String,
+    control: mpsc::Sender<ActivityCmd>,
+    frames: mpsc::Sender<AudioFrame>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl ActivityHandle {
+    /// Spawns the activity of `agent`; `on_enter` runs first.
+    pub(crate) fn spawn(agent: Agent, deps: ActivityDeps, previous_agent: Option<String>) -> Self {
+        let capacity = deps.config.options.command_capacity.max(1);
+        let (control, control_rx) = mpsc::channel(capacity);
+        let (frames, frames_rx) = mpsc::channel(capacity);
+        let agent_id = agent.id().to_owned();
+        let _ = previous_agent;
+        let task = tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx));
+        Self {
+            agent_id,
+            control,
+            frames,
+            task: Some(task),
+        }
+    }
+
+    /// Sends a command; when the activity cannot take it the request fails cleanly.
+    pub(crate) fn send(&self, cmd: ActivityCmd) {
+        if let Err(e) = self.control.try_send(cmd) {
+            let cmd = match e {
+                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
+            };
+            tracing::error!("agent activity unavailable; request dropped");
+            match cmd {
+                ActivityCmd::Say { handle, .. } | ActivityCmd::Reply { handle, .. } => {
+                    handle.force_interrupt();
+                    handle.mark_done();
+                }
+                ActivityCmd::Interrupt(reply) => {
+                    let _ = reply.send(Err(SessionError::NotRunning));
+                }
+                ActivityCmd::Drain(reply) => {
+                    let _ = reply.send(());
+                }
+                ActivityCmd::Close => {}
+            }
+        }
+    }
+
+    /// Offers an input frame; false when it was dropped.
+    pub(crate) fn try_frame(&self, frame: AudioFrame) -> bool {
+        self.frames.try_send(frame).is_ok()
+    }
+
+    /// Stops the activity (bounded wait, then abort).
+    pub(crate) async fn close(mut self) {
+        let _ = self.control.try_send(ActivityCmd::Close);
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(5), &mut task)
+                .await
+                .is_err()
+        {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for ActivityHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Results of the user-turn hook.
+struct TurnHookDone {
+    message: ChatMessage,
+    decision: TurnDecision,
+    turn: EndOfTurn,
+    hook_delay: Duration,
+}
+
+// Notices are built once per speech event, never on a hot path.
+#[allow(clippy::large_enum_variant)]
+enum Internal {
+    Generation(Notice),
+    Hook(HookDone),
+}
+
+enum HookDone {
+    Turn(Box<TurnHookDone>),
+    /// on_enter / on_exit finished.
+    Lifecycle,
+}
+
+struct Activity {
+    agent: Agent,
+    shared: Arc<Shared>,
+    config: Config,
+    session: SessionHandle,
+    session_tx: mpsc::Sender<crate::session::SessionCmd>,
+    audio_output: Option<Arc<dyn AudioOutput>>,
+    text_output: Option<Arc<dyn TextOutput>>,
+    recognition: Option<AudioRecognition>,
+    rec_events: Option<EventStream<RecognitionEvent>>,
+    mode: Option<TurnDetectionMode>,
+    policy: InterruptionPolicy,
+    queue: SpeechQueue,
+    current: Option<SpeechHandle>,
+    live: Vec<SpeechHandle>,
+    paused: bool,
+    tasks: JoinSet<()>,
+    /// Generations and hooks that have not reported their end yet.
+    outstanding: usize,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: mpsc::Receiver<Internal>,
+    draining: Option<oneshot::Sender<()>>,
+    drain_started: bool,
+    frames_dropped: u64,
+}
+
+impl Activity {
+    fn new(agent: Agent, deps: ActivityDeps) -> Self {
+        let (internal_tx, internal_rx) = mpsc::channel(256);
+        let policy = InterruptionPolicy::new(deps.config.options.interruption.clone());
+        Self {
+            agent,
+            shared: deps.shared,
+            config: deps.config,
+            session: deps.session,
+            session_tx: deps.session_tx,
+            audio_output: deps.audio_output,
+            text_output: deps.text_output,
+            recognition: None,
+            rec_events: None,
+            mode: None,
+            policy,
+            queue: SpeechQueue::new(),
+            current: None,
+            live: Vec::new(),
+            paused: false,
+            tasks: JoinSet::new(),
+            outstanding: 0,
+            internal_tx,
+            internal_rx,
+            draining: None,
+            drain_started: false,
+            frames_dropped: 0,
+        }
+    }
+
+    fn stt(&self) -> Option<Arc<dyn agents_core::Stt>> {
+        self.agent
+            .stt()
+            .cloned()
+            .or_else(|| self.config.stt.clone())
+    }
+    fn vad(&self) -> Option<Arc<dyn agents_core::Vad>> {
+        self.agent
+            .vad()
+            .cloned()
+            .or_else(|| self.config.vad.clone())
+    }
+    fn llm(&self) -> Option<Arc<dyn agents_core::Llm>> {
+        match self.agent.llm() {
+            Some(agents_core::LanguageModel::Llm(l)) => Some(Arc::clone(l)),
+            _ => self.config.llm.clone(),
+        }
+    }
+    fn tts(&self) -> Option<Arc<dyn agents_core::Tts>> {
+        self.agent
+            .tts()
+            .cloned()
+            .or_else(|| self.config.tts.clone())
+    }
+
+    fn start_recognition(&mut self) {
+        let (vad, stt) = (self.vad(), self.stt());
+        if vad.is_none() && stt.is_none() {
+            return;
+        }
+        let options = &self.config.options;
+        let mode = options
+            .turn_detection
+            .unwrap_or_else(|| TurnDetectionMode::resolve(false, vad.is_some(), stt.is_some()));
+        let mut rec = RecognitionOptions::new(mode)
+            .with_endpointing(options.endpointing)
+            .with_user_away_timeout(options.user_away_timeout);
+        if let Some(d) = &options.turn_detector {
+            rec = rec.with_turn_detector(Arc::clone(d));
+        }
+        match AudioRecognition::start(vad, stt, rec) {
+            Ok((r, events)) => {
+                self.recognition = Some(r);
+                self.rec_events = Some(events);
+                self.mode = Some(mode);
+            }
+            Err(e) => self.recognition_error(&e),
+        }
+    }
+
+    fn recognition_error(&self, e: &RecognitionError) {
+        let component = match e {
+            RecognitionError::Vad(_) => Component::Vad,
+            RecognitionError::MissingComponent { component, .. } => *component,
+            RecognitionError::StreamEnded { component } => *component,
+            _ => Component::Stt,
+        };
+        self.shared.emit_error(ErrorEvent::new(
+            component,
+            "audio_recognition",
+            e.clone(),
+            true,
+        ));
+    }
+
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<ActivityCmd>,
+        mut frames: mpsc::Receiver<AudioFrame>,
+    ) {
+        self.start_recognition();
+        // on_enter runs first, as a lifecycle task.
+        self.spawn_lifecycle(true);
+        loop {
+            let deadline = self.policy.deadline();
+            tokio::select! {
+                cmd = control.recv() => match cmd {
+                    Some(ActivityCmd::Close) | None => break,
+                    Some(cmd) => self.on_command(cmd),
+                },
+                Some(frame) = frames.recv() => self.on_frame(frame),
+                ev = next_event(&mut self.rec_events) => match ev {
+                    Some(ev) => self.on_recognition(ev).await,
+                    None => self.rec_events = None,
+                },
+                Some(internal) = self.internal_rx.recv() => match internal {
+                    Internal::Generation(n) => self.on_notice(n).await,
+                    Internal::Hook(h) => self.on_hook(h),
+                },
+                () = sleep_until_opt(deadline) => {
+                    let d = self.policy.poll(Instant::now());
+                    self.apply(d);
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            self.schedule();
+            if self.draining.is_some() && self.idle() {
+                if let Some(done) = self.draining.take() {
+                    let _ = done.send(());
+                }
+                break;
+            }
+        }
+        self.shutdown().await;
+    }
+
+    fn idle(&self) -> bool {
+        self.outstanding == 0 && self.current.is_none() && self.queue.is_empty()
+    }
+
+    async fn shutdown(&mut self) {
+        for h in self.live.drain(..) {
+            h.force_interrupt();
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        // Aborted generations never reported: nobody may wait forever on them.
+        for h in self.queue.drain() {
+            h.mark_done();
+        }
+        if let Some(c) = self.current.take() {
+            c.mark_done();
+        }
+        self.shared.set_current_speech(None);
+        if let Some(rec) = self.recognition.take() {
+            rec.aclose().await;
+        }
+    }
+
+    fn spawn_lifecycle(&mut self, enter: bool) {
+        let hooks = Arc::clone(self.agent.hooks());
+        let session = self.session.clone();
+        let tx = self.internal_tx.clone();
+        self.outstanding += 1;
+        self.tasks.spawn(async move {
+            if enter {
+                hooks.on_enter(&session).await;
+            } else {
+                hooks.on_exit(&session).await;
+            }
+            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
+        });
+    }
+
+    fn on_command(&mut self, cmd: ActivityCmd) {
+        match cmd {
+            ActivityCmd::Say { request, handle } => {
+                let source = Source::Say {
+                    text: request.text,
+                    audio: request.audio,
+                    add_to_chat_ctx: request.add_to_chat_ctx,
+                };
+                self.spawn_speech(handle, source, None);
+            }
+            ActivityCmd::Reply { request, handle } => {
+                if let Some(input) = request.user_input.as_deref() {
+                    self.commit_user_message(ChatMessage::new(ChatRole::User, input));
+                }
+                let source = self.reply_source(request.instructions, request.tool_choice, None);
+                self.spawn_speech(handle, source, None);
+            }
+            ActivityCmd::Interrupt(reply) => {
+                let _ = reply.send(self.interrupt_all());
+            }
+            ActivityCmd::Drain(done) => {
+                if !self.drain_started {
+                    self.drain_started = true;
+                    self.spawn_lifecycle(false);
+                }
+                self.draining = Some(done);
+            }
+            ActivityCmd::Close => {}
+        }
+    }
+
+    /// `session.interrupt()`: the current speech and every queued one (LiveKit §5.4); refused when any of them
+    /// does not allow interruptions.
+    fn interrupt_all(&mut self) -> Result<(), SessionError> {
+        let all: Vec<SpeechHandle> = self
+            .current
+            .iter()
+            .chain(self.queue.iter())
+            .filter(|h| !h.done())
+            .cloned()
+            .collect();
+        if all.iter().any(|h| !h.allow_interruptions()) {
+            return Err(SessionError::Speech(SpeechError::NotInterruptible));
+        }
+        for h in all {
+            let _ = h.interrupt();
+        }
+        self.resume_if_paused();
+        Ok(())
+    }
+
+    fn on_frame(&mut self, frame: AudioFrame) {
+        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| !c.allow_interruptions())
+        {
+            return;
+        }
+        if let Some(rec) = &self.recognition
+            && rec.try_push_frame(frame).is_err()
+        {
+            self.frames_dropped += 1;
+        }
+    }
+
+    async fn on_recognition(&mut self, ev: RecognitionEvent) {
+        let now = Instant::now();
+        match ev {
+            RecognitionEvent::UserStartedSpeaking => self.policy.user_speech_started(),
+            RecognitionEvent::UserStoppedSpeaking { .. } => self.policy.user_speech_ended(now),
+            RecognitionEvent::VadInference(p)
+                if p.speaking
+                // Interruption by VAD only in VAD mode (LiveKit §5.4).
+                && self.mode == Some(TurnDetectionMode::Vad) =>
+            {
+                let d = self.policy.vad_inference(now, p.speech_duration);
+                self.apply(d);
+            }
+            RecognitionEvent::InterimTranscript(t) => {
+                self.emit_transcript(t.text(), false, t.language());
+                let d = self.policy.transcript(now, t.text(), false);
+                self.apply(d);
+            }
+            RecognitionEvent::FinalTranscript(t) => {
+                self.emit_transcript(t.text(), true, t.language());
+                let d = self.policy.transcript(now, t.text(), true);
+                self.apply(d);
+            }
+            RecognitionEvent::EndOfTurn(turn) => self.on_end_of_turn(turn),
+            RecognitionEvent::UserStateChanged(c) => self.shared.set_user_state(c.new),
+            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            _ => {}
+        }
+    }
+
+    fn emit_transcript(&self, text: &str, is_final: bool, language: Option<&str>) {
+        self.shared.emit(SessionEvent::UserInputTranscribed {
+            transcript: text.to_owned(),
+            is_final,
+            language: language.map(str::to_owned),
+            speaker_id: None,
+        });
+    }
+
+    fn apply(&mut self, decision: InterruptionDecision) {
+        match decision {
+            InterruptionDecision::Interrupt => {
+                if let Some(c) = &self.current {
+                    let _ = c.interrupt();
+                }
+                self.resume_if_paused();
+            }
+            InterruptionDecision::Pause => {
+                if let Some(out) = &self.audio_output {
+                    out.pause();
+                    self.paused = true;
+                }
+            }
+            InterruptionDecision::Resume => {
+                self.resume_if_paused();
+                self.shared
+                    .emit(SessionEvent::AgentFalseInterruption { resumed: true });
+            }
+            _ => {}
+        }
+    }
+
+    fn resume_if_paused(&mut self) {
+        if self.paused {
+            if let Some(out) = &self.audio_output {
+                out.resume();
+            }
+            self.paused = false;
+        }
+    }
+
+    fn on_end_of_turn(&mut self, turn: EndOfTurn) {
+        if turn.transcript.trim().is_empty() {
+            return;
+        }
+        if self.draining.is_some() {
+            tracing::warn!("skipping user input, the agent is draining");
+            return;
+        }
+        let now = Instant::now();
+        if self.current.is_some() {
+            let verdict = self.policy.user_turn_completed(now, &turn.transcript);
+            self.apply(verdict.decision);
+            if !verdict.reply {
+                tracing::debug!(transcript = %turn.transcript, "user turn kept out of the reply path");
+                return;
+            }
+        }
+        let hooks = Arc::clone(self.agent.hooks());
+        let session = self.session.clone();
+        let chat_ctx = self.agent.chat_ctx().clone();
+        let tx = self.internal_tx.clone();
+        self.outstanding += 1;
+        self.tasks.spawn(async move {
+            let mut message = ChatMessage::new(ChatRole::User, turn.transcript.clone());
+            let started = Instant::now();
+            let decision = hooks
+                .on_user_turn_completed(&session, &chat_ctx, &mut message)
+                .await;
+            let done = TurnHookDone {
+                message,
+                decision,
+                hook_delay: started.elapsed(),
+                turn,
+            };
+            let _ = tx
+                .send(Internal::Hook(HookDone::Turn(Box::new(done))))
+                .await;
+        });
+    }
+
+    fn on_hook(&mut self, hook: HookDone) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        let HookDone::Turn(done) = hook else {
+            return;
+        };
+        let TurnHookDone {
+            mut message,
+            decision,
+            turn,
+            hook_delay,
+        } = *done;
+        let mut metrics = MessageMetrics::default();
+        metrics.transcription_delay = Some(turn.transcription_delay);
+        metrics.end_of_turn_delay = Some(turn.end_of_utterance_delay);
+        metrics.on_user_turn_completed_delay = Some(hook_delay);
+        message.metrics = Some(metrics);
+        self.commit_user_message(message);
+        let mut eou = turn.eou_metrics();
+        eou.on_user_turn_completed_delay = hook_delay;
+        if decision == TurnDecision::StopResponse || self.draining.is_some() {
+            self.shared
+                .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
+            return;
+        }
+        let handle = SpeechHandle::new(
+            SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
+        );
+        eou.speech_id = Some(handle.id().to_owned());
+        self.shared
+            .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
+        self.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::GenerateReply,
+            user_initiated: false,
+        });
+        let timing = TurnTiming {
+            last_speaking_time: turn.last_speaking_time,
+            end_of_utterance_delay: turn.end_of_utterance_delay,
+            transcription_delay: turn.transcription_delay,
+            on_user_turn_completed_delay: hook_delay,
+        };
+        let source = self.reply_source(None, None, Some(timing));
+        self.spawn_speech(handle, source, None);
+    }
+
+    fn allow_interruptions(&self) -> bool {
+        self.agent
+            .allow_interruptions()
+            .unwrap_or(self.config.options.allow_interruptions)
+    }
+
+    fn commit_user_message(&mut self, message: ChatMessage) {
+        self.commit(ChatItem::Message(message));
+    }
+
+    /// Appends `item` to the agent's context, and messages to the session history.
+    fn commit(&mut self, item: ChatItem) {
+        let mut ctx = self.agent.chat_ctx().clone();
+        ctx.push(item.clone());
+        self.agent.update_chat_ctx(&ctx);
+        if matches!(item, ChatItem::Message(_)) {
+            self.shared.push_history(item);
+        }
+    }
+
+    fn reply_source(
+        &self,
+        instructions: Option<String>,
+        tool_choice: Option<ToolChoice>,
+        turn: Option<TurnTiming>,
+    ) -> Source {
+        let mut ctx = self.agent.chat_ctx().clone();
+        let text = instructions.unwrap_or_else(|| self.agent.instructions().to_owned());
+        if !text.is_empty()
+            && let Err(e) = ctx.set_instructions(text)
+        {
+            tracing::warn!(error = %e, "instructions not applied");
+        }
+        let tools = self.agent.tools();
+        let mut request = ChatRequest::new(ctx);
+        if !tools.is_empty() {
+            request = request.with_tools(tools.definitions());
+        }
+        if let Some(choice) = tool_choice.clone() {
+            request = request.with_tool_choice(choice);
+        }
+        Source::Reply {
+            request,
+            tools,
+            tool_choice,
+            turn,
+        }
+    }
+
+    fn spawn_speech(&mut self, handle: SpeechHandle, source: Source, _parent: Option<&str>) {
+        self.queue.push(handle.clone());
+        self.live.retain(|h| !h.done());
+        self.live.push(handle.clone());
+        self.outstanding += 1;
+        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let internal = self.internal_tx.clone();
+        // Relay generation notices into the activity's internal channel (and count the generation's end).
+        let ctx = GenerationContext {
+            handle: handle.clone(),
+            hooks: Arc::clone(self.agent.hooks()),
+            llm: self.llm(),
+            tts: self.tts(),
+            audio_output: self.audio_output.clone(),
+            text_output: self.text_output.clone(),
+            shared: Arc::clone(&self.shared),
+            tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
+            notify: tx,
+        };
+        self.tasks.spawn(async move {
+            let relay = async {
+                while let Some(n) = rx.recv().await {
+                    if internal.send(Internal::Generation(n)).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let ((), ()) = futures::join!(generation::run(ctx, source), relay);
+            let _ = internal.send(Internal::Generation(Notice::Finished)).await;
+        });
+    }
+
+    /// Authorizes the next speech when none plays.
+    fn schedule(&mut self) {
+        if self.current.is_some() {
+            return;
+        }
+        if let Some(next) = self.queue.pop() {
+            self.shared.set_current_speech(Some(next.clone()));
+            next.authorize();
+            self.current = Some(next);
+        }
+    }
+
+    async fn on_notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Started { speech_id } => {
+                if let Some(c) = self.current.as_ref().filter(|c| c.id() == speech_id) {
+                    let can_pause = self
+                        .audio_output
+                        .as_ref()
+                        .is_some_and(|o| o.capabilities().pause);
+                    self.policy.agent_speech_started(
+                        Instant::now(),
+                        c.allow_interruptions(),
+                        can_pause,
+                    );
+                    if let Some(rec) = &self.recognition {
+                        let _ = rec.set_agent_speaking(true).await;
+                    }
+                }
+            }
+            Notice::PlayoutDone {
+                speech_id,
+                message,
+                interrupted,
+            } => {
+                if let Some(m) = message {
+                    self.commit(ChatItem::Message(m));
+                }
+                if self.current.as_ref().is_some_and(|c| c.id() == speech_id) {
+                    self.current = None;
+                    self.shared.set_current_speech(None);
+                    self.policy.agent_speech_ended();
+                    self.resume_if_paused();
+                    if let Some(rec) = &self.recognition {
+                        let _ = rec.set_agent_speaking(false).await;
+                    }
+                    self.schedule();
+                    if self.current.is_none() {
+                        self.shared.set_agent_state(AgentState::Listening);
+                    }
+                }
+                let _ = interrupted;
+            }
+            Notice::ToolsDone {
+                handle,
+                step,
+                tool_choice,
+            } => self.on_tools_done(&handle, step, tool_choice),
+            Notice::Finished => self.outstanding = self.outstanding.saturating_sub(1),
+        }
+    }
+
+    /// After a tool step: commit calls and outputs, report them, hand off, and follow up (1.7 rules, §6.5).
+    fn on_tools_done(
+        &mut self,
+        parent: &SpeechHandle,
+        step: ToolStep,
+        tool_choice: Option<ToolChoice>,
+    ) {
+        if step.calls.is_empty() {
+            return;
+        }
+        for (call, result) in step.calls.iter().zip(&step.results) {
+            self.commit(ChatItem::FunctionCall(call.clone()));
+            if let Some(out) = &result.output {
+                self.commit(ChatItem::FunctionCallOutput(out.clone()));
+            }
+        }
+        self.shared.emit(SessionEvent::FunctionToolsExecuted {
+            calls: step.calls.clone(),
+            outputs: step.outputs(),
+        });
+        let handoff = match step.handoff() {
+            Ok(h) => h,
+            Err(n) => {
+                self.shared.emit_error(ErrorEvent::new(
+                    Component::Tool,
+                    "handoff",
+                    SessionError::Invalid {
+                        reason: format!("{n} tools asked for a handoff in one step; none done"),
+                    },
+                    true,
+                ));
+                None
+            }
+        };
+        let handing_off = handoff.is_some();
+        if let Some(agent) = handoff
+            && self
+                .session_tx
+                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
+                .is_err()
+        {
+            tracing::error!("handoff request dropped: session busy");
+        }
+        if step.stop_response() || !step.has_outputs() {
+            return;
+        }
+        let step_index = parent.step_index() + 1;
+        let max = self.config.options.max_tool_steps;
+        // The follow-up runs without tools once the step limit is reached ("generating final response"), and
+        // during a handoff or drain.
+        let choice = if step_index >= max || handing_off || self.draining.is_some() {
+            if step_index >= max {
+                tracing::warn!(
+                    max,
+                    "maximum number of tool steps reached; generating the final response"
+                );
+            }
+            Some(ToolChoice::None)
+        } else {
+            tool_choice
+        };
+        let handle = SpeechHandle::new(
+            SpeechOptions::default()
+                .with_allow_interruptions(parent.allow_interruptions())
+                .with_step_index(step_index)
+                .with_parent_id(parent.id()),
+        );
+        self.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::ToolResponse,
+            user_initiated: false,
+        });
+        let source = self.reply_source(None, choice, None);
+        self.spawn_speech(handle, source, Some(parent.id()));
+    }
+}
+
+async fn next_event(
+    events: &mut Option<EventStream<RecognitionEvent>>,
+) -> Option<RecognitionEvent> {
+    match events {
+        Some(e) => e.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,789 @@
+//! One speech, from text or LLM to played audio.
+//!
+//! A generation task is spawned as soon as a speech is created (pre-generation, behaviour §5.2): the LLM stage
+//! streams text, the TTS stage turns it into audio, both into bounded buffers, **before** the speech is authorized
+//! to play. Only forwarding to the outputs waits for authorization. After authorization:
+//!
+//! 1. audio is forwarded to the [`AudioOutput`] (agent state `speaking` on the first frame), the reply text is
+//!    released to the text output (see [`release_transcript`], the seam where a transcript synchronizer plugs in);
+//! 2. the tool calls of the reply run concurrently with playout ([`crate::tools_exec`]);
+//! 3. on interruption the output buffer is cleared, the playback position read from the sink, and the assistant
+//!    message holds only the words heard ([`played_text`]): from the TTS word timings when given, otherwise at
+//!    LiveKit's 0.5 s per word; tool results of an interrupted reply are discarded.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use agents_audio::AudioFrame;
+use agents_core::agent::AgentHooks;
+use agents_core::audio_io::{AudioOutput, TextOutput};
+use agents_core::chat::{ChatMessage, ChatRole, FunctionCall, MessageMetrics};
+use agents_core::events::{AgentState, Component, ErrorEvent};
+use agents_core::llm::{ChatChunk, ChatRequest, Llm, ToolChoice};
+use agents_core::metrics::{Metrics, TurnMetrics};
+use agents_core::session::SayAudio;
+use agents_core::speech::SpeechHandle;
+use agents_core::stream::EventStream;
+use agents_core::tools::{ToolContext, ToolSet};
+use agents_core::tts::{SynthesizeOptions, SynthesizedAudio, Tts, TtsError};
+
+use crate::session::Shared;
+use crate::tools_exec::{self, ToolStep};
+
+/// LiveKit's `STANDARD_SPEECH_RATE`: seconds per word when the TTS gives no word timings (behaviour §5.4).
+pub const SECONDS_PER_WORD: f64 = 0.5;
+
+/// Capacity of the pre-generation buffers (text chunks and 20 ms audio frames: about 20 s of audio).
+const BUFFER: usize = 1024;
+
+/// How long an interrupted speech waits for the sink to report the playback position.
+const PLAYOUT_REPORT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a speech says.
+// Built once per speech.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Source {
+    /// `say`.
+    Say {
+        text: String,
+        audio: Option<SayAudio>,
+        add_to_chat_ctx: bool,
+    },
+    /// A reply by the LLM.
+    Reply {
+        request: ChatRequest,
+        tools: ToolSet,
+        tool_choice: Option<ToolChoice>,
+        turn: Option<TurnTiming>,
+    },
+}
+
+/// Timing of the user turn a reply answers, for the turn metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct TurnTiming {
+    pub(crate) last_speaking_time: Instant,
+    pub(crate) end_of_utterance_delay: Duration,
+    pub(crate) transcription_delay: Duration,
+    pub(crate) on_user_turn_completed_delay: Duration,
+}
+
+/// Everything a generation needs.
+pub(crate) struct GenerationContext {
+    pub(crate) handle: SpeechHandle,
+    pub(crate) hooks: Arc<dyn AgentHooks>,
+    pub(crate) llm: Option<Arc<dyn Llm>>,
+    pub(crate) tts: Option<Arc<dyn Tts>>,
+    pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
+    pub(crate) text_output: Option<Arc<dyn TextOutput>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) tool_ctx: ToolContext,
+    pub(crate) notify: mpsc::Sender<Notice>,
+}
+
+/// What a generation tells its activity.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    /// The first audio frame (or text, without audio output) was forwarded.
+    Started { speech_id: String },
+    /// Playout is over (the handle is marked done).
+    PlayoutDone {
+        speech_id: String,
+        /// The assistant message to commit (played text only), if any.
+        message: Option<ChatMessage>,
+        interrupted: bool,
+    },
+    /// The tools of the reply finished (sent only for replies that made calls and were not interrupted).
+    ToolsDone {
+        handle: SpeechHandle,
+        step: ToolStep,
+        tool_choice: Option<ToolChoice>,
+    },
+    /// The generation task ended (sent by the activity's wrapper, last).
+    Finished,
+}
+
+/// A chunk of audio with the words that start in it (times from the start of the speech).
+struct AudioChunk {
+    frame: AudioFrame,
+    words: Vec<(String, Duration)>,
+}
+
+#[derive(Debug, Default)]
+struct StageTimes {
+    /// The LLM text so far.
+    text: String,
+    llm_ttft: Option<Duration>,
+    tts_ttfb: Option<Duration>,
+}
+
+/// Aborts the owned task when dropped: every stage of a generation dies with it.
+struct Owned<T>(JoinHandle<T>);
+
+impl<T> Drop for Owned<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> EventStream<T> {
+    EventStream::new(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|t| (t, rx))
+    }))
+}
+
+/// Runs one speech to completion. Never panics; errors are reported on the session's event stream.
+pub(crate) async fn run(ctx: GenerationContext, source: Source) {
+    let handle = ctx.handle.clone();
+    let times = Arc::new(Mutex::new(StageTimes::default()));
+    let (audio_tx, mut audio_rx) = mpsc::channel::<AudioChunk>(BUFFER);
+    let (transcript_tx, transcript_rx) = mpsc::channel::<String>(BUFFER);
+    let (calls_tx, calls_rx) = oneshot::channel::<(String, Vec<FunctionCall>)>();
+    let mut stages: Vec<Owned<()>> = Vec::new();
+    let is_reply = matches!(source, Source::Reply { .. });
+    let mut reply_tools = None;
+    let mut turn_timing = None;
+    let mut add_to_ctx = true;
+    let mut say_text = String::new();
+
+    // Pre-generation: start every producing stage now.
+    match source {
+        Source::Say {
+            text,
+            audio,
+            add_to_chat_ctx,
+        } => {
+            add_to_ctx = add_to_chat_ctx;
+            say_text.clone_from(&text);
+            let _ = transcript_tx.try_send(text.clone());
+            drop(transcript_tx);
+            match audio {
+                Some(audio) => {
+                    stages.push(Owned(tokio::spawn(forward_given_audio(audio, audio_tx))))
+                }
+                None => {
+                    if let Some(tts) = ctx.tts.clone() {
+                        let (text_tx, text_rx) = mpsc::channel(1);
+                        let _ = text_tx.try_send(text);
+                        drop(text_tx);
+                        stages.push(Owned(tokio::spawn(tts_stage(
+                            tts,
+                            Arc::clone(&ctx.hooks),
+                            text_rx,
+                            audio_tx,
+                            Arc::clone(&times),
+                            Arc::clone(&ctx.shared),
+                            handle.id().to_owned(),
+                        ))));
+                    }
+                }
+            }
+            drop(calls_tx);
+        }
+        Source::Reply {
+            request,
+            tools,
+            tool_choice,
+            turn,
+        } => {
+            turn_timing = turn;
+            reply_tools = Some((tools, tool_choice));
+            let tts_tx = match ctx.tts.clone() {
+                Some(tts) => {
+                    let (text_tx, text_rx) = mpsc::channel(BUFFER);
+                    stages.push(Owned(tokio::spawn(tts_stage(
+                        tts,
+                        Arc::clone(&ctx.hooks),
+                        text_rx,
+                        audio_tx,
+                        Arc::clone(&times),
+                        Arc::clone(&ctx.shared),
+                        handle.id().to_owned(),
+                    ))));
+                    Some(text_tx)
+                }
+                None => None,
+            };
+            match ctx.llm.clone() {
+                Some(llm) => stages.push(Owned(tokio::spawn(llm_stage(
+                    llm,
+                    Arc::clone(&ctx.hooks),
+                    request,
+                    tts_tx,
+                    transcript_tx,
+                    calls_tx,
+                    Arc::clone(&times),
+                    Arc::clone(&ctx.shared),
+                    handle.id().to_owned(),
+                )))),
+                None => {
+                    ctx.shared.emit_error(ErrorEvent::new(
+                        Component::Llm,
+                        "none",
+                        PipelineMisconfigured("generate_reply needs an LLM"),
+                        true,
+                    ));
+                    drop(calls_tx);
+                }
+            }
+        }
+    }
+
+    // Only forwarding waits for authorization.
+    tokio::select! {
+        () = handle.wait_for_authorization() => {}
+        () = handle.wait_for_interruption() => {
+            drop(stages);
+            handle.mark_done();
+            let _ = ctx.notify.send(Notice::PlayoutDone {
+                speech_id: handle.id().to_owned(),
+                message: None,
+                interrupted: true,
+            }).await;
+            return;
+        }
+    }
+    if is_reply {
+        ctx.shared.set_agent_state(AgentState::Thinking);
+    }
+
+    // Tools run once authorized, concurrently with playout.
+    let tools_task = reply_tools.map(|(tools, tool_choice)| {
+        let tool_ctx = ctx.tool_ctx.clone();
+        Owned(tokio::spawn(async move {
+            match calls_rx.await {
+                Ok((text, calls)) if !calls.is_empty() => {
+                    let step =
+                        tools_exec::execute(&tools, calls, &tool_ctx, tool_choice.as_ref()).await;
+                    (text, Some((step, tool_choice)))
+                }
+                Ok((text, _)) => (text, None),
+                Err(_) => (String::new(), None),
+            }
+        }))
+    });
+
+    let started_at = std::sync::OnceLock::<Instant>::new();
+    let mut words: Vec<(String, Duration)> = Vec::new();
+    let mut captured = false;
+    let output = ctx.audio_output.clone();
+    let mark_started = || {
+        if started_at.set(Instant::now()).is_ok() {
+            ctx.shared.set_agent_state(AgentState::Speaking);
+            let _ = ctx.notify.try_send(Notice::Started {
+                speech_id: handle.id().to_owned(),
+            });
+        }
+    };
+
+    let forward_audio = async {
+        while let Some(chunk) = audio_rx.recv().await {
+            let Some(out) = &output else { continue };
+            if let Err(e) = out.capture_frame(chunk.frame).await {
+                ctx.shared
+                    .emit_error(ErrorEvent::new(Component::Transport, out.label(), e, true));
+                break;
+            }
+            captured = true;
+            mark_started();
+            words.extend(chunk.words);
+        }
+    };
+    let forward_text = async {
+        let stream = ctx.hooks.transcription_node(receiver_stream(transcript_rx));
+        release_transcript(ctx.text_output.as_ref(), stream, || {
+            if output.is_none() {
+                mark_started();
+            }
+        })
+        .await;
+    };
+    let interrupted = tokio::select! {
+        _ = futures::future::join(forward_audio, forward_text) => false,
+        () = handle.wait_for_interruption() => true,
+    };
+    let mut interrupted = interrupted;
+    let mut position = None;
+    if let Some(out) = &output {
+        if !interrupted {
+            out.flush();
+            if captured {
+                tokio::select! {
+                    p = out.wait_for_playout() => position = p.map(|p| p.playback_position),
+                    () = handle.wait_for_interruption() => interrupted = true,
+                }
+            }
+        }
+        if interrupted {
+            out.clear_buffer();
+            if captured {
+                position = tokio::time::timeout(PLAYOUT_REPORT_TIMEOUT, out.wait_for_playout())
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|p| p.playback_position);
+            } else {
+                position = Some(Duration::ZERO);
+            }
+        }
+    }
+    if interrupted {
+        // Stop producing: the LLM and TTS of an interrupted speech are cancelled.
+        drop(stages);
+    }
+
+    // The reply text is known once the LLM stage ended (always the case when playout was not interrupted).
+    let (full_text, tool_result) = match tools_task {
+        Some(mut task) => {
+            if interrupted {
+                // Running tools are awaited, their results discarded (behaviour §5.4).
+                let _ = (&mut task.0).await;
+                let text = times.lock().map(|t| t.text.clone()).unwrap_or_default();
+                (text, None)
+            } else {
+                match (&mut task.0).await {
+                    Ok((text, step)) => (text, step),
+                    Err(_) => (String::new(), None),
+                }
+            }
+        }
+        None => (say_text, None),
+    };
+
+    let committed_text = if interrupted {
+        match (&output, position) {
+            (Some(_), Some(pos)) => Some(played_text(&full_text, &words, pos)),
+            // Without an audio output nothing is committed for an interrupted speech (behaviour §5.4).
+            _ => None,
+        }
+    } else {
+        Some(full_text.clone())
+    };
+    let message = committed_text
+        .filter(|t| add_to_ctx && !t.trim().is_empty())
+        .map(|t| {
+            let mut m = ChatMessage::new(ChatRole::Assistant, t);
+            m.interrupted = interrupted;
+            if is_reply {
+                let times = times
+                    .lock()
+                    .map(|t| (t.llm_ttft, t.tts_ttfb))
+                    .unwrap_or_default();
+                let mut metrics = MessageMetrics::default();
+                metrics.llm_ttft = times.0;
+                metrics.tts_ttfb = times.1;
+                if let (Some(turn), Some(started)) = (&turn_timing, started_at.get().copied()) {
+                    metrics.e2e_latency =
+                        Some(started.saturating_duration_since(turn.last_speaking_time));
+                }
+                m.metrics = Some(metrics);
+            }
+            m
+        });
+    if let (Some(turn), true) = (&turn_timing, is_reply) {
+        let (ttft, ttfb) = times
+            .lock()
+            .map(|t| (t.llm_ttft, t.tts_ttfb))
+            .unwrap_or_default();
+        let mut tm = TurnMetrics::default();
+        tm.speech_id = Some(handle.id().to_owned());
+        tm.end_of_utterance_delay = Some(turn.end_of_utterance_delay);
+        tm.transcription_delay = Some(turn.transcription_delay);
+        tm.on_user_turn_completed_delay = Some(turn.on_user_turn_completed_delay);
+        tm.llm_ttft = ttft;
+        tm.tts_ttfb = ttfb;
+        tm.e2e_latency = started_at
+            .get()
+            .map(|s| s.saturating_duration_since(turn.last_speaking_time));
+        ctx.shared
+            .emit(agents_core::SessionEvent::MetricsCollected(Metrics::Turn(
+                tm,
+            )));
+    }
+
+    handle.mark_done();
+    let _ = ctx
+        .notify
+        .send(Notice::PlayoutDone {
+            speech_id: handle.id().to_owned(),
+            message,
+            interrupted,
+        })
+        .await;
+    if let Some((step, tool_choice)) = tool_result {
+        let _ = ctx
+            .notify
+            .send(Notice::ToolsDone {
+                handle: handle.clone(),
+                step,
+                tool_choice,
+            })
+            .await;
+    }
+}
+
+/// A configuration problem found while running (reported as a recoverable error event).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PipelineMisconfigured(&'static str);
+
+/// Releases agent text to the text output as it is produced, calling `on_first` before the first piece.
+///
+/// This is the seam where a transcript synchronizer (pacing text with playback) plugs in: today text is released
+/// as soon as the speech is authorized.
+pub(crate) async fn release_transcript(
+    output: Option<&Arc<dyn TextOutput>>,
+    mut text: EventStream<String>,
+    on_first: impl Fn(),
+) {
+    let mut any = false;
+    while let Some(piece) = text.next().await {
+        if piece.is_empty() {
+            continue;
+        }
+        on_first();
+        any = true;
+        if let Some(out) = output
+            && out.capture_text(&piece).await.is_err()
+        {
+            return;
+        }
+    }
+    if any && let Some(out) = output {
+        out.flush();
+    }
+}
+
+/// The part of a speech the user heard after `played` of playback: the words that started before `played` when
+/// word timings are known (`words`: text and start from the start of the speech), otherwise the first
+/// `played / 0.5 s` words of `text` (LiveKit's `truncate_message`).
+pub fn played_text(text: &str, words: &[(String, Duration)], played: Duration) -> String {
+    if !words.is_empty() {
+        return words
+            .iter()
+            .filter(|(_, start)| *start < played)
+            .map(|(w, _)| w.trim())
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+    }
+    let all: Vec<&str> = text.split_whitespace().collect();
+    let total = all.len() as f64 * SECONDS_PER_WORD;
+    if total <= played.as_secs_f64() {
+        return all.join(" ");
+    }
+    // Truncation toward zero is the rule: a word counts once fully within the played time.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let max_words = (played.as_secs_f64() / SECONDS_PER_WORD).floor() as usize;
+    all.into_iter()
+        .take(max_words)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn forward_given_audio(mut audio: SayAudio, tx: mpsc::Sender<AudioChunk>) {
+    while let Some(frame) = audio.next().await {
+        if tx
+            .send(AudioChunk {
+                frame,
+                words: Vec::new(),
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn llm_stage(
+    llm: Arc<dyn Llm>,
+    hooks: Arc<dyn AgentHooks>,
+    request: ChatRequest,
+    tts_tx: Option<mpsc::Sender<String>>,
+    transcript_tx: mpsc::Sender<String>,
+    calls_tx: oneshot::Sender<(String, Vec<FunctionCall>)>,
+    times: Arc<Mutex<StageTimes>>,
+    shared: Arc<Shared>,
+    speech_id: String,
+) {
+    let started = Instant::now();
+    let mut stream = hooks.llm_node(&llm, request);
+    let mut text = String::new();
+    let mut calls = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(ChatChunk::Text(t)) => {
+                note_first(&times, started, |s| &mut s.llm_ttft);
+                text.push_str(&t);
+                if let Ok(mut s) = times.lock() {
+                    s.text.push_str(&t);
+                }
+                if let Some(tx) = &tts_tx {
+                    let _ = tx.send(t.clone()).await;
+                }
+                let _ = transcript_tx.send(t).await;
+            }
+            Ok(ChatChunk::ToolCall(call)) => {
+                note_first(&times, started, |s| &mut s.llm_ttft);
+                calls.push(call);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                shared.emit_error(ErrorEvent::new(Component::Llm, llm.label(), e, true));
+                break;
+            }
+        }
+    }
+    let mut metrics = stream.metrics();
+    metrics.speech_id = Some(speech_id);
+    shared.emit(agents_core::SessionEvent::MetricsCollected(Metrics::Llm(
+        metrics,
+    )));
+    drop(tts_tx);
+    drop(transcript_tx);
+    let _ = calls_tx.send((text, calls));
+}
+
+fn note_first(
+    times: &Mutex<StageTimes>,
+    started: Instant,
+    field: impl FnOnce(&mut StageTimes) -> &mut Option<Duration>,
+) {
+    if let Ok(mut t) = times.lock() {
+        let slot = field(&mut t);
+        if slot.is_none() {
+            *slot = Some(started.elapsed());
+        }
+    }
+}
+
+/// Tracks where each TTS segment starts in the speech, to place word timings.
+#[derive(Default)]
+struct Timeline {
+    produced: Duration,
+    segment: Option<String>,
+    base: Duration,
+}
+
+impl Timeline {
+    fn chunk(&mut self, audio: SynthesizedAudio) -> AudioChunk {
+        if self.segment.as_deref() != Some(audio.segment_id.as_str()) {
+            self.segment = Some(audio.segment_id.clone());
+            self.base = self.produced;
+        }
+        let words = audio
+            .timed_text
+            .iter()
+            .map(|t| (t.text.clone(), self.base + t.start))
+            .collect();
+        self.produced += audio.frame.duration();
+        AudioChunk {
+            frame: audio.frame,
+            words,
+        }
+    }
+
+    /// A new synthesis (sentence) starts: its times restart at zero.
+    fn new_request(&mut self) {
+        self.segment = None;
+    }
+}
+
+async fn tts_stage(
+    tts: Arc<dyn Tts>,
+    hooks: Arc<dyn AgentHooks>,
+    text_rx: mpsc::Receiver<String>,
+    audio_tx: mpsc::Sender<AudioChunk>,
+    times: Arc<Mutex<StageTimes>>,
+    shared: Arc<Shared>,
+    speech_id: String,
+) {
+    let mut text = hooks.tts_node(receiver_stream(text_rx));
+    let options = SynthesizeOptions::default();
+    let mut timeline = Timeline::default();
+    let started = Instant::now();
+    match tts.stream(&options) {
+        Ok(mut stream) => {
+            let mut input_done = false;
+            let mut pushed_any = false;
+            loop {
+                tokio::select! {
+                    piece = text.next(), if !input_done => match piece {
+                        Some(piece) => {
+                            pushed_any = true;
+                            if stream.push_text(piece).await.is_err() { break; }
+                        }
+                        None => {
+                            input_done = true;
+                            if !pushed_any { break; }
+                            if stream.end_input().await.is_err() { break; }
+                        }
+                    },
+                    audio = stream.next() => match audio {
+                        Some(Ok(a)) => {
+                            note_first(&times, started, |s| &mut s.tts_ttfb);
+                            if audio_tx.send(timeline.chunk(a)).await.is_err() { break; }
+                        }
+                        Some(Err(e)) => {
+                            shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
+                            break;
+                        }
+                        None => break,
+                    },
+                }
+            }
+            let mut m = stream.metrics();
+            m.speech_id = Some(speech_id);
+            shared.emit(agents_core::SessionEvent::MetricsCollected(Metrics::Tts(m)));
+        }
+        Err(TtsError::Unsupported { .. }) => {
+            // Sentence by sentence over `synthesize` (to be replaced by the core TTS StreamAdapter).
+            let mut buf = String::new();
+            let mut ended = false;
+            while !ended {
+                match text.next().await {
+                    Some(piece) => buf.push_str(&piece),
+                    None => ended = true,
+                }
+                while let Some(sentence) = take_sentence(&mut buf, ended) {
+                    timeline.new_request();
+                    if !synthesize_one(
+                        &tts,
+                        &sentence,
+                        &options,
+                        &audio_tx,
+                        &mut timeline,
+                        &times,
+                        started,
+                        &shared,
+                        &speech_id,
+                    )
+                    .await
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+        Err(e) => shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn synthesize_one(
+    tts: &Arc<dyn Tts>,
+    sentence: &str,
+    options: &SynthesizeOptions,
+    audio_tx: &mpsc::Sender<AudioChunk>,
+    timeline: &mut Timeline,
+    times: &Mutex<StageTimes>,
+    started: Instant,
+    shared: &Shared,
+    speech_id: &str,
+) -> bool {
+    let mut stream = match tts.synthesize(sentence, options).await {
+        Ok(s) => s,
+        Err(e) => {
+            shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
+            return false;
+        }
+    };
+    let mut ok = true;
+    while let Some(audio) = stream.next().await {
+        match audio {
+            Ok(a) => {
+                note_first(times, started, |s| &mut s.tts_ttfb);
+                if audio_tx.send(timeline.chunk(a)).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+            Err(e) => {
+                shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
+                ok = false;
+                break;
+            }
+        }
+    }
+    let mut m = stream.metrics();
+    m.speech_id = Some(speech_id.to_owned());
+    shared.emit(agents_core::SessionEvent::MetricsCollected(Metrics::Tts(m)));
+    ok
+}
+
+/// Takes the first complete sentence of `buf` (ending in `.`, `!`, `?` or a newline followed by whitespace), or
+/// the non-blank rest when `end`.
+fn take_sentence(buf: &mut String, end: bool) -> Option<String> {
+    let bytes = buf.as_bytes();
+    let cut = bytes
+        .windows(2)
+        .position(|w| matches!(w[0], b'.' | b'!' | b'?' | b'\n') && (w[1] as char).is_whitespace());
+    match cut {
+        Some(i) => {
+            let rest = buf.split_off(i + 1);
+            let sentence = std::mem::replace(buf, rest.trim_start().to_owned());
+            Some(sentence)
+        }
+        None if end && !buf.trim().is_empty() => Some(std::mem::take(buf)),
+        None => {
+            if end {
+                buf.clear();
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    #[test]
+    fn played_text_uses_word_timings() {
+        let words: Vec<(String, Duration)> = ["one", "two", "three", "four"]
+            .iter()
+            .enumerate()
+            .map(|(i, w)| ((*w).to_owned(), ms(300 * i as u64)))
+            .collect();
+        assert_eq!(played_text("ignored", &words, ms(700)), "one two three");
+        assert_eq!(played_text("ignored", &words, ms(0)), "");
+        assert_eq!(
+            played_text("ignored", &words, ms(5000)),
+            "one two three four"
+        );
+    }
+
+    #[test]
+    fn played_text_falls_back_to_half_a_second_per_word_behaviour_5_4() {
+        let text = "a b c d e";
+        assert_eq!(played_text(text, &[], ms(1200)), "a b");
+        assert_eq!(played_text(text, &[], ms(400)), "");
+        assert_eq!(played_text(text, &[], ms(2500)), "a b c d e");
+    }
+
+    #[test]
+    fn sentences_split_on_terminal_punctuation() {
+        let mut buf = "Hello there. How are".to_owned();
+        assert_eq!(
+            take_sentence(&mut buf, false).as_deref(),
+            Some("Hello there.")
+        );
+        assert_eq!(take_sentence(&mut buf, false), None);
+        buf.push_str(" you?");
+        assert_eq!(
+            take_sentence(&mut buf, true).as_deref(),
+            Some("How are you?")
+        );
+        assert_eq!(take_sentence(&mut buf, true), None);
+    }
+}

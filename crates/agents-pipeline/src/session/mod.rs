@@ -1,0 +1,881 @@
+//! [`AgentSession`]: the voice session, as actors.
+//!
+//! - The **session task** owns the I/O and the current activity: it forwards input audio frames to the activity,
+//!   routes `say` / `generate_reply` / `interrupt`, runs handoffs (old agent drained, then the new one started)
+//!   and the bounded close.
+//! - One **activity task** per agent ([`crate::activity`]) owns the speech queue, audio recognition, the
+//!   interruption policy, the agent's chat context and the tool loop.
+//! - One **generation task** per speech ([`crate::generation`]) runs LLM → TTS → output.
+//!
+//! Commands travel on bounded channels; the few values readable from any thread (states, history, current speech)
+//! sit behind a `std` mutex that is never held across an `.await`. Every task is owned: dropping the last
+//! [`AgentSession`] clone aborts the session task, whose drop aborts the activity, whose drop aborts its
+//! generations.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use agents_audio::AudioFrame;
+use agents_core::agent::Agent;
+use agents_core::audio_io::{AudioInput, AudioOutput, SessionIo, TextOutput};
+use agents_core::chat::{ChatContext, ChatItem};
+use agents_core::events::{
+    AgentState, CloseReason, ErrorEvent, SessionEvent, SpeechSource, UserState,
+};
+use agents_core::llm::Llm;
+use agents_core::session::{
+    ReplyRequest, SayRequest, SessionControl, SessionError, SessionHandle, Userdata,
+};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
+use agents_core::stream::EventStream;
+use agents_core::stt::Stt;
+use agents_core::tts::Tts;
+use agents_core::vad::Vad;
+
+use crate::activity::{ActivityCmd, ActivityDeps, ActivityHandle};
+use crate::interruption::InterruptionOptions;
+use crate::recognition::{EndpointingOptions, TurnDetectionMode, TurnDetector};
+
+/// Options of a session (LiveKit 1.7 defaults unless noted).
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SessionOptions {
+    /// Whether speech may be interrupted by default (agents and requests may override). Default true.
+    pub allow_interruptions: bool,
+    /// Interruption policy options (min duration 0.5 s, false-interruption resume after 2 s...).
+    pub interruption: InterruptionOptions,
+    /// Endpointing delays.
+    pub endpointing: EndpointingOptions,
+    /// Turn detection mode; `None` resolves vad → stt → manual from the components given.
+    pub turn_detection: Option<TurnDetectionMode>,
+    /// End-of-turn model.
+    pub turn_detector: Option<Arc<dyn TurnDetector>>,
+    /// Tool steps before the final answer is forced without tools. Default 3.
+    pub max_tool_steps: u32,
+    /// Silence after which the user is away; `None` disables. Default 15 s.
+    pub user_away_timeout: Option<Duration>,
+    /// How long `close()` lets queued speech drain before cancelling it. Default 10 s.
+    pub close_timeout: Duration,
+    /// Capacity of the command channels. Default 64.
+    pub command_capacity: usize,
+    /// Capacity of the event broadcast (slow subscribers skip what they missed). Default 512.
+    pub event_capacity: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            allow_interruptions: true,
+            interruption: InterruptionOptions::default(),
+            endpointing: EndpointingOptions::default(),
+            turn_detection: None,
+            turn_detector: None,
+            max_tool_steps: 3,
+            user_away_timeout: Some(Duration::from_secs(15)),
+            close_timeout: Duration::from_secs(10),
+            command_capacity: 64,
+            event_capacity: 512,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// Sets `allow_interruptions`.
+    pub fn with_allow_interruptions(mut self, v: bool) -> Self {
+        self.allow_interruptions = v;
+        self
+    }
+    /// Sets the interruption options.
+    pub fn with_interruption(mut self, v: InterruptionOptions) -> Self {
+        self.interruption = v;
+        self
+    }
+    /// Sets the endpointing options.
+    pub fn with_endpointing(mut self, v: EndpointingOptions) -> Self {
+        self.endpointing = v;
+        self
+    }
+    /// Sets the turn detection mode.
+    pub fn with_turn_detection(mut self, v: TurnDetectionMode) -> Self {
+        self.turn_detection = Some(v);
+        self
+    }
+    /// Sets the end-of-turn model.
+    pub fn with_turn_detector(mut self, v: Arc<dyn TurnDetector>) -> Self {
+        self.turn_detector = Some(v);
+        self
+    }
+    /// Sets `max_tool_steps`.
+    pub fn with_max_tool_steps(mut self, v: u32) -> Self {
+        self.max_tool_steps = v;
+        self
+    }
+    /// Sets the user-away timeout.
+    pub fn with_user_away_timeout(mut self, v: Option<Duration>) -> Self {
+        self.user_away_timeout = v;
+        self
+    }
+    /// Sets the close drain bound.
+    pub fn with_close_timeout(mut self, v: Duration) -> Self {
+        self.close_timeout = v;
+        self
+    }
+}
+
+impl fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("allow_interruptions", &self.allow_interruptions)
+            .field("interruption", &self.interruption)
+            .field("endpointing", &self.endpointing)
+            .field("turn_detection", &self.turn_detection)
+            .field("max_tool_steps", &self.max_tool_steps)
+            .field("user_away_timeout", &self.user_away_timeout)
+            .field("close_timeout", &self.close_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The models and options of a session, shared by its activities.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) stt: Option<Arc<dyn Stt>>,
+    pub(crate) vad: Option<Arc<dyn Vad>>,
+    pub(crate) llm: Option<Arc<dyn Llm>>,
+    pub(crate) tts: Option<Arc<dyn Tts>>,
+    pub(crate) options: SessionOptions,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    NotStarted,
+    Running,
+    Closing,
+    Closed,
+}
+
+struct State {
+    phase: Phase,
+    agent_state: AgentState,
+    user_state: UserState,
+    current_speech: Option<SpeechHandle>,
+    history: ChatContext,
+    agent: Option<Agent>,
+}
+
+/// What every task of a session may read or report: states, history, the event broadcast.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    events: broadcast::Sender<SessionEvent>,
+    userdata: Option<Userdata>,
+}
+
+impl Shared {
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Broadcasts an event (dropped when nobody listens).
+    pub(crate) fn emit(&self, event: SessionEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Reports an error.
+    pub(crate) fn emit_error(&self, error: ErrorEvent) {
+        tracing::warn!(component = ?error.component, label = %error.label, error = %error.error, "session error");
+        self.emit(SessionEvent::Error(error));
+    }
+
+    /// Sets the agent state, emitting `AgentStateChanged` on change only.
+    pub(crate) fn set_agent_state(&self, new: AgentState) {
+        let old = self.with(|s| std::mem::replace(&mut s.agent_state, new));
+        if old != new {
+            self.emit(SessionEvent::AgentStateChanged { old, new });
+        }
+    }
+
+    /// Sets the user state, emitting `UserStateChanged` on change only.
+    pub(crate) fn set_user_state(&self, new: UserState) {
+        let old = self.with(|s| std::mem::replace(&mut s.user_state, new));
+        if old != new {
+            self.emit(SessionEvent::UserStateChanged { old, new });
+        }
+    }
+
+    /// Appends an item to the session history and emits `ConversationItemAdded`.
+    pub(crate) fn push_history(&self, item: ChatItem) {
+        self.with(|s| s.history.push(item.clone()));
+        self.emit(SessionEvent::ConversationItemAdded { item });
+    }
+
+    /// Sets the speech playing now.
+    pub(crate) fn set_current_speech(&self, speech: Option<SpeechHandle>) {
+        self.with(|s| s.current_speech = speech);
+    }
+
+    fn set_agent(&self, agent: Agent) {
+        self.with(|s| s.agent = Some(agent));
+    }
+
+    /// The session's userdata.
+    pub(crate) fn userdata(&self) -> Option<Userdata> {
+        self.userdata.clone()
+    }
+}
+
+/// Commands to the session task.
+pub(crate) enum SessionCmd {
+    Start { agent: Agent, io: SessionIo },
+    Speech(ActivityCmd),
+    Interrupt(oneshot::Sender<Result<(), SessionError>>),
+    UpdateAgent(Agent),
+    Close(oneshot::Sender<()>),
+}
+
+struct Owner {
+    shared: Arc<Shared>,
+    config: Config,
+    commands: mpsc::Sender<SessionCmd>,
+    receiver: Mutex<Option<mpsc::Receiver<SessionCmd>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(task) = self
+            .task
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            task.abort();
+        }
+    }
+}
+
+/// A voice session: STT/VAD → turn detection → LLM (+ tools) → TTS → audio output, for one agent at a time.
+/// Cheap to clone; every clone drives the same session. Dropping the last clone cancels everything.
+///
+/// ```no_run
+/// # async fn demo(llm: std::sync::Arc<dyn agents_core::Llm>, tts: std::sync::Arc<dyn agents_core::Tts>,
+/// #               io: agents_core::SessionIo) -> Result<(), agents_core::SessionError> {
+/// use agents_core::{Agent, SessionControl};
+/// use agents_pipeline::AgentSession;
+///
+/// let session = AgentSession::builder().llm(llm).tts(tts).build();
+/// let mut events = session.events();
+/// session.start(Agent::new("You are a helpful assistant."), io).await?;
+/// let greeting = session.say("Hello!")?;
+/// greeting.wait_for_playout().await;
+/// session.close().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct AgentSession {
+    owner: Arc<Owner>,
+}
+
+/// Builder of an [`AgentSession`].
+#[derive(Default)]
+pub struct AgentSessionBuilder {
+    stt: Option<Arc<dyn Stt>>,
+    vad: Option<Arc<dyn Vad>>,
+    llm: Option<Arc<dyn Llm>>,
+    tts: Option<Arc<dyn Tts>>,
+    options: SessionOptions,
+    userdata: Option<Userdata>,
+}
+
+impl AgentSessionBuilder {
+    /// Sets the STT.
+    pub fn stt(mut self, stt: Arc<dyn Stt>) -> Self {
+        self.stt = Some(stt);
+        self
+    }
+    /// Sets the VAD.
+    pub fn vad(mut self, vad: Arc<dyn Vad>) -> Self {
+        self.vad = Some(vad);
+        self
+    }
+    /// Sets the LLM.
+    pub fn llm(mut self, llm: Arc<dyn Llm>) -> Self {
+        self.llm = Some(llm);
+        self
+    }
+    /// Sets the TTS.
+    pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
+        self.tts = Some(tts);
+        self
+    }
+    /// Sets the turn detection mode.
+    pub fn turn_detection(mut self, mode: TurnDetectionMode) -> Self {
+        self.options.turn_detection = Some(mode);
+        self
+    }
+    /// Sets the options.
+    pub fn options(mut self, options: SessionOptions) -> Self {
+        self.options = options;
+        self
+    }
+    /// Sets typed userdata, reachable from tools (`RunContext::userdata`) and [`AgentSession::userdata`].
+    pub fn userdata<T: Any + Send + Sync>(mut self, userdata: T) -> Self {
+        self.userdata = Some(Arc::new(userdata));
+        self
+    }
+    /// Builds the session (nothing runs until [`AgentSession::start`]).
+    pub fn build(self) -> AgentSession {
+        let capacity = self.options.command_capacity.max(1);
+        let (events, _) = broadcast::channel(self.options.event_capacity.max(1));
+        let (tx, rx) = mpsc::channel(capacity);
+        AgentSession {
+            owner: Arc::new(Owner {
+                shared: Arc::new(Shared {
+                    state: Mutex::new(State {
+                        phase: Phase::NotStarted,
+                        agent_state: AgentState::Initializing,
+                        user_state: UserState::Listening,
+                        current_speech: None,
+                        history: ChatContext::new(),
+                        agent: None,
+                    }),
+                    events,
+                    userdata: self.userdata,
+                }),
+                config: Config {
+                    stt: self.stt,
+                    vad: self.vad,
+                    llm: self.llm,
+                    tts: self.tts,
+                    options: self.options,
+                },
+                commands: tx,
+                receiver: Mutex::new(Some(rx)),
+                task: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for AgentSessionBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentSessionBuilder")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentSession {
+    /// A builder.
+    pub fn builder() -> AgentSessionBuilder {
+        AgentSessionBuilder::default()
+    }
+
+    /// Starts the session with `agent` on `io`: state `initializing`, the agent's activity starts (its `on_enter`
+    /// runs), state `listening`. A second call does nothing (as in LiveKit). Must be called inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`SessionError::NotRunning`] when the session was closed.
+    pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
+        let receiver = {
+            let phase = self.owner.shared.with(|s| s.phase);
+            match phase {
+                Phase::NotStarted => {}
+                Phase::Running => return Ok(()),
+                Phase::Closing | Phase::Closed => return Err(SessionError::NotRunning),
+            }
+            let mut guard = self
+                .owner
+                .receiver
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match guard.take() {
+                Some(r) => r,
+                None => return Ok(()),
+            }
+        };
+        let actor = SessionActor {
+            shared: Arc::clone(&self.owner.shared),
+            config: self.owner.config.clone(),
+            weak: Arc::downgrade(&self.owner),
+            rx: receiver,
+            self_tx: self.owner.commands.clone(),
+            audio_input: None,
+            audio_output: None,
+            text_output: None,
+            activity: None,
+            draining: None,
+            frames_dropped: 0,
+        };
+        self.owner.shared.set_agent(agent.clone());
+        self.owner.shared.set_agent_state(AgentState::Initializing);
+        let task = tokio::spawn(actor.run());
+        *self.owner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        self.owner.shared.with(|s| s.phase = Phase::Running);
+        self.owner
+            .commands
+            .send(SessionCmd::Start { agent, io })
+            .await
+            .map_err(|_| SessionError::NotRunning)
+    }
+
+    /// Subscribes to the session's events (from now on; subscribe before `start` to see everything).
+    pub fn events(&self) -> EventStream<SessionEvent> {
+        let rx = self.owner.shared.events.subscribe();
+        EventStream::new(futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => return Some((e, rx)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "session event subscriber lagged");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        }))
+    }
+
+    /// The typed userdata.
+    ///
+    /// # Errors
+    /// [`SessionError::UserdataNotSet`] when none was set or it has another type.
+    pub fn userdata<T: Any + Send + Sync>(&self) -> Result<Arc<T>, SessionError> {
+        self.owner
+            .shared
+            .userdata()
+            .and_then(|u| u.downcast::<T>().ok())
+            .ok_or(SessionError::UserdataNotSet)
+    }
+
+    /// A [`SessionHandle`] for tools and hooks (does not keep the session alive).
+    pub fn handle(&self) -> SessionHandle {
+        SessionHandle::new(Arc::new(WeakSession(Arc::downgrade(&self.owner))))
+    }
+
+    /// The agent running now (the handoff target once a handoff was requested and started).
+    pub fn current_agent(&self) -> Option<Agent> {
+        self.owner.shared.with(|s| s.agent.clone())
+    }
+
+    fn check_running(&self, operation: &'static str) -> Result<(), SessionError> {
+        match self.owner.shared.with(|s| s.phase) {
+            Phase::Running => Ok(()),
+            Phase::Closing => Err(SessionError::Closing { operation }),
+            Phase::NotStarted | Phase::Closed => Err(SessionError::NotRunning),
+        }
+    }
+
+    fn allow_interruptions(&self, requested: Option<bool>) -> bool {
+        let agent = self
+            .owner
+            .shared
+            .with(|s| s.agent.as_ref().and_then(Agent::allow_interruptions));
+        requested
+            .or(agent)
+            .unwrap_or(self.owner.config.options.allow_interruptions)
+    }
+
+    fn send(&self, cmd: SessionCmd) -> Result<(), SessionError> {
+        self.owner.commands.try_send(cmd).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SessionError::Invalid {
+                reason: "the session's command queue is full".to_owned(),
+            },
+            mpsc::error::TrySendError::Closed(_) => SessionError::NotRunning,
+        })
+    }
+
+    /// Speaks `text` (shorthand for [`SessionControl::say`] with a plain [`SayRequest`]).
+    ///
+    /// # Errors
+    /// As [`SessionControl::say`].
+    pub fn say_text(&self, text: impl Into<String>) -> Result<SpeechHandle, SessionError> {
+        SessionControl::say(self, SayRequest::new(text))
+    }
+}
+
+impl fmt::Debug for AgentSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (phase, agent_state, user_state) = self
+            .owner
+            .shared
+            .with(|s| (s.phase, s.agent_state, s.user_state));
+        f.debug_struct("AgentSession")
+            .field("phase", &phase)
+            .field("agent_state", &agent_state)
+            .field("user_state", &user_state)
+            .field("options", &self.owner.config.options)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl SessionControl for AgentSession {
+    fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
+        self.check_running("say")?;
+        if request.audio.is_none() {
+            let agent_tts = self
+                .owner
+                .shared
+                .with(|s| s.agent.as_ref().is_some_and(|a| a.tts().is_some()));
+            if self.owner.config.tts.is_none() && !agent_tts {
+                return Err(SessionError::NoTts);
+            }
+        }
+        let handle = SpeechHandle::new(
+            SpeechOptions::default()
+                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions)),
+        );
+        self.send(SessionCmd::Speech(ActivityCmd::Say {
+            request,
+            handle: handle.clone(),
+        }))?;
+        self.owner.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::Say,
+            user_initiated: true,
+        });
+        Ok(handle)
+    }
+
+    fn generate_reply(&self, request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
+        self.check_running("generate_reply")?;
+        let handle = SpeechHandle::new(
+            SpeechOptions::default()
+                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions)),
+        );
+        self.send(SessionCmd::Speech(ActivityCmd::Reply {
+            request,
+            handle: handle.clone(),
+        }))?;
+        self.owner.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::GenerateReply,
+            user_initiated: true,
+        });
+        Ok(handle)
+    }
+
+    async fn interrupt(&self) -> Result<(), SessionError> {
+        if self.owner.shared.with(|s| s.phase) != Phase::Running {
+            return Err(SessionError::NotRunning);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.owner
+            .commands
+            .send(SessionCmd::Interrupt(tx))
+            .await
+            .map_err(|_| SessionError::NotRunning)?;
+        rx.await.map_err(|_| SessionError::NotRunning)?
+    }
+
+    fn update_agent(&self, agent: Agent) -> Result<(), SessionError> {
+        if self.owner.shared.with(|s| s.phase) != Phase::Running {
+            return Err(SessionError::NotRunning);
+        }
+        self.send(SessionCmd::UpdateAgent(agent))
+    }
+
+    fn history(&self) -> ChatContext {
+        self.owner.shared.with(|s| s.history.clone())
+    }
+
+    fn agent_state(&self) -> AgentState {
+        self.owner.shared.with(|s| s.agent_state)
+    }
+
+    fn user_state(&self) -> UserState {
+        self.owner.shared.with(|s| s.user_state)
+    }
+
+    fn current_speech(&self) -> Option<SpeechHandle> {
+        self.owner.shared.with(|s| s.current_speech.clone())
+    }
+
+    async fn close(&self) -> Result<(), SessionError> {
+        let phase = self.owner.shared.with(|s| {
+            let p = s.phase;
+            if p == Phase::Running {
+                s.phase = Phase::Closing;
+            }
+            p
+        });
+        if phase != Phase::Running {
+            return Err(SessionError::NotRunning);
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .owner
+            .commands
+            .send(SessionCmd::Close(tx))
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let task = self
+            .owner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+}
+
+/// A session handle that does not keep the session alive (given to tools and hooks).
+struct WeakSession(Weak<Owner>);
+
+impl WeakSession {
+    fn get(&self) -> Option<AgentSession> {
+        self.0.upgrade().map(|owner| AgentSession { owner })
+    }
+}
+
+#[async_trait]
+impl SessionControl for WeakSession {
+    fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
+        self.get().ok_or(SessionError::NotRunning)?.say(request)
+    }
+    fn generate_reply(&self, request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
+        self.get()
+            .ok_or(SessionError::NotRunning)?
+            .generate_reply(request)
+    }
+    async fn interrupt(&self) -> Result<(), SessionError> {
+        let s = self.get().ok_or(SessionError::NotRunning)?;
+        s.interrupt().await
+    }
+    fn update_agent(&self, agent: Agent) -> Result<(), SessionError> {
+        self.get()
+            .ok_or(SessionError::NotRunning)?
+            .update_agent(agent)
+    }
+    fn history(&self) -> ChatContext {
+        self.get().map(|s| s.history()).unwrap_or_default()
+    }
+    fn agent_state(&self) -> AgentState {
+        self.get().map(|s| s.agent_state()).unwrap_or_default()
+    }
+    fn user_state(&self) -> UserState {
+        self.get().map(|s| s.user_state()).unwrap_or_default()
+    }
+    fn current_speech(&self) -> Option<SpeechHandle> {
+        self.get().and_then(|s| s.current_speech())
+    }
+    async fn close(&self) -> Result<(), SessionError> {
+        let s = self.get().ok_or(SessionError::NotRunning)?;
+        s.close().await
+    }
+}
+
+struct Draining {
+    old: ActivityHandle,
+    done: oneshot::Receiver<()>,
+    next: Agent,
+    pending: VecDeque<ActivityCmd>,
+}
+
+struct SessionActor {
+    shared: Arc<Shared>,
+    config: Config,
+    weak: Weak<Owner>,
+    rx: mpsc::Receiver<SessionCmd>,
+    self_tx: mpsc::Sender<SessionCmd>,
+    audio_input: Option<AudioInput>,
+    audio_output: Option<Arc<dyn AudioOutput>>,
+    text_output: Option<Arc<dyn TextOutput>>,
+    activity: Option<ActivityHandle>,
+    draining: Option<Draining>,
+    frames_dropped: u64,
+}
+
+async fn next_frame(input: &mut Option<AudioInput>) -> Option<AudioFrame> {
+    match input {
+        Some(i) => i.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn drained(draining: &mut Option<Draining>) {
+    match draining {
+        Some(d) => {
+            let _ = (&mut d.done).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl SessionActor {
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                cmd = self.rx.recv() => match cmd {
+                    Some(SessionCmd::Close(reply)) => {
+                        self.close().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(cmd) => self.handle(cmd),
+                    None => return,
+                },
+                frame = next_frame(&mut self.audio_input) => match frame {
+                    Some(frame) => self.forward_frame(frame),
+                    None => {
+                        tracing::info!("audio input ended");
+                        self.audio_input = None;
+                    }
+                },
+                () = drained(&mut self.draining) => self.finish_handoff(),
+            }
+        }
+    }
+
+    fn deps(&self) -> ActivityDeps {
+        ActivityDeps {
+            shared: Arc::clone(&self.shared),
+            config: self.config.clone(),
+            session: SessionHandle::new(Arc::new(WeakSession(self.weak.clone()))),
+            session_tx: self.self_tx.clone(),
+            audio_output: self.audio_output.clone(),
+            text_output: self.text_output.clone(),
+        }
+    }
+
+    fn handle(&mut self, cmd: SessionCmd) {
+        match cmd {
+            SessionCmd::Start { agent, io } => {
+                if io.audio_output.is_none() && io.text_output.is_none() {
+                    tracing::warn!("session starts without output");
+                }
+                self.audio_input = io.audio_input;
+                self.audio_output = io.audio_output;
+                self.text_output = io.text_output;
+                self.activity = Some(ActivityHandle::spawn(agent, self.deps(), None));
+                self.shared.set_agent_state(AgentState::Listening);
+            }
+            SessionCmd::Speech(cmd) => {
+                if let Some(d) = &mut self.draining {
+                    // Requests made while the old agent drains go to the next agent (LiveKit §4.3).
+                    d.pending.push_back(cmd);
+                } else if let Some(a) = &self.activity {
+                    a.send(cmd);
+                }
+            }
+            SessionCmd::Interrupt(reply) => {
+                let target = self
+                    .draining
+                    .as_ref()
+                    .map(|d| &d.old)
+                    .or(self.activity.as_ref());
+                match target {
+                    Some(a) => a.send(ActivityCmd::Interrupt(reply)),
+                    None => {
+                        let _ = reply.send(Err(SessionError::NotRunning));
+                    }
+                }
+            }
+            SessionCmd::UpdateAgent(agent) => {
+                if let Some(d) = &mut self.draining {
+                    // A handoff is under way: the latest requested agent is the one started after it.
+                    d.next = agent;
+                    return;
+                }
+                match self.activity.take() {
+                    Some(old) => {
+                        let (tx, rx) = oneshot::channel();
+                        old.send(ActivityCmd::Drain(tx));
+                        self.draining = Some(Draining {
+                            old,
+                            done: rx,
+                            next: agent,
+                            pending: VecDeque::new(),
+                        });
+                    }
+                    None => {
+                        self.activity =
+                            Some(ActivityHandle::spawn(agent.clone(), self.deps(), None));
+                        self.shared.set_agent(agent);
+                    }
+                }
+            }
+            SessionCmd::Close(_) => {}
+        }
+    }
+
+    fn finish_handoff(&mut self) {
+        let Some(d) = self.draining.take() else {
+            return;
+        };
+        let old_id = d.old.agent_id.clone();
+        drop(d.old);
+        let new_id = d.next.id().to_owned();
+        let mut history_item = ChatContext::new();
+        history_item.add_agent_handoff(Some(old_id.clone()), new_id);
+        for item in history_item.into_items() {
+            self.shared.push_history(item);
+        }
+        self.shared.set_agent(d.next.clone());
+        let activity = ActivityHandle::spawn(d.next, self.deps(), Some(old_id));
+        for cmd in d.pending {
+            activity.send(cmd);
+        }
+        self.activity = Some(activity);
+    }
+
+    fn forward_frame(&mut self, frame: AudioFrame) {
+        let Some(a) = self
+            .activity
+            .as_ref()
+            .or(self.draining.as_ref().map(|d| &d.old))
+        else {
+            return;
+        };
+        if !a.try_frame(frame) {
+            self.frames_dropped += 1;
+            if self.frames_dropped.is_power_of_two() {
+                tracing::debug!(
+                    dropped = self.frames_dropped,
+                    "input frames dropped (activity busy)"
+                );
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.config.options.close_timeout;
+        self.audio_input = None;
+        let mut activities = Vec::new();
+        if let Some(d) = self.draining.take() {
+            activities.push(d.old);
+        }
+        if let Some(a) = self.activity.take() {
+            activities.push(a);
+        }
+        for a in activities {
+            let (tx, rx) = oneshot::channel();
+            a.send(ActivityCmd::Drain(tx));
+            if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                tracing::warn!("queued speech did not drain before the close timeout; cancelled");
+            }
+            a.close().await;
+        }
+        self.shared.set_current_speech(None);
+        self.shared.with(|s| s.phase = Phase::Closed);
+        self.shared.emit(SessionEvent::Close {
+            reason: CloseReason::UserInitiated,
+            error: None,
+        });
+    }
+}

@@ -1,0 +1,289 @@
+//! Session basics on a paused clock: misuse errors, say / generate_reply playout, scheduling order,
+//! pre-generation, interruption commits, provider errors. Reference numbers are from
+//! livekit-agents-behaviours.md.
+
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+mod session_common;
+
+use agents_core::chat::ChatRole;
+use agents_core::error::ApiError;
+use agents_core::events::{AgentState, Component, SessionEvent};
+use agents_core::session::{ReplyRequest, SayRequest, SessionError};
+use agents_core::speech::SpeechError;
+use agents_core::{Agent, SessionControl};
+use agents_pipeline::{AgentSession, SessionOptions};
+use agents_testkit::{FakeAudioOutput, FakeLlm, FakeResponse, FakeTts};
+
+use session_common::{ms, rig, rig_with};
+
+#[tokio::test(start_paused = true)]
+async fn say_before_start_and_after_close_give_the_livekit_errors_behaviour_4_3() {
+    let r = rig(FakeLlm::new());
+    let err = r.session.say(SayRequest::new("hi")).unwrap_err();
+    assert_eq!(err, SessionError::NotRunning);
+    assert_eq!(err.to_string(), "AgentSession isn't running");
+    assert_eq!(
+        r.session.generate_reply(ReplyRequest::new()).unwrap_err(),
+        SessionError::NotRunning
+    );
+    assert_eq!(r.session.interrupt().await, Err(SessionError::NotRunning));
+
+    r.start(Agent::new("be brief")).await;
+    r.session.close().await.unwrap();
+    assert_eq!(
+        r.session.say(SayRequest::new("hi")).unwrap_err(),
+        SessionError::NotRunning
+    );
+    assert_eq!(r.session.close().await, Err(SessionError::NotRunning));
+    assert!(r.rec.count(|e| matches!(e, SessionEvent::Close { .. })) == 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn say_without_tts_and_without_audio_is_refused() {
+    let session = AgentSession::builder()
+        .llm(std::sync::Arc::new(FakeLlm::new()))
+        .build();
+    session
+        .start(Agent::new("x"), agents_core::SessionIo::new())
+        .await
+        .unwrap();
+    let err = session.say(SayRequest::new("hello")).unwrap_err();
+    assert_eq!(err, SessionError::NoTts);
+    assert_eq!(
+        err.to_string(),
+        "trying to generate speech from text without a TTS model"
+    );
+    session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn say_plays_the_audio_commits_the_text_and_goes_back_to_listening() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let h = r.session.say_text("Hello there friend").unwrap();
+    assert!(!h.wait_for_playout().await, "not interrupted");
+    let heard = r.out.heard_duration();
+    assert_eq!(heard, ms(900), "three words of 300 ms");
+    assert_eq!(
+        r.messages(),
+        vec![(ChatRole::Assistant, "Hello there friend".to_owned(), false)]
+    );
+    assert_eq!(r.text.all_text().trim(), "Hello there friend");
+    assert_eq!(
+        r.rec.agent_states(),
+        vec![
+            AgentState::Listening,
+            AgentState::Speaking,
+            AgentState::Listening
+        ]
+    );
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn generate_reply_streams_llm_text_to_tts_and_records_user_input() {
+    let llm =
+        FakeLlm::new().push_response(FakeResponse::text("Sure, it is sunny.").chunked_words());
+    let r = rig(llm);
+    r.start(Agent::new("You are a weather bot.")).await;
+    let h = r
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("How is the weather?"))
+        .unwrap();
+    assert!(!h.wait_for_playout().await);
+    assert_eq!(
+        r.messages(),
+        vec![
+            (ChatRole::User, "How is the weather?".to_owned(), false),
+            (ChatRole::Assistant, "Sure, it is sunny.".to_owned(), false),
+        ]
+    );
+    let req = r.llm.last_request().unwrap();
+    let ctx = req.chat_ctx;
+    assert_eq!(
+        ctx.instructions().and_then(|m| m.text_content()).as_deref(),
+        Some("You are a weather bot.")
+    );
+    assert_eq!(r.out.heard_duration(), ms(1200), "four words");
+    assert!(r.rec.agent_states().contains(&AgentState::Thinking));
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn speeches_play_one_at_a_time_in_fifo_order_within_a_priority_behaviour_5_2() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let a = r.session.say_text("one").unwrap();
+    let b = r.session.say_text("two two").unwrap();
+    let c = r.session.say_text("three three three").unwrap();
+    c.wait_for_playout().await;
+    assert!(a.done() && b.done());
+    let segs: Vec<_> = r.out.played_segments().iter().map(|s| s.position).collect();
+    assert_eq!(
+        segs,
+        vec![ms(300), ms(600), ms(900)],
+        "one segment each, in order, never overlapping"
+    );
+    let texts: Vec<String> = r.messages().into_iter().map(|m| m.1).collect();
+    assert_eq!(texts, vec!["one", "two two", "three three three"]);
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_reply_is_generated_before_it_is_authorized_to_play_behaviour_5_2() {
+    let llm = FakeLlm::new().push_response(FakeResponse::text("later"));
+    let r = rig(llm);
+    r.start(Agent::new("x")).await;
+    let first = r
+        .session
+        .say_text("a fairly long sentence to play first")
+        .unwrap();
+    let reply = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    tokio::time::sleep(ms(100)).await;
+    assert!(!first.done(), "the say still plays");
+    assert!(!reply.is_authorized());
+    assert_eq!(
+        r.llm.request_count(),
+        1,
+        "the LLM already ran for the queued reply"
+    );
+    assert_eq!(
+        r.tts.stream_count(),
+        2,
+        "the TTS already ran for the queued reply"
+    );
+    assert!(
+        r.tts.pushed_texts().iter().any(|t| t.contains("later")),
+        "{:?}",
+        r.tts.pushed_texts()
+    );
+    reply.wait_for_playout().await;
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interruption_1_2_s_into_a_10_word_reply_commits_exactly_the_played_words_behaviour_5_4()
+{
+    let words = "one two three four five six seven eight nine ten";
+    let llm = FakeLlm::new().push_response(FakeResponse::text(words).chunked_words());
+    // 250 ms per word: at 1.2 s the words starting at 0, 0.25, 0.5, 0.75 and 1.0 s have been heard.
+    let r = rig_with(
+        llm,
+        FakeTts::new().with_word_duration(ms(250)),
+        FakeAudioOutput::new(),
+        SessionOptions::default(),
+    );
+    r.start(Agent::new("x")).await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    r.rec
+        .wait_for(ms(5000), |e| {
+            matches!(
+                e,
+                SessionEvent::AgentStateChanged {
+                    new: AgentState::Speaking,
+                    ..
+                }
+            )
+        })
+        .await;
+    tokio::time::sleep(ms(1200)).await;
+    r.session.interrupt().await.unwrap();
+    assert!(h.wait_for_playout().await, "interrupted");
+    let seg = r.out.played_segments();
+    assert_eq!(seg.len(), 1);
+    assert!(seg[0].interrupted);
+    assert!(
+        seg[0].position >= ms(1200) && seg[0].position < ms(1250),
+        "{:?}",
+        seg[0].position
+    );
+    assert_eq!(
+        r.messages(),
+        vec![(
+            ChatRole::Assistant,
+            "one two three four five".to_owned(),
+            true
+        )]
+    );
+    assert_eq!(r.session.agent_state(), AgentState::Listening);
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn interrupt_refuses_when_a_speech_does_not_allow_interruptions() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let h = r
+        .session
+        .say(SayRequest::new("do not cut me off").with_allow_interruptions(false))
+        .unwrap();
+    tokio::time::sleep(ms(200)).await;
+    assert_eq!(
+        r.session.interrupt().await,
+        Err(SessionError::Speech(SpeechError::NotInterruptible))
+    );
+    assert!(!h.wait_for_playout().await);
+    assert_eq!(r.out.heard_duration(), ms(1500), "all five words played");
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_error_mid_turn_surfaces_as_an_error_event_and_the_session_keeps_listening() {
+    let llm = FakeLlm::new()
+        .push_response(
+            FakeResponse::text("Let me").then_error(ApiError::status("upstream exploded", 500)),
+        )
+        .push_response(FakeResponse::text("Back again."));
+    let r = rig(llm);
+    r.start(Agent::new("x")).await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    h.wait_for_playout().await;
+    let errors: Vec<_> = r
+        .rec
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            SessionEvent::Error(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].component, Component::Llm);
+    assert!(errors[0].recoverable);
+    assert_eq!(r.session.agent_state(), AgentState::Listening);
+    // The session goes on.
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    assert!(!h.wait_for_playout().await);
+    let texts: Vec<String> = r.messages().into_iter().map(|m| m.1).collect();
+    assert_eq!(texts, vec!["Let me", "Back again."]);
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_drains_queued_speech_within_the_bound() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let a = r.session.say_text("first words").unwrap();
+    let b = r.session.say_text("second words").unwrap();
+    r.session.close().await.unwrap();
+    assert!(a.done() && b.done());
+    assert!(!a.interrupted() && !b.interrupted(), "both played out");
+    assert_eq!(r.out.heard_duration(), ms(1200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_cancels_speech_that_outlives_the_drain_bound() {
+    let r = rig_with(
+        FakeLlm::new(),
+        FakeTts::new(),
+        FakeAudioOutput::new(),
+        SessionOptions::default().with_close_timeout(ms(500)),
+    );
+    r.start(Agent::new("x")).await;
+    let a = r.session.say_text("a b c d e f g h i j").unwrap();
+    r.session.close().await.unwrap();
+    assert!(a.done());
+    assert!(a.interrupted());
+    assert!(r.out.heard_duration() < ms(3000));
+}
