@@ -274,7 +274,7 @@ impl Drop for Owner {
 /// let session = AgentSession::builder().llm(llm).tts(tts).build();
 /// let mut events = session.events();
 /// session.start(Agent::new("You are a helpful assistant."), io).await?;
-/// let greeting = session.say("Hello!")?;
+/// let greeting = session.say_text("Hello!")?;
 /// greeting.wait_for_playout().await;
 /// session.close().await?;
 /// # Ok(()) }
