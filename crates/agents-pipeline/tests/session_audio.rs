@@ -55,6 +55,30 @@ async fn audio_rig_with_stt(
     out: FakeAudioOutput,
     agent: Agent,
 ) -> AudioRig {
+    let options = SessionOptions::default()
+        .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None))
+        .with_user_away_timeout(None);
+    audio_rig_full(parts, stt, llm, out, agent, options).await
+}
+
+async fn audio_rig_opts(
+    parts: &[(bool, u64)],
+    stt: FakeStt,
+    llm: FakeLlm,
+    agent: Agent,
+    options: SessionOptions,
+) -> AudioRig {
+    audio_rig_full(parts, stt, llm, FakeAudioOutput::new(), agent, options).await
+}
+
+async fn audio_rig_full(
+    parts: &[(bool, u64)],
+    stt: FakeStt,
+    llm: FakeLlm,
+    out: FakeAudioOutput,
+    agent: Agent,
+    options: SessionOptions,
+) -> AudioRig {
     let mut t = 0;
     let mut speech = Vec::new();
     for &(s, d) in parts {
@@ -66,9 +90,6 @@ async fn audio_rig_with_stt(
     let vad = Arc::new(FakeVad::scripted(speech));
     let stt = Arc::new(stt);
     let out = Arc::new(out);
-    let options = SessionOptions::default()
-        .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None))
-        .with_user_away_timeout(None);
     let session = AgentSession::builder()
         .llm(Arc::new(llm.clone()))
         .tts(Arc::new(FakeTts::new()))
@@ -356,5 +377,85 @@ async fn without_interim_transcripts_the_vad_interrupts_after_min_duration_behav
     let heard = r.out.played_segments()[0].position;
     // 0.6 s of silence, then more than 0.5 s of speech (strictly greater, in 32 ms VAD windows).
     assert!(heard > ms(1050) && heard < ms(1150), "{heard:?}");
+    r.session.close().await.unwrap();
+}
+
+async fn preemptive_rig(llm: FakeLlm, agent: Agent) -> AudioRig {
+    // audio_rig with preemptive generation on.
+    audio_rig_opts(
+        &[(true, 1000), (false, 3000)],
+        FakeStt::new()
+            .with_transcripts(["what time is it"])
+            .with_min_silence(ms(100)),
+        llm,
+        agent,
+        SessionOptions::default()
+            .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None))
+            .with_user_away_timeout(None)
+            .with_preemptive_generation(true),
+    )
+    .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_generation_is_reused_when_the_turn_commits_unchanged_behaviour_6_4() {
+    let llm = FakeLlm::new().push_response(FakeResponse::text("It is noon."));
+    let r = preemptive_rig(llm, Agent::new("x")).await;
+    // The final transcript lands about 1.1 s in; the turn commits 0.5 s after the end of speech.
+    r.rec
+        .wait_for(ms(3000), |e| {
+            matches!(e, SessionEvent::UserInputTranscribed { is_final: true, .. })
+        })
+        .await;
+    tokio::time::sleep(ms(1)).await;
+    assert_eq!(
+        r.llm.request_count(),
+        1,
+        "the LLM started before the end of turn"
+    );
+    assert!(
+        !r.rec
+            .events()
+            .iter()
+            .any(|e| matches!(e, SessionEvent::ConversationItemAdded { .. })),
+        "the turn is not committed yet"
+    );
+    r.rec
+        .wait_for(ms(5000), |e| matches!(e, SessionEvent::ConversationItemAdded { item } if item.as_message().is_some_and(|m| m.role == ChatRole::Assistant)))
+        .await;
+    assert_eq!(r.llm.request_count(), 1, "the speculative reply was reused");
+    assert_eq!(
+        user_and_assistant(&r.session),
+        vec![
+            (ChatRole::User, "what time is it".to_owned(), false),
+            (ChatRole::Assistant, "It is noon.".to_owned(), false),
+        ]
+    );
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn preemptive_generation_is_discarded_when_the_hook_changes_the_message_behaviour_6_4() {
+    let llm = FakeLlm::new()
+        .push_response(FakeResponse::text("Speculative answer."))
+        .push_response(FakeResponse::text("Paris answer."));
+    let agent = Agent::builder("x").hooks(AddCity).build().unwrap();
+    let r = preemptive_rig(llm, agent).await;
+    r.rec
+        .wait_for(ms(5000), |e| matches!(e, SessionEvent::ConversationItemAdded { item } if item.as_message().is_some_and(|m| m.role == ChatRole::Assistant)))
+        .await;
+    assert_eq!(r.llm.request_count(), 2);
+    assert_eq!(
+        user_and_assistant(&r.session),
+        vec![
+            (ChatRole::User, "what time is it in Paris".to_owned(), false),
+            (ChatRole::Assistant, "Paris answer.".to_owned(), false),
+        ]
+    );
+    assert_eq!(
+        r.out.played_segments().len(),
+        1,
+        "the discarded reply never played"
+    );
     r.session.close().await.unwrap();
 }

@@ -6,7 +6,7 @@
 //! State changes happen only here, so interruption bookkeeping (which speech is current, paused, interrupted,
 //! what was committed) cannot race (field lessons 4, 6, 7, 10).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -181,6 +181,20 @@ struct Activity {
     draining: Option<oneshot::Sender<()>>,
     drain_started: bool,
     frames_dropped: u64,
+    /// Final transcripts of the user turn in progress, joined with single spaces.
+    turn_transcript: String,
+    /// A reply generated before the end of turn (LiveKit 1.7 preemptive generation, §6.4).
+    preemptive: Option<Preemptive>,
+}
+
+/// A speculative reply: kept only if the turn commits with the same transcript, context and tools.
+struct Preemptive {
+    handle: SpeechHandle,
+    transcript: String,
+    /// Ids of the agent's context items when it started.
+    ctx_ids: Vec<String>,
+    tools: Vec<String>,
+    turn: Arc<OnceLock<TurnTiming>>,
 }
 
 impl Activity {
@@ -210,6 +224,8 @@ impl Activity {
             draining: None,
             drain_started: false,
             frames_dropped: 0,
+            turn_transcript: String::new(),
+            preemptive: None,
         }
     }
 
@@ -365,19 +381,20 @@ impl Activity {
                     audio: request.audio,
                     add_to_chat_ctx: request.add_to_chat_ctx,
                 };
-                self.spawn_speech(handle, source, None);
+                self.spawn_speech(handle, source);
             }
             ActivityCmd::Reply { request, handle } => {
                 if let Some(input) = request.user_input.as_deref() {
                     self.commit_user_message(ChatMessage::new(ChatRole::User, input));
                 }
-                let source = self.reply_source(request.instructions, request.tool_choice, None);
-                self.spawn_speech(handle, source, None);
+                let source = self.reply_source(request.instructions, request.tool_choice);
+                self.spawn_speech(handle, source);
             }
             ActivityCmd::Interrupt(reply) => {
                 let _ = reply.send(self.interrupt_all());
             }
             ActivityCmd::Drain(done) => {
+                self.cancel_preemptive();
                 if !self.drain_started {
                     self.drain_started = true;
                     self.spawn_lifecycle(false);
@@ -446,6 +463,26 @@ impl Activity {
                 self.emit_transcript(t.text(), true, t.language());
                 let d = self.policy.transcript(now, t.text(), true);
                 self.apply(d);
+                let text = t.text().trim();
+                if !text.is_empty() {
+                    if !self.turn_transcript.is_empty() {
+                        self.turn_transcript.push(' ');
+                    }
+                    self.turn_transcript.push_str(text);
+                    let transcript = self.turn_transcript.clone();
+                    self.start_preemptive(transcript);
+                }
+            }
+            RecognitionEvent::PreflightTranscript(t) => {
+                let text = t.text().trim();
+                if !text.is_empty() {
+                    let transcript = if self.turn_transcript.is_empty() {
+                        text.to_owned()
+                    } else {
+                        format!("{} {text}", self.turn_transcript)
+                    };
+                    self.start_preemptive(transcript);
+                }
             }
             RecognitionEvent::EndOfTurn(turn) => self.on_end_of_turn(turn),
             RecognitionEvent::UserStateChanged(c) => self.shared.set_user_state(c.new),
@@ -495,12 +532,70 @@ impl Activity {
         }
     }
 
+    /// Starts (or restarts) a speculative reply for `transcript`: skipped while agent speech is current, while
+    /// draining, or when disabled.
+    fn start_preemptive(&mut self, transcript: String) {
+        if !self.config.options.preemptive_generation
+            || self.current.is_some()
+            || self.draining.is_some()
+            || self.llm().is_none()
+        {
+            return;
+        }
+        if let Some(p) = &self.preemptive {
+            if p.transcript == transcript {
+                return;
+            }
+        }
+        self.cancel_preemptive();
+        let handle = SpeechHandle::new(
+            SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
+        );
+        let ctx_ids = self.ctx_ids();
+        let mut source = self.reply_source(None, None);
+        if let Source::Reply { request, .. } = &mut source {
+            request
+                .chat_ctx
+                .push(ChatMessage::new(ChatRole::User, transcript.clone()));
+        }
+        let turn = match &source {
+            Source::Reply { turn, .. } => Arc::clone(turn),
+            Source::Say { .. } => Arc::new(OnceLock::new()),
+        };
+        self.start_generation(handle.clone(), source);
+        self.preemptive = Some(Preemptive {
+            handle,
+            transcript,
+            ctx_ids,
+            tools: self.agent.tools().names(),
+            turn,
+        });
+    }
+
+    fn cancel_preemptive(&mut self) {
+        if let Some(p) = self.preemptive.take() {
+            p.handle.force_interrupt();
+        }
+    }
+
+    fn ctx_ids(&self) -> Vec<String> {
+        self.agent
+            .chat_ctx()
+            .items()
+            .iter()
+            .map(|i| i.id().to_owned())
+            .collect()
+    }
+
     fn on_end_of_turn(&mut self, turn: EndOfTurn) {
+        self.turn_transcript.clear();
         if turn.transcript.trim().is_empty() {
+            self.cancel_preemptive();
             return;
         }
         if self.draining.is_some() {
             tracing::warn!("skipping user input, the agent is draining");
+            self.cancel_preemptive();
             return;
         }
         let now = Instant::now();
@@ -508,6 +603,7 @@ impl Activity {
             let verdict = self.policy.user_turn_completed(now, &turn.transcript);
             self.apply(verdict.decision);
             if !verdict.reply {
+                self.cancel_preemptive();
                 tracing::debug!(transcript = %turn.transcript, "user turn kept out of the reply path");
                 return;
             }
@@ -551,17 +647,49 @@ impl Activity {
         metrics.end_of_turn_delay = Some(turn.end_of_utterance_delay);
         metrics.on_user_turn_completed_delay = Some(hook_delay);
         message.metrics = Some(metrics);
+        let ctx_before = self.ctx_ids();
+        let preemptive = self.preemptive.take();
+        let user_text = message.text_content().unwrap_or_default();
         self.commit_user_message(message);
         let mut eou = turn.eou_metrics();
         eou.on_user_turn_completed_delay = hook_delay;
+        let timing = TurnTiming {
+            last_speaking_time: turn.last_speaking_time,
+            end_of_utterance_delay: turn.end_of_utterance_delay,
+            transcription_delay: turn.transcription_delay,
+            on_user_turn_completed_delay: hook_delay,
+        };
+        let reusable = preemptive.filter(|p| {
+            let same = p.transcript == user_text
+                && p.ctx_ids == ctx_before
+                && p.tools == self.agent.tools().names()
+                && !p.handle.done();
+            if !same {
+                tracing::debug!("preemptive reply discarded: transcript, context or tools changed");
+                p.handle.force_interrupt();
+            }
+            same
+        });
         if decision == TurnDecision::StopResponse || self.draining.is_some() {
+            if let Some(p) = reusable {
+                p.handle.force_interrupt();
+            }
             self.shared
                 .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
             return;
         }
-        let handle = SpeechHandle::new(
-            SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
-        );
+        let (handle, reused) = match reusable {
+            Some(p) => {
+                let _ = p.turn.set(timing.clone());
+                (p.handle, true)
+            }
+            None => (
+                SpeechHandle::new(
+                    SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
+                ),
+                false,
+            ),
+        };
         eou.speech_id = Some(handle.id().to_owned());
         self.shared
             .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
@@ -570,14 +698,15 @@ impl Activity {
             source: SpeechSource::GenerateReply,
             user_initiated: false,
         });
-        let timing = TurnTiming {
-            last_speaking_time: turn.last_speaking_time,
-            end_of_utterance_delay: turn.end_of_utterance_delay,
-            transcription_delay: turn.transcription_delay,
-            on_user_turn_completed_delay: hook_delay,
-        };
-        let source = self.reply_source(None, None, Some(timing));
-        self.spawn_speech(handle, source, None);
+        if reused {
+            self.queue.push(handle);
+            return;
+        }
+        let source = self.reply_source(None, None);
+        if let Source::Reply { turn, .. } = &source {
+            let _ = turn.set(timing);
+        }
+        self.spawn_speech(handle, source);
     }
 
     fn allow_interruptions(&self) -> bool {
@@ -604,7 +733,6 @@ impl Activity {
         &self,
         instructions: Option<String>,
         tool_choice: Option<ToolChoice>,
-        turn: Option<TurnTiming>,
     ) -> Source {
         let mut ctx = self.agent.chat_ctx().clone();
         let text = instructions.unwrap_or_else(|| self.agent.instructions().to_owned());
@@ -625,12 +753,18 @@ impl Activity {
             request,
             tools,
             tool_choice,
-            turn,
+            turn: Arc::new(OnceLock::new()),
         }
     }
 
-    fn spawn_speech(&mut self, handle: SpeechHandle, source: Source, _parent: Option<&str>) {
+    /// Queues `handle` and starts its generation.
+    fn spawn_speech(&mut self, handle: SpeechHandle, source: Source) {
         self.queue.push(handle.clone());
+        self.start_generation(handle, source);
+    }
+
+    /// Starts the generation of `handle` (it plays once queued and authorized).
+    fn start_generation(&mut self, handle: SpeechHandle, source: Source) {
         self.live.retain(|h| !h.done());
         self.live.push(handle.clone());
         self.outstanding += 1;
@@ -795,8 +929,8 @@ impl Activity {
             source: SpeechSource::ToolResponse,
             user_initiated: false,
         });
-        let source = self.reply_source(None, choice, None);
-        self.spawn_speech(handle, source, Some(parent.id()));
+        let source = self.reply_source(None, choice);
+        self.spawn_speech(handle, source);
     }
 }
 

@@ -11,7 +11,7 @@
 //!    message holds only the words heard ([`played_text`]): from the TTS word timings when given, otherwise at
 //!    LiveKit's 0.5 s per word; tool results of an interrupted reply are discarded.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -59,7 +59,8 @@ pub(crate) enum Source {
         request: ChatRequest,
         tools: ToolSet,
         tool_choice: Option<ToolChoice>,
-        turn: Option<TurnTiming>,
+        /// The user turn answered, set when the turn commits (later than the start for a preemptive reply).
+        turn: Arc<OnceLock<TurnTiming>>,
     },
 }
 
@@ -146,7 +147,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     let mut stages: Vec<Owned<()>> = Vec::new();
     let is_reply = matches!(source, Source::Reply { .. });
     let mut reply_tools = None;
-    let mut turn_timing = None;
+    let mut turn_timing: Option<Arc<OnceLock<TurnTiming>>> = None;
     let mut add_to_ctx = true;
     let mut say_text = String::new();
 
@@ -190,7 +191,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             tool_choice,
             turn,
         } => {
-            turn_timing = turn;
+            turn_timing = Some(turn);
             reply_tools = Some((tools, tool_choice));
             let tts_tx = match ctx.tts.clone() {
                 Some(tts) => {
@@ -267,7 +268,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         }))
     });
 
-    let started_at = std::sync::OnceLock::<Instant>::new();
+    let started_at = OnceLock::<Instant>::new();
     let mut words: Vec<(String, Duration)> = Vec::new();
     let mut captured = false;
     let output = ctx.audio_output.clone();
@@ -376,7 +377,10 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 let mut metrics = MessageMetrics::default();
                 metrics.llm_ttft = times.0;
                 metrics.tts_ttfb = times.1;
-                if let (Some(turn), Some(started)) = (&turn_timing, started_at.get().copied()) {
+                if let (Some(turn), Some(started)) = (
+                    turn_timing.as_ref().and_then(|t| t.get()),
+                    started_at.get().copied(),
+                ) {
                     metrics.e2e_latency =
                         Some(started.saturating_duration_since(turn.last_speaking_time));
                 }
@@ -384,7 +388,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             }
             m
         });
-    if let (Some(turn), true) = (&turn_timing, is_reply) {
+    if let (Some(turn), true) = (turn_timing.as_ref().and_then(|t| t.get()), is_reply) {
         let (ttft, ttfb) = times
             .lock()
             .map(|t| (t.llm_ttft, t.tts_ttfb))

@@ -64,6 +64,9 @@ pub struct SessionOptions {
     pub user_away_timeout: Option<Duration>,
     /// How long `close()` lets queued speech drain before cancelling it. Default 10 s.
     pub close_timeout: Duration,
+    /// Start the LLM on a final transcript before the turn is committed, and reuse the reply when the committed
+    /// turn has the same transcript, context and tools (LiveKit 1.7 §6.4). Default false (see docs/turn-taking.md).
+    pub preemptive_generation: bool,
     /// Capacity of the command channels. Default 64.
     pub command_capacity: usize,
     /// Capacity of the event broadcast (slow subscribers skip what they missed). Default 512.
@@ -81,6 +84,7 @@ impl Default for SessionOptions {
             max_tool_steps: 3,
             user_away_timeout: Some(Duration::from_secs(15)),
             close_timeout: Duration::from_secs(10),
+            preemptive_generation: false,
             command_capacity: 64,
             event_capacity: 512,
         }
@@ -123,6 +127,11 @@ impl SessionOptions {
         self.user_away_timeout = v;
         self
     }
+    /// Enables preemptive generation.
+    pub fn with_preemptive_generation(mut self, v: bool) -> Self {
+        self.preemptive_generation = v;
+        self
+    }
     /// Sets the close drain bound.
     pub fn with_close_timeout(mut self, v: Duration) -> Self {
         self.close_timeout = v;
@@ -140,6 +149,7 @@ impl fmt::Debug for SessionOptions {
             .field("max_tool_steps", &self.max_tool_steps)
             .field("user_away_timeout", &self.user_away_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("preemptive_generation", &self.preemptive_generation)
             .finish_non_exhaustive()
     }
 }
