@@ -542,10 +542,12 @@ impl Activity {
         {
             return;
         }
-        if let Some(p) = &self.preemptive {
-            if p.transcript == transcript {
-                return;
-            }
+        if self
+            .preemptive
+            .as_ref()
+            .is_some_and(|p| p.transcript == transcript)
+        {
+            return;
         }
         self.cancel_preemptive();
         let handle = SpeechHandle::new(
