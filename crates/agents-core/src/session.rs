@@ -11,7 +11,7 @@ use crate::agent::Agent;
 use crate::chat::ChatContext;
 use crate::events::{AgentState, UserState};
 use crate::llm::ToolChoice;
-use crate::speech::{SpeechError, SpeechHandle};
+use crate::speech::{SpeechError, SpeechHandle, SpeechPriority};
 use crate::stream::EventStream;
 use agents_audio::AudioFrame;
 
@@ -62,6 +62,8 @@ pub struct SayRequest {
     pub allow_interruptions: Option<bool>,
     /// Whether to add the text to the chat context as an assistant message (default true).
     pub add_to_chat_ctx: bool,
+    /// Scheduling priority (default normal): higher plays first, FIFO within a level.
+    pub priority: SpeechPriority,
 }
 
 impl SayRequest {
@@ -72,6 +74,7 @@ impl SayRequest {
             audio: None,
             allow_interruptions: None,
             add_to_chat_ctx: true,
+            priority: SpeechPriority::Normal,
         }
     }
     /// Plays `audio` instead of synthesizing.
@@ -89,6 +92,11 @@ impl SayRequest {
         self.add_to_chat_ctx = add;
         self
     }
+    /// Sets the scheduling priority.
+    pub fn with_priority(mut self, priority: SpeechPriority) -> Self {
+        self.priority = priority;
+        self
+    }
 }
 
 impl fmt::Debug for SayRequest {
@@ -98,6 +106,7 @@ impl fmt::Debug for SayRequest {
             .field("audio", &self.audio.is_some())
             .field("allow_interruptions", &self.allow_interruptions)
             .field("add_to_chat_ctx", &self.add_to_chat_ctx)
+            .field("priority", &self.priority)
             .finish()
     }
 }
@@ -114,6 +123,8 @@ pub struct ReplyRequest {
     pub tool_choice: Option<ToolChoice>,
     /// Override of the agent's or session's interruption setting.
     pub allow_interruptions: Option<bool>,
+    /// Scheduling priority (default normal).
+    pub priority: SpeechPriority,
 }
 
 impl ReplyRequest {
@@ -139,6 +150,11 @@ impl ReplyRequest {
     /// Sets `allow_interruptions`.
     pub fn with_allow_interruptions(mut self, allow: bool) -> Self {
         self.allow_interruptions = Some(allow);
+        self
+    }
+    /// Sets the scheduling priority.
+    pub fn with_priority(mut self, priority: SpeechPriority) -> Self {
+        self.priority = priority;
         self
     }
 }
