@@ -131,6 +131,33 @@ async fn speeches_play_one_at_a_time_in_fifo_order_within_a_priority_behaviour_5
 }
 
 #[tokio::test(start_paused = true)]
+async fn priorities_order_playout_high_before_normal_before_low_behaviour_5_1() {
+    use agents_core::speech::SpeechPriority;
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let playing = r.session.say_text("playing now").unwrap();
+    tokio::time::sleep(ms(50)).await;
+    let low = r
+        .session
+        .say(SayRequest::new("low").with_priority(SpeechPriority::Low))
+        .unwrap();
+    r.session.say_text("normal one").unwrap();
+    r.session
+        .say(SayRequest::new("high").with_priority(SpeechPriority::High))
+        .unwrap();
+    r.session.say_text("normal two").unwrap();
+    low.wait_for_playout().await;
+    assert!(playing.done());
+    let texts: Vec<String> = r.messages().into_iter().map(|m| m.1).collect();
+    assert_eq!(
+        texts,
+        vec!["playing now", "high", "normal one", "normal two", "low"],
+        "the playing speech is never cut; then high, normal in FIFO order, low"
+    );
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_queued_reply_is_generated_before_it_is_authorized_to_play_behaviour_5_2() {
     let llm = FakeLlm::new().push_response(FakeResponse::text("later"));
     let r = rig(llm);

@@ -542,7 +542,8 @@ impl SessionControl for AgentSession {
         }
         let handle = SpeechHandle::new(
             SpeechOptions::default()
-                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions)),
+                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions))
+                .with_priority(request.priority),
         );
         self.send(SessionCmd::Speech(ActivityCmd::Say {
             request,
@@ -560,7 +561,8 @@ impl SessionControl for AgentSession {
         self.check_running("generate_reply")?;
         let handle = SpeechHandle::new(
             SpeechOptions::default()
-                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions)),
+                .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions))
+                .with_priority(request.priority),
         );
         self.send(SessionCmd::Speech(ActivityCmd::Reply {
             request,
