@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
@@ -78,6 +79,11 @@ pub trait AgentHooks: Send + Sync + 'static {
         TurnDecision::Reply
     }
 
+    /// The user has been silent (and the agent too) for the session's user-away timeout.
+    async fn on_user_away(&self, session: &SessionHandle) {
+        let _ = session;
+    }
+
     /// The LLM node: turns a chat request (context, tools, tool choice) into a stream of chunks. The default calls
     /// `llm.chat(request)`; override it to edit the request, or to filter or rewrite the stream (wrap it in a new
     /// [`LlmStream`]) without forking the pipeline.
@@ -96,6 +102,55 @@ pub trait AgentHooks: Send + Sync + 'static {
     /// through.
     fn transcription_node(&self, text: EventStream<String>) -> EventStream<String> {
         text
+    }
+}
+
+/// Per-agent overrides of the session's turn-handling options (`None` keeps the session's value), merged over
+/// the session defaults when the agent's activity starts, as LiveKit 1.7 merges an agent's `turn_handling`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TurnOverrides {
+    /// Speech needed before the VAD interrupts the agent.
+    pub min_interruption_duration: Option<Duration>,
+    /// Words needed before a transcript interrupts the agent.
+    pub min_interruption_words: Option<usize>,
+    /// Silence after the end of speech before the turn commits.
+    pub min_endpointing_delay: Option<Duration>,
+    /// Longest wait when the turn detector thinks the user will go on.
+    pub max_endpointing_delay: Option<Duration>,
+    /// Whether a false interruption resumes playout.
+    pub resume_false_interruption: Option<bool>,
+}
+
+impl TurnOverrides {
+    /// No override.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the minimum interruption duration.
+    pub fn with_min_interruption_duration(mut self, v: Duration) -> Self {
+        self.min_interruption_duration = Some(v);
+        self
+    }
+    /// Sets the minimum interruption words.
+    pub fn with_min_interruption_words(mut self, v: usize) -> Self {
+        self.min_interruption_words = Some(v);
+        self
+    }
+    /// Sets the minimum endpointing delay.
+    pub fn with_min_endpointing_delay(mut self, v: Duration) -> Self {
+        self.min_endpointing_delay = Some(v);
+        self
+    }
+    /// Sets the maximum endpointing delay.
+    pub fn with_max_endpointing_delay(mut self, v: Duration) -> Self {
+        self.max_endpointing_delay = Some(v);
+        self
+    }
+    /// Sets whether false interruptions resume.
+    pub fn with_resume_false_interruption(mut self, v: bool) -> Self {
+        self.resume_false_interruption = Some(v);
+        self
     }
 }
 
@@ -118,6 +173,7 @@ pub struct Agent {
     tts: Option<Arc<dyn Tts>>,
     vad: Option<Arc<dyn Vad>>,
     allow_interruptions: Option<bool>,
+    turn_overrides: TurnOverrides,
     hooks: Arc<dyn AgentHooks>,
 }
 
@@ -135,6 +191,7 @@ impl Agent {
             tts: None,
             vad: None,
             allow_interruptions: None,
+            turn_overrides: TurnOverrides::default(),
             hooks: Arc::new(NoHooks),
         }
     }
@@ -196,6 +253,11 @@ impl Agent {
     /// The interruption override.
     pub fn allow_interruptions(&self) -> Option<bool> {
         self.allow_interruptions
+    }
+
+    /// The turn-handling overrides.
+    pub fn turn_overrides(&self) -> &TurnOverrides {
+        &self.turn_overrides
     }
 
     /// The hooks.
@@ -315,6 +377,11 @@ impl AgentBuilder {
     /// Overrides the session's interruption setting.
     pub fn allow_interruptions(mut self, allow: bool) -> Self {
         self.agent.allow_interruptions = Some(allow);
+        self
+    }
+    /// Overrides the session's turn-handling options for this agent.
+    pub fn turn_overrides(mut self, overrides: TurnOverrides) -> Self {
+        self.agent.turn_overrides = overrides;
         self
     }
     /// Sets the hooks (and the hooks' own tools).

@@ -22,7 +22,7 @@ pub mod vad;
 
 pub use agents_audio::{AudioFrame, SampleRate};
 
-pub use agent::{Agent, AgentHooks, LanguageModel, TurnDecision};
+pub use agent::{Agent, AgentHooks, LanguageModel, TurnDecision, TurnOverrides};
 pub use audio_io::{AudioInput, AudioOutput, PlaybackFinished, SessionIo, TextOutput};
 pub use chat::{ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionCallOutput};
 pub use error::{ApiError, ApiErrorKind};
