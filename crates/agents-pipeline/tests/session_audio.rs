@@ -459,3 +459,65 @@ async fn preemptive_generation_is_discarded_when_the_hook_changes_the_message_be
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_override_of_min_interruption_duration_applies_to_its_activity() {
+    let stt = FakeStt::new()
+        .with_transcripts(["hmm"])
+        .with_min_silence(ms(100))
+        .without_interim_results();
+    // 1 s of user speech: the session default (0.5 s) would interrupt; this agent needs 2 s.
+    let agent = Agent::builder("x")
+        .turn_overrides(agents_core::TurnOverrides::new().with_min_interruption_duration(ms(2000)))
+        .build()
+        .unwrap();
+    let llm = FakeLlm::new().push_response(FakeResponse::text("Yes?"));
+    let r = audio_rig_with_stt(
+        &[(false, 600), (true, 1000), (false, 3000)],
+        stt,
+        llm,
+        FakeAudioOutput::new(),
+        agent,
+    )
+    .await;
+    let h = r.session.say_text("one two three four five six").unwrap();
+    tokio::time::sleep(ms(1550)).await;
+    assert!(
+        !h.interrupted(),
+        "1 s of speech is below the agent's 2 s minimum"
+    );
+    r.session.close().await.unwrap();
+}
+
+struct AwayLogger(Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>);
+
+#[async_trait]
+impl AgentHooks for AwayLogger {
+    async fn on_user_away(&self, _session: &SessionHandle) {
+        self.0.lock().unwrap().push(tokio::time::Instant::now());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_user_away_hook_runs_when_both_sides_stay_silent_for_the_timeout() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let agent = Agent::builder("x")
+        .hooks(AwayLogger(Arc::clone(&log)))
+        .build()
+        .unwrap();
+    let t0 = tokio::time::Instant::now();
+    let r = audio_rig_opts(
+        &[(false, 4000)],
+        FakeStt::new(),
+        FakeLlm::new(),
+        agent,
+        SessionOptions::default().with_user_away_timeout(Some(ms(2000))),
+    )
+    .await;
+    tokio::time::sleep(ms(3000)).await;
+    let calls = log.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0] - t0 >= ms(2000));
+    assert_eq!(r.session.user_state(), agents_core::UserState::Away);
+    r.session.close().await.unwrap();
+}

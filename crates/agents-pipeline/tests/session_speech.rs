@@ -314,3 +314,55 @@ async fn close_cancels_speech_that_outlives_the_drain_bound() {
     assert!(a.interrupted());
     assert!(r.out.heard_duration() < ms(3000));
 }
+
+struct Nodes;
+
+#[async_trait::async_trait]
+impl agents_core::AgentHooks for Nodes {
+    fn llm_node(
+        &self,
+        llm: &std::sync::Arc<dyn agents_core::Llm>,
+        request: agents_core::ChatRequest,
+    ) -> agents_core::LlmStream {
+        use futures::StreamExt;
+        // Filter the model's stream: drop a forbidden word.
+        let inner = llm.chat(request);
+        agents_core::LlmStream::new(
+            "filtered",
+            "m",
+            inner.map(|c| match c {
+                Ok(agents_core::ChatChunk::Text(t)) => {
+                    Ok(agents_core::ChatChunk::Text(t.replace("darn ", "")))
+                }
+                other => other,
+            }),
+        )
+    }
+
+    fn tts_node(
+        &self,
+        text: agents_core::stream::EventStream<String>,
+    ) -> agents_core::stream::EventStream<String> {
+        use futures::StreamExt;
+        // Rewrite what is spoken only.
+        agents_core::stream::EventStream::new(text.map(|t| t.replace("km", "kilometers")))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_nodes_filter_the_llm_stream_and_rewrite_text_before_tts() {
+    let llm = FakeLlm::new().push_response(FakeResponse::text("It is darn 5 km away."));
+    let r = rig(llm);
+    r.start(Agent::builder("x").hooks(Nodes).build().unwrap())
+        .await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    h.wait_for_playout().await;
+    let spoken = r.tts.pushed_texts().concat();
+    assert_eq!(spoken, "It is 5 kilometers away.");
+    assert_eq!(
+        r.messages(),
+        vec![(ChatRole::Assistant, "It is 5 km away.".to_owned(), false)],
+        "the context records the LLM text (after the llm node), not the TTS rewrite"
+    );
+    r.session.close().await.unwrap();
+}

@@ -200,7 +200,7 @@ struct Preemptive {
 impl Activity {
     fn new(agent: Agent, deps: ActivityDeps) -> Self {
         let (internal_tx, internal_rx) = mpsc::channel(256);
-        let policy = InterruptionPolicy::new(deps.config.options.interruption.clone());
+        let policy = InterruptionPolicy::new(merged_interruption(&deps.config, &agent));
         Self {
             agent,
             shared: deps.shared,
@@ -263,8 +263,16 @@ impl Activity {
         let mode = options
             .turn_detection
             .unwrap_or_else(|| TurnDetectionMode::resolve(false, vad.is_some(), stt.is_some()));
+        let mut endpointing = options.endpointing;
+        let o = self.agent.turn_overrides();
+        if let Some(v) = o.min_endpointing_delay {
+            endpointing.min_delay = v;
+        }
+        if let Some(v) = o.max_endpointing_delay {
+            endpointing.max_delay = v;
+        }
         let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(options.endpointing)
+            .with_endpointing(endpointing)
             .with_user_away_timeout(options.user_away_timeout);
         if let Some(d) = &options.turn_detector {
             rec = rec.with_turn_detector(Arc::clone(d));
@@ -356,6 +364,17 @@ impl Activity {
         if let Some(rec) = self.recognition.take() {
             rec.aclose().await;
         }
+    }
+
+    fn spawn_user_away(&mut self) {
+        let hooks = Arc::clone(self.agent.hooks());
+        let session = self.session.clone();
+        let tx = self.internal_tx.clone();
+        self.outstanding += 1;
+        self.tasks.spawn(async move {
+            hooks.on_user_away(&session).await;
+            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
+        });
     }
 
     fn spawn_lifecycle(&mut self, enter: bool) {
@@ -485,7 +504,12 @@ impl Activity {
                 }
             }
             RecognitionEvent::EndOfTurn(turn) => self.on_end_of_turn(turn),
-            RecognitionEvent::UserStateChanged(c) => self.shared.set_user_state(c.new),
+            RecognitionEvent::UserStateChanged(c) => {
+                self.shared.set_user_state(c.new);
+                if c.new == agents_core::UserState::Away {
+                    self.spawn_user_away();
+                }
+            }
             RecognitionEvent::Error(e) => self.recognition_error(&e),
             _ => {}
         }
@@ -934,6 +958,22 @@ impl Activity {
         let source = self.reply_source(None, choice);
         self.spawn_speech(handle, source);
     }
+}
+
+/// The session's interruption options with the agent's overrides.
+fn merged_interruption(config: &Config, agent: &Agent) -> crate::interruption::InterruptionOptions {
+    let mut o = config.options.interruption.clone();
+    let a = agent.turn_overrides();
+    if let Some(v) = a.min_interruption_duration {
+        o.min_duration = v;
+    }
+    if let Some(v) = a.min_interruption_words {
+        o.min_words = v;
+    }
+    if let Some(v) = a.resume_false_interruption {
+        o.resume_false_interruption = v;
+    }
+    o
 }
 
 async fn next_event(
