@@ -366,3 +366,68 @@ async fn agent_nodes_filter_the_llm_stream_and_rewrite_text_before_tts() {
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_non_streaming_tts_is_fed_sentence_by_sentence_and_interruptions_still_truncate() {
+    let llm = FakeLlm::new().push_response(
+        FakeResponse::text("First one here. Second sentence now. Third and last.").chunked_words(),
+    );
+    let r = rig_with(
+        llm,
+        FakeTts::new().without_streaming(),
+        FakeAudioOutput::new(),
+        SessionOptions::default(),
+    );
+    r.start(Agent::new("x")).await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    r.rec
+        .wait_for(ms(5000), |e| {
+            matches!(
+                e,
+                SessionEvent::AgentStateChanged {
+                    new: AgentState::Speaking,
+                    ..
+                }
+            )
+        })
+        .await;
+    // 3 words per sentence at 300 ms: at 1.0 s the 4th word (first of sentence 2, at 0.9 s) has started.
+    tokio::time::sleep(ms(1000)).await;
+    r.session.interrupt().await.unwrap();
+    assert!(h.wait_for_playout().await);
+    assert_eq!(
+        r.tts.synthesized(),
+        vec!["First one here.", "Second sentence now.", "Third and last."],
+        "one synthesis per sentence"
+    );
+    assert_eq!(
+        r.messages(),
+        vec![(
+            ChatRole::Assistant,
+            "First one here. Second".to_owned(),
+            true
+        )],
+        "word timings of later sentences are offset by the audio before them"
+    );
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn say_with_pre_rendered_audio_skips_the_tts() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let frames = agents_testkit::signal::tone(ms(700), agents_audio::SampleRate::HZ_16000);
+    let audio = agents_core::stream::EventStream::from_items(frames);
+    let h = r
+        .session
+        .say(SayRequest::new("a recorded greeting").with_audio(audio))
+        .unwrap();
+    assert!(!h.wait_for_playout().await);
+    assert_eq!(r.out.heard_duration(), ms(700));
+    assert!(r.tts.synthesized().is_empty() && r.tts.stream_count() == 0);
+    assert_eq!(
+        r.messages(),
+        vec![(ChatRole::Assistant, "a recorded greeting".to_owned(), false)]
+    );
+    r.session.close().await.unwrap();
+}

@@ -5,6 +5,7 @@ pub use agents_core as core;
 pub use agents_pipeline as pipeline;
 
 pub use agents_core::*;
+pub use agents_pipeline::{AgentSession, AgentSessionBuilder, SessionOptions};
 
 /// The OpenAI plugin (feature `openai`).
 #[cfg(feature = "openai")]
