@@ -343,3 +343,49 @@ async fn a_handoff_tool_switches_agents_in_the_documented_order_behaviour_5_7() 
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn playout_is_done_before_tools_finish_and_the_agent_thinks_meanwhile_behaviour_5_8() {
+    use agents_core::events::AgentState;
+    let llm = FakeLlm::new()
+        .push_response(FakeResponse::text("Checking.").then_tool_call("lookup", "{}"))
+        .push_response(FakeResponse::text("It is 42."));
+    let r = rig(llm);
+    r.start(
+        Agent::builder("x")
+            .tool(lookup_tool(2_000))
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    assert!(!h.wait_for_playout().await);
+    tokio::time::sleep(ms(10)).await;
+    assert_eq!(
+        r.session.agent_state(),
+        AgentState::Thinking,
+        "the tool still runs"
+    );
+    assert_eq!(
+        r.messages().len(),
+        1,
+        "the spoken part is committed at once"
+    );
+    r.rec
+        .wait_for(ms(10_000), assistant_said("It is 42."))
+        .await;
+    tokio::time::sleep(ms(10)).await;
+    assert_eq!(r.session.agent_state(), AgentState::Listening);
+    assert_eq!(
+        r.rec.agent_states(),
+        vec![
+            AgentState::Listening,
+            AgentState::Thinking,
+            AgentState::Speaking,
+            AgentState::Thinking,
+            AgentState::Speaking,
+            AgentState::Listening
+        ]
+    );
+    r.session.close().await.unwrap();
+}

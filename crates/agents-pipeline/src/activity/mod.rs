@@ -855,6 +855,7 @@ impl Activity {
                 speech_id,
                 message,
                 interrupted,
+                tools_running,
             } => {
                 if let Some(m) = message {
                     self.commit(ChatItem::Message(m));
@@ -869,7 +870,11 @@ impl Activity {
                     }
                     self.schedule();
                     if self.current.is_none() {
-                        self.shared.set_agent_state(AgentState::Listening);
+                        self.shared.set_agent_state(if tools_running {
+                            AgentState::Thinking
+                        } else {
+                            AgentState::Listening
+                        });
                     }
                 }
                 let _ = interrupted;

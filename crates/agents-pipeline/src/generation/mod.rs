@@ -97,6 +97,8 @@ pub(crate) enum Notice {
         /// The assistant message to commit (played text only), if any.
         message: Option<ChatMessage>,
         interrupted: bool,
+        /// Tools of this reply are still running (agent state `thinking` until they finish).
+        tools_running: bool,
     },
     /// The tools of the reply finished (sent only for replies that made calls and were not interrupted).
     ToolsDone {
@@ -244,6 +246,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 speech_id: handle.id().to_owned(),
                 message: None,
                 interrupted: true,
+                tools_running: false,
             }).await;
             return;
         }
@@ -253,11 +256,14 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     }
 
     // Tools run once authorized, concurrently with playout.
+    let tools_started = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let tools_task = reply_tools.map(|(tools, tool_choice)| {
         let tool_ctx = ctx.tool_ctx.clone();
+        let started = Arc::clone(&tools_started);
         Owned(tokio::spawn(async move {
             match calls_rx.await {
                 Ok((text, calls)) if !calls.is_empty() => {
+                    started.store(true, std::sync::atomic::Ordering::Release);
                     let step =
                         tools_exec::execute(&tools, calls, &tool_ctx, tool_choice.as_ref()).await;
                     (text, Some((step, tool_choice)))
@@ -337,22 +343,12 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         drop(stages);
     }
 
-    // The reply text is known once the LLM stage ended (always the case when playout was not interrupted).
-    let (full_text, tool_result) = match tools_task {
-        Some(mut task) => {
-            if interrupted {
-                // Running tools are awaited, their results discarded (behaviour §5.4).
-                let _ = (&mut task.0).await;
-                let text = times.lock().map(|t| t.text.clone()).unwrap_or_default();
-                (text, None)
-            } else {
-                match (&mut task.0).await {
-                    Ok((text, step)) => (text, step),
-                    Err(_) => (String::new(), None),
-                }
-            }
-        }
-        None => (say_text, None),
+    // The reply text is complete once playout ended without interruption (the TTS and text forwarding end only
+    // after the LLM stage); after an interruption it is what the LLM produced so far.
+    let full_text = if is_reply {
+        times.lock().map(|t| t.text.clone()).unwrap_or_default()
+    } else {
+        say_text
     };
 
     let committed_text = if interrupted {
@@ -409,6 +405,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             )));
     }
 
+    // Playout is done before the tools are waited for (LiveKit §5.5).
     handle.mark_done();
     let _ = ctx
         .notify
@@ -416,8 +413,21 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             speech_id: handle.id().to_owned(),
             message,
             interrupted,
+            tools_running: !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire),
         })
         .await;
+    let tool_result = match tools_task {
+        Some(mut task) => {
+            let result = (&mut task.0).await;
+            if interrupted {
+                // Running tools are awaited, their results discarded (behaviour §5.4).
+                None
+            } else {
+                result.ok().and_then(|(_, step)| step)
+            }
+        }
+        None => None,
+    };
     if let Some((step, tool_choice)) = tool_result {
         let _ = ctx
             .notify
