@@ -5,7 +5,7 @@
 //! to play. Only forwarding to the outputs waits for authorization. After authorization:
 //!
 //! 1. audio is forwarded to the [`AudioOutput`] (agent state `speaking` on the first frame), the reply text is
-//!    released to the text output (see [`release_transcript`], the seam where a transcript synchronizer plugs in);
+//!    released to the text output (see `release_transcript`, the seam where a transcript synchronizer plugs in);
 //! 2. the tool calls of the reply run concurrently with playout ([`crate::tools_exec`]);
 //! 3. on interruption the output buffer is cleared, the playback position read from the sink, and the assistant
 //!    message holds only the words heard ([`played_text`]): from the TTS word timings when given, otherwise at

@@ -3,7 +3,7 @@
 //! - The **session task** owns the I/O and the current activity: it forwards input audio frames to the activity,
 //!   routes `say` / `generate_reply` / `interrupt`, runs handoffs (old agent drained, then the new one started)
 //!   and the bounded close.
-//! - One **activity task** per agent ([`crate::activity`]) owns the speech queue, audio recognition, the
+//! - One **activity task** per agent (the private `activity` module) owns the speech queue, audio recognition, the
 //!   interruption policy, the agent's chat context and the tool loop.
 //! - One **generation task** per speech ([`crate::generation`]) runs LLM → TTS → output.
 //!
