@@ -431,3 +431,86 @@ async fn say_with_pre_rendered_audio_skips_the_tts() {
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn requests_during_close_get_the_closing_errors_behaviour_4_3() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::new("x")).await;
+    let long = r
+        .session
+        .say_text("a long goodbye that takes a while")
+        .unwrap();
+    let closer = {
+        let s = r.session.clone();
+        tokio::spawn(async move { s.close().await })
+    };
+    tokio::time::sleep(ms(10)).await;
+    let err = r.session.say(SayRequest::new("one more")).unwrap_err();
+    assert_eq!(err, SessionError::Closing { operation: "say" });
+    assert_eq!(err.to_string(), "AgentSession is closing, cannot use say()");
+    let err = r.session.generate_reply(ReplyRequest::new()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "AgentSession is closing, cannot use generate_reply()"
+    );
+    closer.await.unwrap().unwrap();
+    assert!(long.done() && !long.interrupted(), "queued speech drained");
+}
+
+#[tokio::test(start_paused = true)]
+async fn userdata_is_typed_and_tools_reach_the_live_session_through_run_context() {
+    use agents_core::tools::{FunctionTool, RunContext, ToolOutcome};
+    #[derive(Debug)]
+    struct Account {
+        balance: u32,
+    }
+    let tool = FunctionTool::raw(
+        "balance",
+        "Reads the balance.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |ctx: RunContext, _args| async move {
+            let state = format!("{:?}", ctx.session().agent_state());
+            Ok(ToolOutcome::Output(state))
+        },
+    )
+    .unwrap();
+    let llm = FakeLlm::new()
+        .push_response(FakeResponse::tool_call("balance", "{}"))
+        .push_response(FakeResponse::text("Done."));
+    let session = AgentSession::builder()
+        .llm(std::sync::Arc::new(llm.clone()))
+        .tts(std::sync::Arc::new(FakeTts::new()))
+        .userdata(Account { balance: 7 })
+        .build();
+    assert_eq!(session.userdata::<Account>().unwrap().balance, 7);
+    assert_eq!(
+        session.userdata::<String>().unwrap_err(),
+        SessionError::UserdataNotSet
+    );
+    let out = std::sync::Arc::new(FakeAudioOutput::new());
+    session
+        .start(
+            Agent::builder("x").tool(tool).build().unwrap(),
+            agents_core::SessionIo::new().with_audio_output(out),
+        )
+        .await
+        .unwrap();
+    session.generate_reply(ReplyRequest::new()).unwrap();
+    let end = tokio::time::Instant::now() + ms(5000);
+    while llm.request_count() < 2 {
+        assert!(tokio::time::Instant::now() < end);
+        tokio::time::sleep(ms(5)).await;
+    }
+    let req = llm.last_request().unwrap();
+    let output = req
+        .chat_ctx
+        .items()
+        .iter()
+        .find_map(agents_core::ChatItem::as_function_call_output)
+        .unwrap();
+    assert_eq!(
+        output.output, "Thinking",
+        "the tool saw the live session state"
+    );
+    session.close().await.unwrap();
+}

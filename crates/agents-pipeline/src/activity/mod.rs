@@ -72,12 +72,11 @@ pub(crate) struct ActivityHandle {
 
 impl ActivityHandle {
     /// Spawns the activity of `agent`; `on_enter` runs first.
-    pub(crate) fn spawn(agent: Agent, deps: ActivityDeps, previous_agent: Option<String>) -> Self {
+    pub(crate) fn spawn(agent: Agent, deps: ActivityDeps) -> Self {
         let capacity = deps.config.options.command_capacity.max(1);
         let (control, control_rx) = mpsc::channel(capacity);
         let (frames, frames_rx) = mpsc::channel(capacity);
         let agent_id = agent.id().to_owned();
-        let _ = previous_agent;
         let task = tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx));
         Self {
             agent_id,
@@ -348,17 +347,23 @@ impl Activity {
     }
 
     async fn shutdown(&mut self) {
-        for h in self.live.drain(..) {
+        let mut pending: Vec<SpeechHandle> = self.live.drain(..).collect();
+        pending.extend(self.queue.drain());
+        pending.extend(self.current.take());
+        for h in &pending {
             h.force_interrupt();
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         // Aborted generations never reported: nobody may wait forever on them.
-        for h in self.queue.drain() {
+        for h in pending {
             h.mark_done();
         }
-        if let Some(c) = self.current.take() {
-            c.mark_done();
+        if self.frames_dropped > 0 {
+            tracing::debug!(
+                dropped = self.frames_dropped,
+                "input frames the recognition could not take"
+            );
         }
         self.shared.set_current_speech(None);
         if let Some(rec) = self.recognition.take() {

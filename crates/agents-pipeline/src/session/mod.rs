@@ -774,7 +774,7 @@ impl SessionActor {
                 self.audio_input = io.audio_input;
                 self.audio_output = io.audio_output;
                 self.text_output = io.text_output;
-                self.activity = Some(ActivityHandle::spawn(agent, self.deps(), None));
+                self.activity = Some(ActivityHandle::spawn(agent, self.deps()));
                 self.shared.set_agent_state(AgentState::Listening);
             }
             SessionCmd::Speech(cmd) => {
@@ -816,8 +816,7 @@ impl SessionActor {
                         });
                     }
                     None => {
-                        self.activity =
-                            Some(ActivityHandle::spawn(agent.clone(), self.deps(), None));
+                        self.activity = Some(ActivityHandle::spawn(agent.clone(), self.deps()));
                         self.shared.set_agent(agent);
                     }
                 }
@@ -839,7 +838,7 @@ impl SessionActor {
             self.shared.push_history(item);
         }
         self.shared.set_agent(d.next.clone());
-        let activity = ActivityHandle::spawn(d.next, self.deps(), Some(old_id));
+        let activity = ActivityHandle::spawn(d.next, self.deps());
         for cmd in d.pending {
             activity.send(cmd);
         }
