@@ -3,3 +3,5 @@
 mod frame;
 
 pub use frame::{AudioFrame, AudioFrameError, SampleRate};
+mod vad;
+pub use vad::{VadOptions, VadOptionsError, VadStateMachine, VadStep, VadStepKind, VadWindow};
