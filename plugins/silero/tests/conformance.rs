@@ -1,0 +1,37 @@
+//! The shared VAD conformance suite against the Silero plugin, with recorded speech.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agents_audio::{AudioFrame, SampleRate};
+use agents_core::vad::Vad;
+use agents_testkit::conformance::vad::{VadHarness, run_all};
+use common::{frames, read_wav, truth, vad};
+
+struct Silero;
+
+impl VadHarness for Silero {
+    fn vad(&self) -> Arc<dyn Vad> {
+        Arc::new(vad())
+    }
+
+    /// `duration` of the first recorded utterance (it is 1.74 s long; the suite asks for 1.5 s).
+    fn speech(&self, duration: Duration) -> Vec<AudioFrame> {
+        let (samples, rate, _) = read_wav("speech_pauses_16k.wav");
+        assert_eq!(rate, SampleRate::HZ_16000);
+        let start = (truth()[0].0.as_secs_f64() * 16000.0) as usize;
+        let n = (duration.as_secs_f64() * 16000.0) as usize;
+        assert!(
+            start + n <= samples.len(),
+            "fixture too short for {duration:?}"
+        );
+        frames(&samples[start..start + n], rate, 1)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silero_passes_the_vad_conformance_suite() {
+    run_all(&Silero).await;
+}
