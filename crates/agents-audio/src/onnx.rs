@@ -529,6 +529,52 @@ mod tests {
         }
     }
 
+    /// A fake ONNX Runtime whose `GetApi` returns null for every version, as an old runtime does for an API
+    /// version it does not know. Built with the system C compiler; skipped when there is none.
+    #[test]
+    fn too_old_runtime_is_a_typed_error() {
+        let dir =
+            std::env::temp_dir().join(format!("agents-audio-fake-ort-{}", std::process::id()));
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        let src = dir.join("fake_ort.c");
+        let lib = dir.join("libfake_ort.so");
+        let code = r#"
+            #include <stddef.h>
+            typedef struct { const void* (*GetApi)(unsigned); const char* (*GetVersionString)(void); } Base;
+            static const void* get_api(unsigned v) { (void)v; return NULL; }
+            static const char* version(void) { return "1.16.3"; }
+            static const Base BASE = { get_api, version };
+            const Base* OrtGetApiBase(void) { return &BASE; }
+        "#;
+        if std::fs::write(&src, code).is_err() {
+            return;
+        }
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .status();
+        if !matches!(built, Ok(s) if s.success()) {
+            eprintln!("skipped: no working C compiler to build a fake ONNX Runtime");
+            return;
+        }
+        let result = load_onnxruntime(&lib);
+        let _ = std::fs::remove_dir_all(&dir);
+        match result {
+            Err(OnnxError::RuntimeTooOld {
+                runtime_version,
+                api_version,
+                ..
+            }) => {
+                assert_eq!(runtime_version, "1.16.3");
+                assert_eq!(api_version, ort::sys::ORT_API_VERSION);
+            }
+            other => panic!("expected RuntimeTooOld, got {:?}", other.map(|_| ())),
+        }
+    }
+
     #[test]
     fn backend_display_names_the_library() {
         assert_eq!(OnnxBackend::Tract.to_string(), "tract");
