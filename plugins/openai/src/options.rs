@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use agents_core::{ApiConnectOptions, ApiKey};
 
+use crate::error::ConfigError;
+
 /// The public OpenAI API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
@@ -21,10 +23,31 @@ pub struct ClientOptions {
     pub organization: Option<String>,
     /// Sent as `OpenAI-Project` when set.
     pub project: Option<String>,
-    /// Extra headers sent with every request (e.g. `api-key` for Azure, `HTTP-Referer` for OpenRouter).
+    /// Extra headers sent with every request (e.g. `HTTP-Referer` for OpenRouter). They are printed by `Debug`:
+    /// a secret belongs in `api_key`, sent under the header [`ClientOptions::key_header`] names.
     pub extra_headers: Vec<(String, String)>,
     /// Retries and per-attempt timeout.
     pub conn: ApiConnectOptions,
+    /// How the key is sent: `Authorization: Bearer` (default) or Azure's `api-key` header.
+    pub key_header: KeyHeader,
+    /// Query parameters added to every request URL (e.g. Azure's `api-version`).
+    pub extra_query: Vec<(String, String)>,
+}
+
+/// How [`ClientOptions::headers`] sends the key.
+///
+/// Put every secret in [`ClientOptions::api_key`] and choose its header here: unlike
+/// [`ClientOptions::extra_headers`], the key is redacted from `Debug` output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible servers; Azure with an Entra ID token).
+    #[default]
+    Bearer,
+    /// `api-key: <key>` (Azure OpenAI resource keys).
+    ApiKey,
+    /// The key, as is, as the value of this header (a gateway's `x-api-key`, `Ocp-Apim-Subscription-Key`...).
+    Custom(String),
 }
 
 impl Default for ClientOptions {
@@ -36,6 +59,8 @@ impl Default for ClientOptions {
             project: None,
             extra_headers: Vec::new(),
             conn: ApiConnectOptions::default(),
+            key_header: KeyHeader::Bearer,
+            extra_query: Vec::new(),
         }
     }
 }
@@ -60,6 +85,65 @@ impl ClientOptions {
             o = o.with_base_url(url);
         }
         o
+    }
+
+    /// Options for an Azure OpenAI deployment: base URL `{endpoint}/openai/deployments/{deployment}`, the key in
+    /// the `api-key` header and `api-version` in the query of every request.
+    ///
+    /// `endpoint` is the resource URL, e.g. `https://my-resource.openai.azure.com`. For Entra ID tokens use
+    /// `.with_api_key(token).with_key_header(KeyHeader::Bearer)`.
+    pub fn azure(
+        endpoint: impl Into<String>,
+        deployment: &str,
+        api_version: impl Into<String>,
+        api_key: impl Into<ApiKey>,
+    ) -> Self {
+        let endpoint = endpoint.into();
+        Self {
+            api_key: Some(api_key.into()),
+            key_header: KeyHeader::ApiKey,
+            extra_query: vec![("api-version".to_owned(), api_version.into())],
+            ..Self::default()
+        }
+        .with_base_url(format!(
+            "{}/openai/deployments/{deployment}",
+            endpoint.trim_end_matches('/')
+        ))
+    }
+
+    /// [`ClientOptions::azure`] from the variables of the official SDK: `AZURE_OPENAI_ENDPOINT`,
+    /// `AZURE_OPENAI_API_KEY` and `OPENAI_API_VERSION`.
+    ///
+    /// # Errors
+    /// [`ConfigError::MissingEnv`] naming the first variable missing.
+    pub fn azure_from_env(deployment: &str) -> Result<Self, ConfigError> {
+        let var = |name: &'static str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .ok_or(ConfigError::MissingEnv { var: name })
+        };
+        let endpoint = var("AZURE_OPENAI_ENDPOINT")?;
+        let key = ApiKey::from_env("AZURE_OPENAI_API_KEY").ok_or(ConfigError::MissingEnv {
+            var: "AZURE_OPENAI_API_KEY",
+        })?;
+        let version = var("OPENAI_API_VERSION")?;
+        Ok(Self::azure(endpoint, deployment, version, key))
+    }
+
+    /// Sets how the key is sent.
+    #[must_use]
+    pub fn with_key_header(mut self, key_header: KeyHeader) -> Self {
+        self.key_header = key_header;
+        self
+    }
+
+    /// Adds a query parameter sent with every request.
+    #[must_use]
+    pub fn with_query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra_query.push((name.into(), value.into()));
+        self
     }
 
     /// Sets the key.
@@ -134,10 +218,14 @@ impl ClientOptions {
     pub fn headers(&self) -> Vec<(String, String)> {
         let mut h = Vec::with_capacity(3 + self.extra_headers.len());
         if let Some(key) = &self.api_key {
-            h.push((
-                "Authorization".to_owned(),
-                format!("Bearer {}", key.expose()),
-            ));
+            match &self.key_header {
+                KeyHeader::Bearer => h.push((
+                    "Authorization".to_owned(),
+                    format!("Bearer {}", key.expose()),
+                )),
+                KeyHeader::ApiKey => h.push(("api-key".to_owned(), key.expose().to_owned())),
+                KeyHeader::Custom(name) => h.push((name.clone(), key.expose().to_owned())),
+            }
         }
         if let Some(org) = &self.organization {
             h.push(("OpenAI-Organization".to_owned(), org.clone()));
@@ -178,5 +266,25 @@ mod tests {
             ClientOptions::default().ws_url("realtime"),
             "wss://api.openai.com/v1/realtime"
         );
+    }
+
+    #[test]
+    fn azure_options() {
+        let o = ClientOptions::azure(
+            "https://res.openai.azure.com/",
+            "gpt4o",
+            "2024-10-21",
+            "az-key",
+        );
+        assert_eq!(
+            o.http_url("chat/completions"),
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions"
+        );
+        assert_eq!(o.headers()[0], ("api-key".to_owned(), "az-key".to_owned()));
+        assert_eq!(
+            o.extra_query,
+            vec![("api-version".to_owned(), "2024-10-21".to_owned())]
+        );
+        assert!(!format!("{o:?}").contains("az-key"));
     }
 }

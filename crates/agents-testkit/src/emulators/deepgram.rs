@@ -1,1 +1,0 @@
-//! The Deepgram emulator (see the provider issue); filled in by the plugin work.

@@ -1,1 +1,0 @@
-//! The Openai emulator (see the provider issue); filled in by the plugin work.
