@@ -16,8 +16,8 @@
 use std::time::Instant;
 
 use agents_audio::{
-    AudioFrame, AudioFrameError, SampleRate, VadOptions, VadStateMachine, VadStep, VadStepKind,
-    VadWindow,
+    AudioFrame, AudioFrameError, ResampleQuality, Resampler, SampleRate, VadOptions,
+    VadStateMachine, VadStep, VadStepKind, VadWindow,
 };
 use agents_core::stream::FrameInput;
 use agents_core::vad::{VadError, VadEvent, VadEventKind, VadStreamDriver};
@@ -103,8 +103,8 @@ pub(crate) struct Processor {
     options: VadOptions,
     format: Option<Format>,
     machine: Option<VadStateMachine>,
-    /// Downmixed input of the current frame.
-    mono: Vec<i16>,
+    /// Input rate -> 16 kHz, when the input is not at 16 kHz.
+    resampler: Option<Resampler>,
     /// Mono audio at the input rate, not yet attributed to a window.
     audio_pending: Vec<i16>,
     /// Mono 16 kHz audio not yet run through the model.
@@ -121,7 +121,7 @@ impl Processor {
             options,
             format: None,
             machine: None,
-            mono: Vec::new(),
+            resampler: None,
             audio_pending: Vec::new(),
             model_pending: Vec::new(),
             windows: 0,
@@ -152,6 +152,18 @@ impl Processor {
                 Flow::Continue
             }
             FrameInput::EndInput => {
+                // The resampler holds back up to one block: push its tail through the model first.
+                if let Some(r) = self.resampler.as_mut() {
+                    if let Err(e) = r.flush_into(&mut self.model_pending) {
+                        out.push(Err(VadError::Model {
+                            reason: format!("resampling to 16 kHz failed: {e}"),
+                        }));
+                        return Flow::End;
+                    }
+                    if self.run_windows(out) == Flow::End {
+                        return Flow::End;
+                    }
+                }
                 self.close(out);
                 Flow::End
             }
@@ -169,13 +181,21 @@ impl Processor {
 
     fn start(&mut self, frame: &AudioFrame) -> Result<VadStateMachine, VadError> {
         if frame.sample_rate() != MODEL_SAMPLE_RATE {
-            return Err(VadError::Model {
+            // Low quality (shortest delay, 2 ms at 16 kHz) is plenty for a VAD; LiveKit uses its QUICK preset.
+            // The resampler trims its start-up delay, so model time and input time stay aligned.
+            let r = Resampler::new(
+                frame.sample_rate(),
+                MODEL_SAMPLE_RATE,
+                1,
+                ResampleQuality::Low,
+            )
+            .map_err(|e| VadError::Model {
                 reason: format!(
-                    "input at {} Hz: this build of the Silero plugin only takes {} Hz audio",
-                    frame.sample_rate().hz(),
-                    MODEL_SAMPLE_RATE.hz()
+                    "cannot resample {} Hz input to 16 kHz: {e}",
+                    frame.sample_rate().hz()
                 ),
-            });
+            })?;
+            self.resampler = Some(r);
         }
         VadStateMachine::new(
             self.options,
@@ -227,9 +247,25 @@ impl Processor {
             }
             Some(_) => {}
         }
-        downmix(frame, &mut self.mono);
-        self.audio_pending.extend_from_slice(&self.mono);
-        self.model_pending.extend_from_slice(&self.mono);
+        let mixed;
+        let mono = if frame.num_channels() == 1 {
+            frame.data()
+        } else {
+            mixed = frame.to_mono();
+            mixed.data()
+        };
+        self.audio_pending.extend_from_slice(mono);
+        match self.resampler.as_mut() {
+            None => self.model_pending.extend_from_slice(mono),
+            Some(r) => {
+                if let Err(e) = r.push_into(mono, &mut self.model_pending) {
+                    out.push(Err(VadError::Model {
+                        reason: format!("resampling to 16 kHz failed: {e}"),
+                    }));
+                    return Flow::End;
+                }
+            }
+        }
         self.run_windows(out)
     }
 
@@ -281,21 +317,6 @@ impl Processor {
     }
 }
 
-/// Interleaved frame -> mono (channel average) into `out`.
-fn downmix(frame: &AudioFrame, out: &mut Vec<i16>) {
-    out.clear();
-    let channels = usize::from(frame.num_channels());
-    if channels <= 1 {
-        out.extend_from_slice(frame.data());
-        return;
-    }
-    out.extend(frame.data().chunks_exact(channels).map(|c| {
-        let sum: i32 = c.iter().map(|&s| i32::from(s)).sum();
-        // The average of i16 values is an i16.
-        i16::try_from(sum / channels as i32).unwrap_or(0)
-    }));
-}
-
 fn to_event(step: VadStep) -> Option<VadEvent> {
     let kind = match step.kind {
         VadStepKind::StartOfSpeech => VadEventKind::StartOfSpeech,
@@ -312,24 +333,4 @@ fn to_event(step: VadStep) -> Option<VadEvent> {
     e.speaking = step.speaking;
     e.frames = step.frames;
     Some(e)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn downmix_averages_channels() {
-        let frame = match AudioFrame::new(
-            vec![100, 300, -32768, -32768, 32767, 32767],
-            SampleRate::HZ_16000,
-            2,
-        ) {
-            Ok(f) => f,
-            Err(e) => panic!("{e}"),
-        };
-        let mut out = Vec::new();
-        downmix(&frame, &mut out);
-        assert_eq!(out, vec![200, -32768, 32767]);
-    }
 }

@@ -25,6 +25,73 @@ async fn finds_every_utterance_at_16k() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finds_every_utterance_at_24k_and_48k_like_at_16k() {
+    let at16 = segments_of("speech_pauses_16k.wav").await;
+    for name in ["speech_pauses_24k.wav", "speech_pauses_48k.wav"] {
+        let found = segments_of(name).await;
+        assert_segments_match_truth(&found, name);
+        assert_segments_match_livekit(&found, name);
+        // Resampling moves a boundary by at most one window.
+        for ((s, e), (s16, e16)) in found.iter().zip(&at16) {
+            assert!(
+                s.abs_diff(*s16) <= WINDOW && e.abs_diff(*e16) <= WINDOW,
+                "{name}: {found:?} vs 16 kHz {at16:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_frames_keep_the_input_rate() {
+    let vad = vad();
+    let events = events(run(&vad, fixture_frames("speech_pauses_48k.wav")).await);
+    let (samples, _, _) = read_wav("speech_pauses_48k.wav");
+    // Every InferenceDone carries its share of the 48 kHz input: 1536 samples per 32 ms window.
+    let windows: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == VadEventKind::InferenceDone)
+        .collect();
+    let covered: usize = windows
+        .iter()
+        .flat_map(|e| &e.frames)
+        .map(AudioFrame::samples_per_channel)
+        .sum();
+    assert_eq!(covered, windows.len() * 1536);
+    assert!(
+        samples.len() - covered < 1536 + 1,
+        "{} input samples, {covered} attributed",
+        samples.len()
+    );
+    for e in events
+        .iter()
+        .filter(|e| e.kind != VadEventKind::InferenceDone)
+    {
+        assert!(
+            e.frames
+                .iter()
+                .all(|f| f.sample_rate() == SampleRate::HZ_48000 && f.num_channels() == 1)
+        );
+    }
+    let start = events
+        .iter()
+        .find(|e| e.kind == VadEventKind::StartOfSpeech);
+    let audio: Option<Duration> = start.map(|s| s.frames.iter().map(AudioFrame::duration).sum());
+    assert_eq!(
+        audio,
+        start.map(|s| Duration::from_millis(500) + s.speech_duration)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stereo_48k_input_is_downmixed_and_resampled() {
+    let (mono, rate, _) = read_wav("speech_pauses_48k.wav");
+    let stereo: Vec<i16> = mono.iter().flat_map(|&s| [s, s]).collect();
+    let vad = vad();
+    let events = events(run(&vad, frames(&stereo, rate, 2)).await);
+    assert_segments_match_truth(&segments(&events), "48 kHz stereo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stereo_input_is_downmixed() {
     let (mono, rate, _) = read_wav("speech_pauses_16k.wav");
     let stereo: Vec<i16> = mono.iter().flat_map(|&s| [s, s]).collect();
