@@ -1,14 +1,21 @@
 //! Silero VAD cost per 32 ms window on one shared model.
 //!
-//! `cargo bench -p agents-silero --bench vad`. Results and the comparison with LiveKit's Python plugin are in
+//! Run: `cargo bench -p agents-silero --bench vad`. Results, and the comparison with LiveKit's Python plugin, are in
 //! `docs/benchmarks.md` (## VAD).
 //!
-//! * `silero/window`: one 512-sample window through the model (one stream's LSTM state and context).
+//! The measurement is the benchmark thread's **CPU time** (`CLOCK_THREAD_CPUTIME_ID`), as in the resampler bench:
+//! the machine is shared, and inference runs single-threaded on the calling thread, so thread CPU time is the
+//! cost of a window. Throughput is shown as **streams per core**: windows per CPU second / 31.25 (a 16 kHz stream
+//! produces 31.25 windows per second).
+//!
+//! * `silero/window`: one 512-sample window of recorded speech through the model, one stream's state.
 //! * `silero/window+state_machine`: the same plus the VAD state machine (smoothing, hysteresis, speech buffer).
-//! * `silero/interleaved_streams/N`: N streams, each with its own state, over one shared model, one window each
-//!   per iteration, on one thread: time per iteration / N is the cost of one stream-window on one core.
+//! * `silero/interleaved_streams/N`: N streams, each with its own LSTM state, over one shared model, one window
+//!   each per iteration (cache effects of switching state between streams included).
 
-#![allow(missing_docs, clippy::expect_used, clippy::unwrap_used)]
+#![allow(missing_docs, reason = "criterion generates the entry point")]
+#![allow(unsafe_code, reason = "clock_gettime for the thread's CPU time")]
+#![allow(clippy::expect_used, reason = "bench set-up")]
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -16,7 +23,78 @@ use std::time::Duration;
 
 use agents_audio::{SampleRate, VadOptions, VadStateMachine, VadWindow};
 use agents_silero::{SileroDetector, SileroLoadOptions, SileroVad, WINDOW_SAMPLES};
+use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// CPU time of the calling thread.
+struct ThreadCpuTime;
+
+fn thread_cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+impl Measurement for ThreadCpuTime {
+    type Intermediate = Duration;
+    type Value = Duration;
+    fn start(&self) -> Duration {
+        thread_cpu_now()
+    }
+    fn end(&self, start: Duration) -> Duration {
+        thread_cpu_now().saturating_sub(start)
+    }
+    fn add(&self, a: &Duration, b: &Duration) -> Duration {
+        *a + *b
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, v: &Duration) -> f64 {
+        v.as_nanos() as f64
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &CpuFormatter
+    }
+}
+
+/// Times in CPU µs; throughput `Elements(n)` = n windows, shown as 16 kHz streams one core sustains.
+struct CpuFormatter;
+
+impl ValueFormatter for CpuFormatter {
+    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
+        values.iter_mut().for_each(|v| *v /= 1_000.0);
+        "µs (CPU)"
+    }
+    fn scale_throughputs(
+        &self,
+        _typical: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        let windows = match *throughput {
+            Throughput::Elements(n) => n as f64,
+            _ => 1.0,
+        };
+        values
+            .iter_mut()
+            .for_each(|v| *v = windows * 1e9 / *v / 31.25);
+        "streams/core"
+    }
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
 
 fn speech() -> Vec<i16> {
     let path =
@@ -27,13 +105,12 @@ fn speech() -> Vec<i16> {
         .expect("samples")
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let vad = SileroVad::load_with(SileroLoadOptions::default().with_max_concurrent_inferences(1))
         .expect("model");
     let audio = speech();
     let windows: Vec<&[i16]> = audio.chunks_exact(WINDOW_SAMPLES).collect();
     let mut g = c.benchmark_group("silero");
-    g.measurement_time(Duration::from_secs(5));
     g.throughput(Throughput::Elements(1));
 
     let mut d = SileroDetector::new(vad.model().clone());
@@ -93,5 +170,9 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);
