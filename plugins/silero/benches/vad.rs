@@ -12,6 +12,10 @@
 //! * `silero/window+state_machine`: the same plus the VAD state machine (smoothing, hysteresis, speech buffer).
 //! * `silero/interleaved_streams/N`: N streams, each with its own LSTM state, over one shared model, one window
 //!   each per iteration (cache effects of switching state between streams included).
+//! * `silero/stream_end_to_end`: the whole speech fixture (6.6 s) through `Vad::stream()` in 10 ms frames on a
+//!   2-worker tokio runtime: channels, `spawn_blocking` hops, state machine, events. Measured as **process** CPU
+//!   time (`CLOCK_PROCESS_CPUTIME_ID`, every thread of the bench process) per window, to compare with LiveKit's
+//!   `VADStream`.
 
 #![allow(missing_docs, reason = "criterion generates the entry point")]
 #![allow(unsafe_code, reason = "clock_gettime for the thread's CPU time")]
@@ -21,21 +25,27 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agents_audio::{SampleRate, VadOptions, VadStateMachine, VadWindow};
+use agents_audio::{AudioFrame, SampleRate, VadOptions, VadStateMachine, VadWindow};
+use agents_core::vad::Vad;
 use agents_silero::{SileroDetector, SileroLoadOptions, SileroVad, WINDOW_SAMPLES};
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::{FutureExt, StreamExt};
 
 /// CPU time of the calling thread.
 struct ThreadCpuTime;
 
 fn thread_cpu_now() -> Duration {
+    cpu_now(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+fn cpu_now(clock: libc::clockid_t) -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     if rc != 0 {
         return Duration::ZERO;
     }
@@ -167,6 +177,37 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
             })
         });
     }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let frames: Vec<AudioFrame> = audio
+        .chunks(160)
+        .map(|c| AudioFrame::new(c.to_vec(), SampleRate::HZ_16000, 1).expect("frame"))
+        .collect();
+    g.throughput(Throughput::Elements(windows.len() as u64));
+    g.bench_function("stream_end_to_end", |b| {
+        b.iter_custom(|iters| {
+            let start = cpu_now(libc::CLOCK_PROCESS_CPUTIME_ID);
+            for _ in 0..iters {
+                runtime.block_on(async {
+                    let mut stream = vad.stream().expect("stream");
+                    for f in &frames {
+                        stream.push_frame(f.clone()).await.expect("push");
+                        while let Some(Some(e)) = stream.next().now_or_never() {
+                            black_box(e.expect("event"));
+                        }
+                    }
+                    stream.end_input().await.expect("end");
+                    while let Some(e) = stream.next().await {
+                        black_box(e.expect("event"));
+                    }
+                });
+            }
+            cpu_now(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(start)
+        })
+    });
     g.finish();
 }
 
