@@ -5,12 +5,15 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents_audio::onnx::{OnnxBackend, OnnxError, OnnxModel, OnnxModelOptions};
+use agents_audio::onnx::{OnnxError, OnnxModel, OnnxModelOptions};
 use agents_audio::{SampleRate, VadOptions, VadOptionsError};
 use agents_core::vad::{Vad, VadCapabilities, VadError, VadStream};
 use tokio::sync::watch;
 
+/// Re-exported so callers need no direct `agents-audio` dependency to configure the VAD.
 pub use agents_audio::VadOptions as SileroVadOptions;
+/// Re-exported: the ONNX backend choice of [`SileroLoadOptions::backend`].
+pub use agents_audio::onnx::OnnxBackend;
 
 /// The bundled model: `silero_vad_openvino_16k.onnx` from the PyPI `silero-vad` 6.2.3 wheel (MIT, see
 /// `assets/LICENSE` and `assets/README.md`). Fixed shapes: `input` f32 [1, 576], `state` f32 [2, 1, 128] ->
