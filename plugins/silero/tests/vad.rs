@@ -438,3 +438,66 @@ fn stream_outside_a_runtime_is_an_error_not_a_panic() {
         Duration::from_millis(32)
     );
 }
+
+#[test]
+fn onnx_model_reports_bad_names_shapes_and_buffers() {
+    use agents_audio::onnx::OnnxInput;
+    let vad = vad();
+    let model = vad.model();
+    assert_eq!(model.input_names(), ["input", "state"]);
+    assert_eq!(model.output_names(), ["output", "stateN"]);
+    let input = vec![0.0f32; 576];
+    let state = vec![0.0f32; 256];
+    let inputs = [
+        OnnxInput::new("input", &[1, 576], &input),
+        OnnxInput::new("state", &[2, 1, 128], &state),
+    ];
+    let mut p = [0.0f32; 1];
+    let mut next = vec![0.0f32; 256];
+    assert!(
+        model
+            .run(
+                &inputs,
+                &mut [("output", &mut p[..]), ("stateN", &mut next[..])]
+            )
+            .is_ok()
+    );
+    match model.run(&inputs, &mut [("nope", &mut p[..])]) {
+        Err(OnnxError::UnknownOutput { name }) => assert_eq!(name, "nope"),
+        r => panic!("expected UnknownOutput, got {r:?}"),
+    }
+    let mut small = [0.0f32; 3];
+    match model.run(&inputs, &mut [("stateN", &mut small[..])]) {
+        Err(OnnxError::OutputSize {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (3, 256)),
+        r => panic!("expected OutputSize, got {r:?}"),
+    }
+    // A shape that does not match the data length is refused before the model runs.
+    let bad = [
+        OnnxInput::new("input", &[1, 577], &input),
+        OnnxInput::new("state", &[2, 1, 128], &state),
+    ];
+    assert!(matches!(
+        model.run(&bad, &mut [("output", &mut p[..])]),
+        Err(OnnxError::Run { .. })
+    ));
+    // A consistent shape the model does not take is the backend's error, not a panic.
+    let transposed = [
+        OnnxInput::new("input", &[576, 1], &input),
+        OnnxInput::new("state", &[2, 1, 128], &state),
+    ];
+    assert!(matches!(
+        model.run(&transposed, &mut [("output", &mut p[..])]),
+        Err(OnnxError::Run { .. })
+    ));
+    // An unknown input name too.
+    let unknown = [
+        OnnxInput::new("input", &[1, 576], &input),
+        OnnxInput::new("memory", &[2, 1, 128], &state),
+    ];
+    assert!(matches!(
+        model.run(&unknown, &mut [("output", &mut p[..])]),
+        Err(OnnxError::Run { .. })
+    ));
+}
