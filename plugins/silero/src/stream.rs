@@ -334,3 +334,59 @@ fn to_event(step: VadStep) -> Option<VadEvent> {
     e.frames = step.frames;
     Some(e)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::SileroVad;
+
+    fn processor() -> Processor {
+        let vad = match SileroVad::load() {
+            Ok(v) => v,
+            Err(e) => panic!("{e:?}"),
+        };
+        Processor::new(
+            SileroDetector::new(Arc::clone(vad.model())),
+            VadOptions::default(),
+        )
+    }
+
+    /// At 44.1 kHz a 32 ms window is 1411.2 input samples: windows get 1411 or 1412 and the total never drifts.
+    #[test]
+    fn non_integer_rate_ratio_attributes_audio_without_drift() {
+        let mut p = processor();
+        let rate = SampleRate::HZ_44100;
+        let mut out = Vec::new();
+        for _ in 0..200 {
+            let f = match AudioFrame::silence(Duration::from_millis(10), rate, 1) {
+                Ok(f) => f,
+                Err(e) => panic!("{e}"),
+            };
+            assert_eq!(p.handle(FrameInput::Frame(f), &mut out), Flow::Continue);
+        }
+        assert_eq!(p.handle(FrameInput::EndInput, &mut out), Flow::End);
+        let sizes: Vec<usize> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .filter(|e| e.kind == VadEventKind::InferenceDone)
+            .map(|e| e.frames.iter().map(AudioFrame::samples_per_channel).sum())
+            .collect();
+        // 2 s at 16 kHz after the resampler's tail is flushed = 32000 samples = 62 full windows.
+        assert_eq!(sizes.len(), 62);
+        assert!(sizes.iter().all(|&n| n == 1411 || n == 1412), "{sizes:?}");
+        let total: usize = sizes.iter().sum();
+        assert_eq!(total, 62 * 512 * 44100 / 16000);
+    }
+
+    #[test]
+    fn end_input_without_audio_gives_no_events() {
+        let mut p = processor();
+        let mut out = Vec::new();
+        // Nothing pushed: ending gives no events.
+        assert_eq!(p.handle(FrameInput::EndInput, &mut out), Flow::End);
+        assert!(out.is_empty());
+    }
+}
