@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agents_audio::{AudioFrame, AudioFrameError, SampleRate};
+use agents_core::ApiError;
 use agents_core::stt::{
     RecognizeOptions, SpeechData, Stt, SttCapabilities, SttError, SttStream, SttStreamOptions,
     Transcript,
 };
-use agents_core::{ApiError, stream::FrameStream};
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -472,7 +472,8 @@ impl Stt for DeepgramStt {
     }
 
     fn stream(&self, options: &SttStreamOptions) -> Result<SttStream, SttError> {
-        let (stream, driver) = FrameStream::channel();
+        let (stream, driver) = SttStream::channel();
+        let stream = stream.with_labels(STT_LABEL, self.model());
         let ctx = crate::stt_stream::StreamContext {
             client: self.shared.client.clone(),
             options: self.shared.options.subscribe(),
