@@ -37,9 +37,10 @@ pub struct SttOptions {
     pub model: String,
     /// Language (`language`), e.g. `en-US` or `multi`; `None` leaves the provider default.
     pub language: Option<String>,
-    /// Rate of the audio the stream accepts (`sample_rate`, with `encoding=linear16`). Default 16 kHz.
+    /// Rate of the audio sent to Deepgram (`sample_rate`, with `encoding=linear16`); a stream resamples its input
+    /// to it. Default 16 kHz.
     pub sample_rate: SampleRate,
-    /// Channels of the audio (`channels`). Default 1.
+    /// Channels of the audio sent (`channels`); a stream remixes its input to it. Default 1.
     pub channels: u16,
     /// Interim results (`interim_results`). Default true.
     pub interim_results: bool,
