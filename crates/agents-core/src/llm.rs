@@ -220,6 +220,12 @@ impl RequestIdSlot {
     }
 }
 
+/// The slot is shared between the stream and the plugin's request task.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RequestIdSlot>();
+};
+
 impl fmt::Debug for RequestIdSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("RequestIdSlot").field(&self.get()).finish()

@@ -386,6 +386,13 @@ impl Stream for SttStream {
     }
 }
 
+/// The stream and its driver cross tasks.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<SttStream>();
+    assert_send_sync::<SttStreamDriver>();
+};
+
 impl fmt::Debug for SttStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SttStream")
