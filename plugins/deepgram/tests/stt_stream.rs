@@ -468,6 +468,28 @@ async fn a_rate_change_mid_stream_is_a_typed_error() {
 }
 
 #[tokio::test]
+async fn a_rate_the_resampler_refuses_is_a_typed_error_not_a_panic() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    // 44 101 Hz to 16 kHz needs an FFT block of far more than 200 ms: the resampler refuses the pair.
+    let odd = SampleRate::new(44_101).unwrap();
+    let frame = AudioFrame::silence(ms(20), odd, 1).unwrap();
+    stream.push_frame(frame).await.unwrap();
+    let err = first_error(&mut stream).await;
+    assert!(
+        matches!(
+            err,
+            SttError::UnsupportedSampleRate {
+                expected: 16_000,
+                actual: 44_101
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_channel_change_mid_stream_is_a_typed_error() {
     let dg = DeepgramEmulator::start().await.unwrap();
     let stt = stt(&dg, SttOptions::default());

@@ -157,3 +157,17 @@ async fn a_format_change_before_commit_is_a_typed_error_and_a_commit_resets_it()
         "200 ms + 200 ms at 24 kHz"
     );
 }
+
+#[tokio::test]
+async fn a_rate_the_resampler_refuses_is_a_typed_error_and_nothing_is_sent() {
+    let (emu, _server, conn) = open(manual()).await;
+    let odd = SampleRate::new(44_101).unwrap();
+    let frame = AudioFrame::silence(Duration::from_millis(20), odd, 1).unwrap();
+    let err = conn.session.push_audio(frame).await.unwrap_err();
+    assert!(matches!(err, RealtimeError::Unsupported { .. }), "{err:?}");
+    // The refused frame fixed no format: a supported one is taken next.
+    let ok = AudioFrame::silence(Duration::from_millis(200), SampleRate::HZ_16000, 1).unwrap();
+    conn.session.push_audio(ok).await.unwrap();
+    conn.session.commit_audio().await.unwrap();
+    assert_eq!(emu.connections()[0].appended_samples(), 4_800);
+}
