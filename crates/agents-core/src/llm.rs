@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use async_trait::async_trait;
@@ -185,12 +186,58 @@ impl LlmError {
     }
 }
 
+/// Where a plugin reports the provider's request id once it is known, e.g. when the response headers arrive,
+/// after the [`LlmStream`] was created.
+///
+/// Cheap to clone; every clone sees the same id. The last id set wins, so a request reopened after a failure
+/// reports the id of the response that was read.
+#[derive(Clone, Default)]
+pub struct RequestIdSlot(Arc<Mutex<Option<String>>>);
+
+impl RequestIdSlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `request_id`, replacing any earlier one.
+    pub fn set(&self, request_id: impl Into<String>) {
+        let id = request_id.into();
+        // A poisoned lock only means another holder panicked between two plain stores: the value is still usable.
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Some(id);
+    }
+
+    /// The recorded id, if any.
+    pub fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The slot is shared between the stream and the plugin's request task.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RequestIdSlot>();
+};
+
+impl fmt::Debug for RequestIdSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestIdSlot").field(&self.get()).finish()
+    }
+}
+
 /// A streamed LLM response, measuring itself as it is read ([`LlmStream::metrics`]).
 pub struct LlmStream {
     inner: BoxStream<Result<ChatChunk, LlmError>>,
     label: String,
     model: String,
-    request_id: Option<String>,
+    request_id: RequestIdSlot,
     started: Instant,
     first_token: Option<Instant>,
     ended: Option<Instant>,
@@ -208,7 +255,7 @@ impl LlmStream {
             inner: Box::pin(stream),
             label: label.into(),
             model: model.into(),
-            request_id: None,
+            request_id: RequestIdSlot::new(),
             started: Instant::now(),
             first_token: None,
             ended: None,
@@ -225,10 +272,22 @@ impl LlmStream {
         )
     }
 
-    /// Records the provider's request id for metrics.
-    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
-        self.request_id = Some(request_id.into());
+    /// Records the provider's request id for metrics, when it is known before the stream is created.
+    pub fn with_request_id(self, request_id: impl Into<String>) -> Self {
+        self.request_id.set(request_id);
         self
+    }
+
+    /// Reads the request id from `slot`, which the plugin fills once the provider answered (e.g. from the
+    /// `x-request-id` response header). Replaces any id given before.
+    pub fn with_request_id_slot(mut self, slot: RequestIdSlot) -> Self {
+        self.request_id = slot;
+        self
+    }
+
+    /// The provider's request id, once known.
+    pub fn request_id(&self) -> Option<String> {
+        self.request_id.get()
     }
 
     /// Metrics so far; `cancelled` is true when the stream was not read to its end.
@@ -236,7 +295,7 @@ impl LlmStream {
         let end = self.ended.unwrap_or_else(Instant::now);
         let duration = end.saturating_duration_since(self.started);
         let mut m = LlmMetrics::new(self.label.clone(), self.model.clone());
-        m.request_id.clone_from(&self.request_id);
+        m.request_id = self.request_id.get();
         m.ttft = self
             .first_token
             .map(|t| t.saturating_duration_since(self.started));
@@ -409,5 +468,27 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!err.is_retryable());
+    }
+
+    #[tokio::test]
+    async fn request_id_set_by_the_driver_after_creation_reaches_the_metrics() {
+        let slot = RequestIdSlot::new();
+        let driver_slot = slot.clone();
+        // The plugin learns the id only when its (lazy) request runs, i.e. after the stream exists.
+        let chunks = futures::stream::once(async move {
+            driver_slot.set("req_first");
+            driver_slot.set("req_123");
+            Ok(ChatChunk::Text("hi".into()))
+        });
+        let stream = LlmStream::new("fake.LLM", "m", chunks).with_request_id_slot(slot);
+        assert_eq!(stream.request_id(), None);
+        assert_eq!(stream.metrics().request_id, None);
+        let response = stream.collect().await.unwrap();
+        assert_eq!(
+            response.metrics.unwrap().request_id.as_deref(),
+            Some("req_123")
+        );
+        let fixed = LlmStream::new("fake.LLM", "m", futures::stream::empty()).with_request_id("r");
+        assert_eq!(fixed.metrics().request_id.as_deref(), Some("r"));
     }
 }

@@ -66,21 +66,24 @@ pub struct LlmMetrics {
     pub tokens_per_second: f64,
 }
 
-/// One STT request or stream.
+/// One STT request or stream (made by [`crate::stt::SttStream::metrics`] and
+/// [`crate::stt::recognize_with_metrics`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct SttMetrics {
     /// Provider label.
     pub label: String,
+    /// Model name.
+    pub model: String,
     /// Provider request id, when known.
     pub request_id: Option<String>,
     /// When the record was made.
     #[serde(with = "unix_secs")]
     pub timestamp: SystemTime,
-    /// Processing time (zero for streams).
+    /// For `recognize`, the request time; for a stream, the time it has been open (creation to end, or to now).
     #[serde(with = "secs")]
     pub duration: Duration,
-    /// Audio recognized.
+    /// Audio recognized: the buffer given to `recognize`, or the sum of a stream's recognition-usage reports.
     #[serde(with = "secs")]
     pub audio_duration: Duration,
     /// Whether this was a stream.
@@ -249,10 +252,11 @@ impl LlmMetrics {
 }
 
 impl SttMetrics {
-    /// A record for `label` stamped now, with zero values; set the fields you measured.
+    /// A record for `label` stamped now, with an empty model and zero values; set the fields you measured.
     pub fn new(label: impl Into<String>) -> Self {
         Self {
             label: label.into(),
+            model: String::new(),
             request_id: None,
             timestamp: SystemTime::now(),
             duration: Duration::ZERO,

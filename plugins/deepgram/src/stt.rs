@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agents_audio::{AudioFrame, AudioFrameError, SampleRate};
+use agents_core::ApiError;
 use agents_core::stt::{
     RecognizeOptions, SpeechData, Stt, SttCapabilities, SttError, SttStream, SttStreamOptions,
     Transcript,
 };
-use agents_core::{ApiError, stream::FrameStream};
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::watch;
@@ -37,9 +37,10 @@ pub struct SttOptions {
     pub model: String,
     /// Language (`language`), e.g. `en-US` or `multi`; `None` leaves the provider default.
     pub language: Option<String>,
-    /// Rate of the audio the stream accepts (`sample_rate`, with `encoding=linear16`). Default 16 kHz.
+    /// Rate of the audio sent to Deepgram (`sample_rate`, with `encoding=linear16`); a stream resamples its input
+    /// to it. Default 16 kHz.
     pub sample_rate: SampleRate,
-    /// Channels of the audio (`channels`). Default 1.
+    /// Channels of the audio sent (`channels`); a stream remixes its input to it. Default 1.
     pub channels: u16,
     /// Interim results (`interim_results`). Default true.
     pub interim_results: bool,
@@ -472,7 +473,8 @@ impl Stt for DeepgramStt {
     }
 
     fn stream(&self, options: &SttStreamOptions) -> Result<SttStream, SttError> {
-        let (stream, driver) = FrameStream::channel();
+        let (stream, driver) = SttStream::channel();
+        let stream = stream.with_labels(STT_LABEL, self.model());
         let ctx = crate::stt_stream::StreamContext {
             client: self.shared.client.clone(),
             options: self.shared.options.subscribe(),

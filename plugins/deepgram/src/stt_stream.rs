@@ -1,5 +1,14 @@
-//! The task behind a Deepgram recognition stream: rebuffering, keep-alive, finalize/close, reconnection with
-//! replay and de-duplication, and option changes.
+//! The task behind a Deepgram recognition stream: format conversion, rebuffering, keep-alive, finalize/close,
+//! reconnection with replay and de-duplication, and option changes.
+//!
+//! # Input format
+//!
+//! The first frame fixes the stream's input format. Frames are converted to the configured `sample_rate` and
+//! `channels` before they are sent (the socket announces those as `encoding=linear16&sample_rate=..&channels=..`):
+//! the channel count with [`AudioFrame::remix`] (stereo to mono averages the channels), the rate with an
+//! [`agents_audio::Resampler`] whose tail is flushed on `Flush`, `EndInput` and before an option change, so
+//! `Finalize` covers all audio pushed. A frame whose rate or channel count differs from the first frame's is a
+//! typed error ([`SttError::UnsupportedSampleRate`] or [`SttError::InvalidAudio`]) that ends the stream.
 //!
 //! # Reconnection
 //!
@@ -13,7 +22,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use agents_audio::{AudioFrame, AudioFrameError};
+use agents_audio::{AudioFrame, AudioFrameError, ResampleQuality, Resampler, SampleRate};
 use agents_core::ApiError;
 use agents_core::retry::ApiConnectOptions;
 use agents_core::stream::FrameInput;
@@ -80,6 +89,10 @@ struct Task {
     closing: bool,
     usage_reported: u64,
     request_id: String,
+    /// Rate and channels of the caller's audio, fixed by the first frame.
+    input_format: Option<(SampleRate, u16)>,
+    /// Converts the input rate to the connection's; `None` while the rates agree.
+    resampler: Option<Resampler>,
 }
 
 fn samples_to_duration(samples: u64, rate: u32) -> Duration {
@@ -113,6 +126,8 @@ pub(crate) async fn run(driver: SttStreamDriver, ctx: StreamContext) {
         closing: false,
         usage_reported: 0,
         request_id: String::new(),
+        input_format: None,
+        resampler: None,
     };
     task.ctx.options.mark_unchanged();
     task.run().await;
@@ -374,35 +389,16 @@ impl Task {
         Outcome::Failed { error, progressed }
     }
 
-    /// Validates, rebuffers and sends a frame. `Ok(true)` when audio went out.
+    /// Converts, rebuffers and sends a frame. `Ok(true)` when audio went out.
     async fn on_frame(
         &mut self,
         socket: &mut Socket,
         frame: &AudioFrame,
     ) -> Result<bool, Option<ApiError>> {
-        if frame.sample_rate().hz() != self.rate {
-            let _ = self
-                .emit(Err(SttError::UnsupportedSampleRate {
-                    expected: self.rate,
-                    actual: frame.sample_rate().hz(),
-                }))
-                .await;
+        if let Err(e) = self.convert(frame) {
+            let _ = self.emit(Err(e)).await;
             return Err(None);
         }
-        if frame.num_channels() != self.channels {
-            let _ = self
-                .emit(Err(SttError::InvalidAudio(
-                    AudioFrameError::FormatMismatch {
-                        expected_rate: self.opts.sample_rate,
-                        expected_channels: self.channels,
-                        actual_rate: frame.sample_rate(),
-                        actual_channels: frame.num_channels(),
-                    },
-                )))
-                .await;
-            return Err(None);
-        }
-        self.pending.extend_from_slice(frame.data());
         let per_chunk = usize::try_from(duration_to_samples(self.opts.chunk_duration, self.rate))
             .unwrap_or(usize::MAX)
             .max(1)
@@ -417,7 +413,75 @@ impl Task {
         Ok(sent)
     }
 
+    /// Appends `frame`, converted to the connection's rate and channels, to the pending samples.
+    fn convert(&mut self, frame: &AudioFrame) -> Result<(), SttError> {
+        let (rate, channels) = (frame.sample_rate(), frame.num_channels());
+        match self.input_format {
+            None => self.input_format = Some((rate, channels)),
+            Some((expected, _)) if expected != rate => {
+                return Err(SttError::UnsupportedSampleRate {
+                    expected: expected.hz(),
+                    actual: rate.hz(),
+                });
+            }
+            Some((expected_rate, expected_channels)) if expected_channels != channels => {
+                return Err(SttError::InvalidAudio(AudioFrameError::FormatMismatch {
+                    expected_rate,
+                    expected_channels,
+                    actual_rate: rate,
+                    actual_channels: channels,
+                }));
+            }
+            Some(_) => {}
+        }
+        let remixed;
+        let frame = if channels == self.channels {
+            frame
+        } else {
+            remixed = frame.remix(self.channels)?;
+            &remixed
+        };
+        if rate == self.opts.sample_rate {
+            self.pending.extend_from_slice(frame.data());
+            return Ok(());
+        }
+        let target = self.opts.sample_rate;
+        let stale = self
+            .resampler
+            .as_ref()
+            .is_none_or(|r| r.output_rate() != target || r.num_channels() != self.channels);
+        if stale {
+            let resampler = Resampler::new(rate, target, self.channels, ResampleQuality::default())
+                .map_err(|e| {
+                    tracing::debug!(error = %e, "Deepgram STT: no resampler for this rate pair");
+                    SttError::UnsupportedSampleRate {
+                        expected: target.hz(),
+                        actual: rate.hz(),
+                    }
+                })?;
+            self.resampler = Some(resampler);
+        }
+        if let Some(r) = self.resampler.as_mut() {
+            r.push_into(frame.data(), &mut self.pending)
+                .map_err(resample_failed)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the resampler's buffered tail into the pending samples (the resampler then starts afresh).
+    fn drain_resampler(&mut self) -> Result<(), SttError> {
+        match self.resampler.as_mut() {
+            Some(r) => r.flush_into(&mut self.pending).map_err(resample_failed),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends everything pushed so far, the resampler's tail included.
     async fn send_pending(&mut self, socket: &mut Socket) -> Result<(), Option<ApiError>> {
+        if let Err(e) = self.drain_resampler() {
+            let _ = self.emit(Err(e)).await;
+            return Err(None);
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -579,6 +643,12 @@ impl Task {
         }
         Ok(r.is_final)
     }
+}
+
+fn resample_failed(e: agents_audio::ResampleError) -> SttError {
+    SttError::Api(
+        ApiError::new(format!("resampling the STT input failed: {e}")).with_retryable(false),
+    )
 }
 
 fn broken(e: &tokio_tungstenite::tungstenite::Error) -> ApiError {

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use agents_audio::{AudioFrame, SampleRate};
+use agents_audio::{AudioFrame, AudioFrameError, SampleRate};
 use agents_core::stt::{RecognizeOptions, SpeechEvent, Stt, SttError};
 use agents_deepgram::{Endpointing, SttOptions};
 use agents_testkit::emulators::deepgram::{
@@ -386,12 +386,95 @@ async fn retries_are_bounded_when_the_service_is_unreachable() {
     assert!(std::error::Error::source(&e).is_some());
 }
 
+/// `parts` as 20 ms frames at 48 kHz, duplicated into two channels.
+fn stereo_48k(parts: &[(bool, u64)]) -> Vec<AudioFrame> {
+    let parts: Vec<(bool, Duration)> = parts.iter().map(|&(s, d)| (s, ms(d))).collect();
+    agents_testkit::signal::sequence(&parts, SampleRate::HZ_48000)
+        .into_iter()
+        .map(|f| f.remix(2).unwrap())
+        .collect()
+}
+
 #[tokio::test]
-async fn frames_at_another_rate_are_a_typed_error() {
+async fn stereo_48k_input_is_downmixed_and_resampled_to_the_configured_format() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    dg.script_transcript("Resampled speech still counts.");
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    push(
+        &stream,
+        stereo_48k(&[(false, 500), (true, 1500), (false, 1000)]),
+    )
+    .await;
+    stream.end_input().await.unwrap();
+    let events = drain(&mut stream).await;
+    assert_eq!(finals(&events), vec!["Resampled speech still counts."]);
+    let words = final_words(&events);
+    // The speech starts at 500 ms of the 48 kHz input; the resampler keeps the timing.
+    assert!(
+        words[0].start >= ms(480) && words[0].start <= ms(530),
+        "{:?}",
+        words[0]
+    );
+    let s = &dg.listen_sessions()[0];
+    assert_eq!(s.param("sample_rate"), Some("16000"));
+    assert_eq!(s.param("channels"), Some("1"));
+    // Every input sample reached Deepgram, converted: 3 s of 16 kHz mono, the resampler's tail included.
+    assert_eq!(s.audio, ms(3000));
+    assert_eq!(usage_total(&events), ms(3000));
+}
+
+#[tokio::test]
+async fn flush_sends_the_resampler_tail_before_finalize() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    dg.script_transcript("first part");
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    let frames: Vec<AudioFrame> = agents_testkit::signal::sequence(
+        &[(false, ms(200)), (true, ms(800))],
+        SampleRate::HZ_24000,
+    );
+    push(&stream, frames).await;
+    stream.flush().await.unwrap();
+    let first = until_final(&mut stream).await;
+    assert_eq!(finals(&first), vec!["first part"]);
+    stream.end_input().await.unwrap();
+    drain(&mut stream).await;
+    let s = &dg.listen_sessions()[0];
+    assert_eq!(s.finalizes, 1);
+    assert_eq!(s.audio, ms(1000), "the flush sent all converted audio");
+}
+
+#[tokio::test]
+async fn a_rate_change_mid_stream_is_a_typed_error() {
     let dg = DeepgramEmulator::start().await.unwrap();
     let stt = stt(&dg, SttOptions::default());
     let mut stream = stt.stream(&stream_opts()).unwrap();
-    let frame = AudioFrame::silence(ms(20), SampleRate::HZ_24000, 1).unwrap();
+    let first = AudioFrame::silence(ms(20), SampleRate::HZ_24000, 1).unwrap();
+    let second = AudioFrame::silence(ms(20), SampleRate::HZ_48000, 1).unwrap();
+    stream.push_frame(first).await.unwrap();
+    let _ = stream.push_frame(second).await;
+    let err = first_error(&mut stream).await;
+    assert!(
+        matches!(
+            err,
+            SttError::UnsupportedSampleRate {
+                expected: 24_000,
+                actual: 48_000
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_the_resampler_refuses_is_a_typed_error_not_a_panic() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    // 44 101 Hz to 16 kHz needs an FFT block of far more than 200 ms: the resampler refuses the pair.
+    let odd = SampleRate::new(44_101).unwrap();
+    let frame = AudioFrame::silence(ms(20), odd, 1).unwrap();
     stream.push_frame(frame).await.unwrap();
     let err = first_error(&mut stream).await;
     assert!(
@@ -399,8 +482,31 @@ async fn frames_at_another_rate_are_a_typed_error() {
             err,
             SttError::UnsupportedSampleRate {
                 expected: 16_000,
-                actual: 24_000
+                actual: 44_101
             }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_channel_change_mid_stream_is_a_typed_error() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    let mono = AudioFrame::silence(ms(20), SampleRate::HZ_16000, 1).unwrap();
+    let stereo = AudioFrame::silence(ms(20), SampleRate::HZ_16000, 2).unwrap();
+    stream.push_frame(mono).await.unwrap();
+    let _ = stream.push_frame(stereo).await;
+    let err = first_error(&mut stream).await;
+    assert!(
+        matches!(
+            err,
+            SttError::InvalidAudio(AudioFrameError::FormatMismatch {
+                expected_channels: 1,
+                actual_channels: 2,
+                ..
+            })
         ),
         "{err:?}"
     );
@@ -434,6 +540,38 @@ async fn update_options_reconnects_with_the_new_parameters() {
         "{:?}",
         words[0]
     );
+}
+
+#[tokio::test]
+async fn a_sample_rate_option_change_rebuilds_the_resampler() {
+    let dg = DeepgramEmulator::start().await.unwrap();
+    dg.script_transcript("at sixteen");
+    dg.script_transcript("at twenty four");
+    let stt = stt(&dg, SttOptions::default());
+    let mut stream = stt.stream(&stream_opts()).unwrap();
+    push(
+        &stream,
+        stereo_48k(&[(false, 300), (true, 1000), (false, 200)]),
+    )
+    .await;
+    let first = until_final(&mut stream).await;
+    assert_eq!(finals(&first), vec!["at sixteen"]);
+    stt.update_options(SttOptions::default().with_sample_rate(SampleRate::HZ_24000))
+        .unwrap();
+    push(
+        &stream,
+        stereo_48k(&[(false, 300), (true, 1000), (false, 200)]),
+    )
+    .await;
+    stream.end_input().await.unwrap();
+    let rest = drain(&mut stream).await;
+    assert_eq!(finals(&rest), vec!["at twenty four"]);
+    let sessions = dg.listen_sessions();
+    assert_eq!(sessions.len(), 2, "{sessions:?}");
+    assert_eq!(sessions[0].param("sample_rate"), Some("16000"));
+    assert_eq!(sessions[1].param("sample_rate"), Some("24000"));
+    // Each connection got its part of the 3 s input at its own rate (the emulator counts time per its rate).
+    assert_eq!(sessions[0].audio + sessions[1].audio, ms(3000));
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use agents_core::chat::FunctionCall;
 use agents_core::llm::{
     ChatChunk, ChatRequest, CompletionUsage, FinishReason, Llm, LlmCapabilities, LlmError,
-    LlmStream, ToolChoice,
+    LlmStream, RequestIdSlot, ToolChoice,
 };
 use agents_core::{ApiConnectOptions, ApiError};
 use async_trait::async_trait;
@@ -371,13 +371,16 @@ impl Llm for OpenAiLlm {
             Err(e) => return LlmStream::from_error(Self::LABEL, model, e),
         };
         let conn = self.inner.transport.conn_for(&request.conn_options);
+        let request_id = RequestIdSlot::new();
         let phase = Phase::Connect(Request {
             inner: Arc::clone(&self.inner),
             body: Bytes::from(body.to_string()),
             conn,
             reopened: 0,
+            request_id: request_id.clone(),
         });
         LlmStream::new(Self::LABEL, model, futures::stream::unfold(phase, step))
+            .with_request_id_slot(request_id)
     }
 }
 
@@ -390,6 +393,8 @@ struct Request {
     conn: ApiConnectOptions,
     /// How often a stream that failed before its first chunk was reopened.
     reopened: u32,
+    /// Filled with `x-request-id` when the response headers arrive; read by the stream's metrics.
+    request_id: RequestIdSlot,
 }
 
 enum Phase {
@@ -428,6 +433,7 @@ async fn step(phase: Phase) -> Option<(Result<ChatChunk, LlmError>, Phase)> {
                     Ok(response) => {
                         if let Some(id) = http::request_id(&response) {
                             tracing::debug!(request_id = %id, "chat completion stream opened");
+                            request.request_id.set(id);
                         }
                         phase = Phase::Read(Box::new(Reader {
                             request,

@@ -33,6 +33,9 @@
 //!   [`OpenAiRealtimeEmulator::drop_connections`] (an abrupt TCP close).
 //!
 //! Everything a client sent is recorded per connection ([`ConnectionRecord`]).
+//!
+//! To serve it next to the HTTP emulator under one base URL, as the real API does, use
+//! [`OpenAiEmulator::serve_with_realtime`](super::openai::OpenAiEmulator::serve_with_realtime).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

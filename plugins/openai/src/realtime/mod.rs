@@ -10,9 +10,11 @@
 //!   [`RealtimeSessionOptions`]), waits for `session.updated`, then creates the seed chat context's items in order.
 //!   A failure of any step fails `session()` with a typed [`RealtimeError`]; a 401 or 403 at the upgrade is not
 //!   retried.
-//! - **Audio.** PCM16 mono 24 kHz both ways, base64 in JSON. [`RealtimeSession::push_audio`](agents_core::realtime::RealtimeSession::push_audio) takes 24 kHz mono only
-//!   for now and returns [`RealtimeError::InvalidAudio`] for other formats (resampling arrives with the
-//!   `agents-audio` resampler).
+//! - **Audio.** PCM16 mono 24 kHz both ways, base64 in JSON. [`RealtimeSession::push_audio`](agents_core::realtime::RealtimeSession::push_audio)
+//!   takes any rate and channel count: frames are downmixed to mono and resampled to 24 kHz with
+//!   [`agents_audio::Resampler`]; `commit_audio` sends the resampler's tail before `input_audio_buffer.commit`. The
+//!   first frame fixes the input format until the next commit or clear; another format before that is
+//!   [`RealtimeError::InvalidAudio`]. Output audio is 24 kHz mono.
 //! - **Calls that wait.** `commit_audio`, `generate_reply`, `truncate`, `update_*` and `update_chat_ctx` return once
 //!   the server acknowledged them (`committed`, `response.created`, `conversation.item.truncated`,
 //!   `session.updated`, `conversation.item.added`/`deleted`), or with the `error` event the server answered them

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use agents_audio::{AudioFrame, AudioFrameError, SampleRate};
+use agents_audio::{AudioFrame, AudioFrameError, ResampleQuality, Resampler, SampleRate};
 use agents_core::chat::{ChatContext, ChatItem};
 use agents_core::llm::ToolChoice;
 use agents_core::metrics::{RealtimeMetrics, tokens_per_second};
@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::LABEL;
 use super::options::{Protocol, RealtimeOptions};
 use super::protocol::{self, LiveConfig, client_event, normalize};
 
@@ -309,6 +310,7 @@ impl Actor {
             shared,
             options,
             timeout,
+            input: tokio::sync::Mutex::new(InputAudio::default()),
         }
     }
 
@@ -754,12 +756,102 @@ impl Actor {
     }
 }
 
+/// Converts pushed audio to the model's 24 kHz mono PCM16.
+///
+/// The first frame after the session started (or after a commit or clear) fixes the input format; a frame of
+/// another format before the next commit or clear is refused with [`RealtimeError::InvalidAudio`].
+#[derive(Default)]
+struct InputAudio {
+    format: Option<(SampleRate, u16)>,
+    /// `None` while the input is already 24 kHz.
+    resampler: Option<Resampler>,
+}
+
+impl InputAudio {
+    /// `frame` as 24 kHz mono samples (possibly none while the resampler fills its first block).
+    fn convert(&mut self, frame: &AudioFrame) -> Result<Vec<i16>, RealtimeError> {
+        let (rate, channels) = (frame.sample_rate(), frame.num_channels());
+        match self.format {
+            None => {
+                self.resampler = if rate == SampleRate::HZ_24000 {
+                    None
+                } else {
+                    Some(
+                        Resampler::new(rate, SampleRate::HZ_24000, 1, ResampleQuality::default())
+                            .map_err(|e| {
+                            tracing::debug!(error = %e, "no resampler for this input rate");
+                            RealtimeError::Unsupported {
+                                label: LABEL.to_owned(),
+                                operation: "input audio at this sample rate",
+                            }
+                        })?,
+                    )
+                };
+                self.format = Some((rate, channels));
+            }
+            Some((expected_rate, expected_channels))
+                if expected_rate != rate || expected_channels != channels =>
+            {
+                return Err(RealtimeError::InvalidAudio(
+                    AudioFrameError::FormatMismatch {
+                        expected_rate,
+                        expected_channels,
+                        actual_rate: rate,
+                        actual_channels: channels,
+                    },
+                ));
+            }
+            Some(_) => {}
+        }
+        let mono = frame.to_mono();
+        match self.resampler.as_mut() {
+            None => Ok(mono.data().to_vec()),
+            Some(r) => {
+                let mut out = Vec::with_capacity(mono.data().len());
+                r.push_into(mono.data(), &mut out)
+                    .map_err(resample_failed)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Ends the current input: the resampler's tail, and the next frame may have another format.
+    fn finish(&mut self) -> Result<Vec<i16>, RealtimeError> {
+        self.format = None;
+        let mut out = Vec::new();
+        if let Some(mut r) = self.resampler.take() {
+            r.flush_into(&mut out).map_err(resample_failed)?;
+        }
+        Ok(out)
+    }
+
+    /// Drops buffered audio; the next frame may have another format.
+    fn reset(&mut self) {
+        self.format = None;
+        self.resampler = None;
+    }
+}
+
+fn resample_failed(e: agents_audio::ResampleError) -> RealtimeError {
+    RealtimeError::Api(
+        ApiError::new(format!("resampling the input audio failed: {e}")).with_retryable(false),
+    )
+}
+
+fn append_event(samples: &[i16]) -> Value {
+    let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let audio = base64::engine::general_purpose::STANDARD.encode(bytes);
+    client_event("input_audio_buffer.append", json!({"audio": audio})).1
+}
+
 /// The control handle of an OpenAI Realtime session.
 pub struct OpenAiRealtimeSession {
     cmd: mpsc::Sender<Cmd>,
     shared: Arc<Shared>,
     options: Arc<RealtimeOptions>,
     timeout: Duration,
+    /// Held while a pushed frame is converted and queued, so concurrent pushes keep their order.
+    input: tokio::sync::Mutex<InputAudio>,
 }
 
 impl fmt::Debug for OpenAiRealtimeSession {
@@ -819,33 +911,33 @@ impl RealtimeSession for OpenAiRealtimeSession {
         SampleRate::HZ_24000
     }
 
-    /// Takes 24 kHz mono PCM16 only for now; other formats give [`RealtimeError::InvalidAudio`] (resampling comes
-    /// with the `agents-audio` resampler).
+    /// Takes any rate and channel count: frames are downmixed to mono and resampled to 24 kHz (the first frame
+    /// fixes the input format until the next commit or clear; another format before that is
+    /// [`RealtimeError::InvalidAudio`]).
     async fn push_audio(&self, frame: AudioFrame) -> Result<(), RealtimeError> {
-        if frame.sample_rate() != SampleRate::HZ_24000 || frame.num_channels() != 1 {
-            return Err(RealtimeError::InvalidAudio(
-                AudioFrameError::FormatMismatch {
-                    expected_rate: SampleRate::HZ_24000,
-                    expected_channels: 1,
-                    actual_rate: frame.sample_rate(),
-                    actual_channels: frame.num_channels(),
-                },
-            ));
-        }
-        if frame.is_empty() {
+        let mut input = self.input.lock().await;
+        let samples = input.convert(&frame)?;
+        if samples.is_empty() {
             return Ok(());
         }
-        let audio = base64::engine::general_purpose::STANDARD.encode(frame.to_le_bytes());
-        let (_, ev) = client_event("input_audio_buffer.append", json!({"audio": audio}));
-        self.send(ev).await
+        self.send(append_event(&samples)).await
     }
 
+    /// Sends the resampler's tail, then commits.
     async fn commit_audio(&self) -> Result<(), RealtimeError> {
+        {
+            let mut input = self.input.lock().await;
+            let tail = input.finish()?;
+            if !tail.is_empty() {
+                self.send(append_event(&tail)).await?;
+            }
+        }
         let ev = client_event("input_audio_buffer.commit", json!({}));
         self.call(vec![ev], vec![Expect::Committed]).await
     }
 
     async fn clear_audio(&self) -> Result<(), RealtimeError> {
+        self.input.lock().await.reset();
         let (_, ev) = client_event("input_audio_buffer.clear", json!({}));
         self.send(ev).await
     }

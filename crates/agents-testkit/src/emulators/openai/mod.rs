@@ -11,6 +11,9 @@
 //! ([`Fault`]): error statuses, `Retry-After`, a slow first byte, a connection dropped mid-stream, a malformed SSE
 //! line.
 //!
+//! [`OpenAiEmulator::serve_with_realtime`] serves this emulator and the
+//! [Realtime emulator](super::openai_realtime) on one port, under one base URL, as the real API does.
+//!
 //! The Azure OpenAI paths (`/openai/deployments/{deployment}/...?api-version=...`, `api-key` header) are served
 //! by the same handlers; there the body's `model` is optional and a missing `api-version` is a 404.
 //!
@@ -34,6 +37,7 @@ use axum::Router;
 use axum::routing::post;
 
 use super::EmulatorServer;
+use super::openai_realtime::OpenAiRealtimeEmulator;
 
 mod audio;
 mod chat;
@@ -590,6 +594,37 @@ impl OpenAiEmulator {
     /// When the port cannot be bound.
     pub async fn serve(&self) -> std::io::Result<EmulatorServer> {
         EmulatorServer::serve(self.router()).await
+    }
+
+    /// This emulator's routes and `realtime`'s (`GET /v1/realtime`) in one router, as the real API serves both
+    /// under one base URL.
+    pub fn router_with_realtime(&self, realtime: &OpenAiRealtimeEmulator) -> Router {
+        self.router().merge(realtime.router())
+    }
+
+    /// Serves this emulator and `realtime` on one loopback port: one base URL (`{server.http_url()}/v1`) for chat,
+    /// audio and Realtime clients alike. Each emulator keeps its own scripts and records.
+    ///
+    /// ```
+    /// # async fn demo() -> std::io::Result<()> {
+    /// use agents_testkit::emulators::openai::OpenAiEmulator;
+    /// use agents_testkit::emulators::openai_realtime::OpenAiRealtimeEmulator;
+    ///
+    /// let http = OpenAiEmulator::new().with_api_key("sk-test");
+    /// let realtime = OpenAiRealtimeEmulator::new().with_api_key("sk-test");
+    /// let server = http.serve_with_realtime(&realtime).await?;
+    /// let base_url = format!("{}/v1", server.http_url()); // for OpenAiLlm and OpenAiRealtimeModel alike
+    /// # let _ = base_url;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub async fn serve_with_realtime(
+        &self,
+        realtime: &OpenAiRealtimeEmulator,
+    ) -> std::io::Result<EmulatorServer> {
+        EmulatorServer::serve(self.router_with_realtime(realtime)).await
     }
 
     fn record(&self, mut request: RecordedRequest) -> String {
