@@ -521,3 +521,43 @@ async fn the_user_away_hook_runs_when_both_sides_stay_silent_for_the_timeout() {
     assert_eq!(r.session.user_state(), agents_core::UserState::Away);
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_backchannel_does_not_stop_the_agent_when_so_configured() {
+    use agents_pipeline::interruption::BackchannelFilter;
+    let options = SessionOptions::default()
+        .with_interruption(
+            InterruptionOptions::default()
+                .with_aec_warmup_duration(None)
+                .with_backchannel(Some(BackchannelFilter::default())),
+        )
+        .with_user_away_timeout(None);
+    let r = audio_rig_full(
+        &[(false, 500), (true, 700), (false, 4000)],
+        FakeStt::new()
+            .with_transcripts(["yeah"])
+            .with_min_silence(ms(100)),
+        FakeLlm::new(),
+        FakeAudioOutput::new(),
+        Agent::new("x"),
+        options,
+    )
+    .await;
+    let h = r
+        .session
+        .say_text("one two three four five six seven eight nine ten")
+        .unwrap();
+    assert!(!h.wait_for_playout().await, "\"yeah\" is a backchannel");
+    assert_eq!(r.out.heard_duration(), ms(3000));
+    tokio::time::sleep(ms(1000)).await;
+    assert_eq!(r.llm.request_count(), 0, "no reply to a backchannel");
+    assert_eq!(
+        user_and_assistant(&r.session),
+        vec![(
+            ChatRole::Assistant,
+            "one two three four five six seven eight nine ten".to_owned(),
+            false
+        )]
+    );
+    r.session.close().await.unwrap();
+}

@@ -13,6 +13,7 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use agents_audio::AudioFrame;
 use agents_core::agent::{Agent, TurnDecision};
@@ -644,6 +645,7 @@ impl Activity {
         let chat_ctx = self.agent.chat_ctx().clone();
         let tx = self.internal_tx.clone();
         self.outstanding += 1;
+        let span = tracing::info_span!("user_turn", agent = %self.agent.id());
         self.tasks.spawn(async move {
             let mut message = ChatMessage::new(ChatRole::User, turn.transcript.clone());
             let started = Instant::now();
@@ -813,6 +815,12 @@ impl Activity {
             tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
             notify: tx,
         };
+        let span = tracing::info_span!(
+            "speech",
+            speech_id = %ctx.handle.id(),
+            step = ctx.handle.step_index(),
+            agent = %self.agent.id()
+        );
         self.tasks.spawn(async move {
             let relay = async {
                 while let Some(n) = rx.recv().await {
