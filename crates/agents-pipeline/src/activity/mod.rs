@@ -646,22 +646,25 @@ impl Activity {
         let tx = self.internal_tx.clone();
         self.outstanding += 1;
         let span = tracing::info_span!("user_turn", agent = %self.agent.id());
-        self.tasks.spawn(async move {
-            let mut message = ChatMessage::new(ChatRole::User, turn.transcript.clone());
-            let started = Instant::now();
-            let decision = hooks
-                .on_user_turn_completed(&session, &chat_ctx, &mut message)
-                .await;
-            let done = TurnHookDone {
-                message,
-                decision,
-                hook_delay: started.elapsed(),
-                turn,
-            };
-            let _ = tx
-                .send(Internal::Hook(HookDone::Turn(Box::new(done))))
-                .await;
-        });
+        self.tasks.spawn(
+            async move {
+                let mut message = ChatMessage::new(ChatRole::User, turn.transcript.clone());
+                let started = Instant::now();
+                let decision = hooks
+                    .on_user_turn_completed(&session, &chat_ctx, &mut message)
+                    .await;
+                let done = TurnHookDone {
+                    message,
+                    decision,
+                    hook_delay: started.elapsed(),
+                    turn,
+                };
+                let _ = tx
+                    .send(Internal::Hook(HookDone::Turn(Box::new(done))))
+                    .await;
+            }
+            .instrument(span),
+        );
     }
 
     fn on_hook(&mut self, hook: HookDone) {
@@ -821,17 +824,20 @@ impl Activity {
             step = ctx.handle.step_index(),
             agent = %self.agent.id()
         );
-        self.tasks.spawn(async move {
-            let relay = async {
-                while let Some(n) = rx.recv().await {
-                    if internal.send(Internal::Generation(n)).await.is_err() {
-                        return;
+        self.tasks.spawn(
+            async move {
+                let relay = async {
+                    while let Some(n) = rx.recv().await {
+                        if internal.send(Internal::Generation(n)).await.is_err() {
+                            return;
+                        }
                     }
-                }
-            };
-            let ((), ()) = futures::join!(generation::run(ctx, source), relay);
-            let _ = internal.send(Internal::Generation(Notice::Finished)).await;
-        });
+                };
+                let ((), ()) = futures::join!(generation::run(ctx, source), relay);
+                let _ = internal.send(Internal::Generation(Notice::Finished)).await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Authorizes the next speech when none plays.
