@@ -3,6 +3,9 @@
 //! whether a reply follows, and whether the conversation moves to another agent.
 
 use agents_core::Agent;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
 use agents_core::chat::{FunctionCall, FunctionCallOutput};
 use agents_core::llm::ToolChoice;
 use agents_core::tools::{ToolCallResult, ToolContext, ToolSet};
@@ -71,4 +74,57 @@ pub async fn execute(
         .map(|call| tools.invoke(call, ctx.clone()));
     let results = futures::future::join_all(futures).await;
     ToolStep { calls, results }
+}
+
+/// Runs calls as they stream in (LiveKit dispatches each call as soon as the model emits it, §5.6): each starts at
+/// once, concurrently with the others and with the rest of the LLM stream; `on_first` runs before the first one
+/// starts. Results come back in call order once the stream of calls ended and every call finished. Dropping the
+/// future aborts the calls still running.
+pub async fn execute_streaming(
+    tools: &ToolSet,
+    mut calls: mpsc::Receiver<FunctionCall>,
+    ctx: &ToolContext,
+    tool_choice: Option<&ToolChoice>,
+    on_first: impl FnOnce(),
+) -> ToolStep {
+    let skip = matches!(tool_choice, Some(ToolChoice::None));
+    let mut on_first = Some(on_first);
+    let mut running = JoinSet::new();
+    let mut order: Vec<FunctionCall> = Vec::new();
+    while let Some(call) = calls.recv().await {
+        if skip {
+            tracing::warn!(tool = %call.name, "the model called a tool with tool_choice none; skipped");
+            continue;
+        }
+        if let Some(f) = on_first.take() {
+            f();
+        }
+        let index = order.len();
+        order.push(call.clone());
+        let tools = tools.clone();
+        let ctx = ctx.clone();
+        running.spawn(async move { (index, tools.invoke(call, ctx).await) });
+    }
+    let mut results: Vec<Option<ToolCallResult>> = vec![None; order.len()];
+    while let Some(done) = running.join_next().await {
+        match done {
+            Ok((index, result)) => {
+                if let Some(slot) = results.get_mut(index) {
+                    *slot = Some(result);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "a tool task failed"),
+        }
+    }
+    let results = order
+        .iter()
+        .zip(results)
+        .map(|(call, r)| {
+            r.unwrap_or_else(|| ToolCallResult::error(call.clone(), "An internal error occurred"))
+        })
+        .collect();
+    ToolStep {
+        calls: order,
+        results,
+    }
 }

@@ -389,3 +389,44 @@ async fn playout_is_done_before_tools_finish_and_the_agent_thinks_meanwhile_beha
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_tool_starts_as_soon_as_its_call_streams_in_behaviour_5_6() {
+    let started = Arc::new(Mutex::new(None));
+    let seen = Arc::clone(&started);
+    let tool = FunctionTool::raw(
+        "lookup",
+        "Looks the answer up.",
+        json!({"type": "object", "properties": {}}),
+        move |_ctx, _args| {
+            let seen = Arc::clone(&seen);
+            async move {
+                *seen.lock().unwrap() = Some(tokio::time::Instant::now());
+                Ok(ToolOutcome::Output("42".to_owned()))
+            }
+        },
+    )
+    .unwrap();
+    let llm = FakeLlm::new()
+        .push_response(
+            FakeResponse::tool_call("lookup", "{}")
+                .then_delay(ms(2000))
+                .then_text("Still thinking."),
+        )
+        .push_response(FakeResponse::text("It is 42."));
+    let r = rig(llm);
+    r.start(Agent::builder("x").tool(tool).build().unwrap())
+        .await;
+    let t0 = tokio::time::Instant::now();
+    r.session.generate_reply(ReplyRequest::new()).unwrap();
+    r.rec
+        .wait_for(ms(10_000), assistant_said("It is 42."))
+        .await;
+    let at = started.lock().unwrap().unwrap();
+    assert!(
+        at - t0 < ms(100),
+        "the tool started {:?} in, before the LLM stream ended (2 s)",
+        at - t0
+    );
+    r.session.close().await.unwrap();
+}

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -145,7 +145,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     let times = Arc::new(Mutex::new(StageTimes::default()));
     let (audio_tx, mut audio_rx) = mpsc::channel::<AudioChunk>(BUFFER);
     let (transcript_tx, transcript_rx) = mpsc::channel::<String>(BUFFER);
-    let (calls_tx, calls_rx) = oneshot::channel::<(String, Vec<FunctionCall>)>();
+    let (calls_tx, calls_rx) = mpsc::channel::<FunctionCall>(64);
     let mut stages: Vec<Owned<()>> = Vec::new();
     let is_reply = matches!(source, Source::Reply { .. });
     let mut reply_tools = None;
@@ -261,16 +261,15 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         let tool_ctx = ctx.tool_ctx.clone();
         let started = Arc::clone(&tools_started);
         Owned(tokio::spawn(async move {
-            match calls_rx.await {
-                Ok((text, calls)) if !calls.is_empty() => {
-                    started.store(true, std::sync::atomic::Ordering::Release);
-                    let step =
-                        tools_exec::execute(&tools, calls, &tool_ctx, tool_choice.as_ref()).await;
-                    (text, Some((step, tool_choice)))
-                }
-                Ok((text, _)) => (text, None),
-                Err(_) => (String::new(), None),
-            }
+            let step = tools_exec::execute_streaming(
+                &tools,
+                calls_rx,
+                &tool_ctx,
+                tool_choice.as_ref(),
+                || started.store(true, std::sync::atomic::Ordering::Release),
+            )
+            .await;
+            (!step.calls.is_empty()).then_some((step, tool_choice))
         }))
     });
 
@@ -423,7 +422,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 // Running tools are awaited, their results discarded (behaviour §5.4).
                 None
             } else {
-                result.ok().and_then(|(_, step)| step)
+                result.ok().flatten()
             }
         }
         None => None,
@@ -521,20 +520,17 @@ async fn llm_stage(
     request: ChatRequest,
     tts_tx: Option<mpsc::Sender<String>>,
     transcript_tx: mpsc::Sender<String>,
-    calls_tx: oneshot::Sender<(String, Vec<FunctionCall>)>,
+    calls_tx: mpsc::Sender<FunctionCall>,
     times: Arc<Mutex<StageTimes>>,
     shared: Arc<Shared>,
     speech_id: String,
 ) {
     let started = Instant::now();
     let mut stream = hooks.llm_node(&llm, request);
-    let mut text = String::new();
-    let mut calls = Vec::new();
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(ChatChunk::Text(t)) => {
                 note_first(&times, started, |s| &mut s.llm_ttft);
-                text.push_str(&t);
                 if let Ok(mut s) = times.lock() {
                     s.text.push_str(&t);
                 }
@@ -545,7 +541,8 @@ async fn llm_stage(
             }
             Ok(ChatChunk::ToolCall(call)) => {
                 note_first(&times, started, |s| &mut s.llm_ttft);
-                calls.push(call);
+                // Dispatched at once: tools start while the LLM still streams (once authorized).
+                let _ = calls_tx.send(call).await;
             }
             Ok(_) => {}
             Err(e) => {
@@ -561,7 +558,7 @@ async fn llm_stage(
     )));
     drop(tts_tx);
     drop(transcript_tx);
-    let _ = calls_tx.send((text, calls));
+    drop(calls_tx);
 }
 
 fn note_first(
