@@ -16,6 +16,7 @@ pub mod session;
 pub mod speech;
 pub mod stream;
 pub mod stt;
+pub mod tokenize;
 pub mod tools;
 pub mod tts;
 pub mod vad;
