@@ -109,8 +109,8 @@ enum Scan {
 /// ```
 /// use agents_core::tokenize::SentenceStream;
 /// let mut s = SentenceStream::new();
-/// assert!(s.push_str("Mr. Smith arrived at noon. He").is_empty());
-/// assert_eq!(s.push_str(" sat down."), vec!["Mr. Smith arrived at noon."]);
+/// assert!(s.push_str("Mr. Smith arrived at no").is_empty());
+/// assert_eq!(s.push_str("on. He sat down."), vec!["Mr. Smith arrived at noon."]);
 /// assert_eq!(s.flush(), vec!["He sat down."]);
 /// ```
 #[derive(Debug, Clone, Default)]

@@ -68,8 +68,8 @@ fn finish_word(word: &str, ignore_punctuation: bool) -> Option<String> {
 /// use agents_core::tokenize::WordStream;
 /// let mut s = WordStream::new(true);
 /// assert_eq!(s.push_str("Hello, wor"), vec!["Hello"]);
-/// assert_eq!(s.push_str("ld! How"), Vec::<String>::new());
-/// assert_eq!(s.push_str(" "), vec!["world", "How"]);
+/// assert_eq!(s.push_str("ld! How"), vec!["world"]);
+/// assert_eq!(s.end_input(), vec!["How"]);
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct WordStream {
