@@ -100,9 +100,20 @@ fn sentences_are_emitted_as_soon_as_certain() {
         s.push_str("It works.").is_empty(),
         "the '.' may still be an ellipsis"
     );
-    assert!(s.push_str(" ").is_empty(), "the next word may be lowercase");
-    assert_eq!(s.push_str("T"), vec!["It works."]);
-    assert_eq!(s.push_str("hen stop! "), vec!["Then stop!"]);
+    assert_eq!(s.push_str(" "), vec!["It works."]);
+    assert!(s.push_str("Then e.g.").is_empty());
+    assert!(
+        s.push_str(" ").is_empty(),
+        "an abbreviation waits for the next word"
+    );
+    assert!(
+        s.push_str("this... ").is_empty(),
+        "an ellipsis waits for the next word"
+    );
+    assert_eq!(
+        s.push_str("Now stop! "),
+        vec!["Then e.g. this...", "Now stop!"]
+    );
     assert!(s.flush().is_empty());
     // The stream is reusable after a flush.
     assert_eq!(s.push_str("Again? Yes"), vec!["Again?"]);

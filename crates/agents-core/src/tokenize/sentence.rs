@@ -8,8 +8,9 @@
 //! a word that is not lowercase. Sentences shorter than `min_sentence_len` characters are merged with the next ones
 //! (LiveKit's default is 20), and a run longer than `max_sentence_len` is cut at its last space.
 //!
-//! The streaming form decides a boundary only once the text after it settles the rule, so any chunking of the
-//! text gives the same sentences as the whole text.
+//! The streaming form decides a boundary only once the text after it settles the rule (the whitespace after the
+//! terminator, or the next word's first character after an ellipsis or a possible abbreviation), so any chunking of
+//! the text gives the same sentences as the whole text.
 
 /// Characters that end a sentence when followed by whitespace.
 fn is_terminal(c: char) -> bool {
@@ -316,6 +317,26 @@ fn decide(s: &str, i: usize, eof: bool) -> Decision {
     if run.contains(['!', '?']) {
         return Decision::Boundary(close_end);
     }
+    let ellipsis = run.chars().count() > 1 || run.contains('…');
+    // A single '.': decided without the next word unless the word before may be an abbreviation.
+    let word = word_before(s, i);
+    let lower = word.to_lowercase();
+    if !ellipsis {
+        let is_title = TITLES.contains(&lower.as_str());
+        let is_initial = {
+            let mut cs = word.chars();
+            matches!((cs.next(), cs.next()), (Some(c), None) if c.is_uppercase())
+        };
+        if is_title || is_initial {
+            return Decision::Continue(close_end);
+        }
+        let may_be_abbreviation = word.contains('.')
+            || LOWERCASE_ABBREVIATIONS.contains(&lower.as_str())
+            || NUMBER_ABBREVIATIONS.contains(&lower.as_str());
+        if !may_be_abbreviation {
+            return Decision::Boundary(close_end);
+        }
+    }
     let next_word = after.trim_start();
     let Some(next) = next_word.chars().next() else {
         return if eof {
@@ -328,26 +349,18 @@ fn decide(s: &str, i: usize, eof: bool) -> Decision {
         return Decision::Boundary(close_end);
     }
     let lower_next = next.is_lowercase();
-    if run.chars().count() > 1 || run.contains('…') {
-        // An ellipsis: a pause unless a new sentence visibly starts.
+    if ellipsis {
+        // A pause unless a new sentence visibly starts.
         return if lower_next {
             Decision::Continue(close_end)
         } else {
             Decision::Boundary(close_end)
         };
     }
-    // A single '.'.
-    let word = word_before(s, i);
-    let lower = word.to_lowercase();
-    let is_title = TITLES.contains(&lower.as_str());
-    let is_initial = {
-        let mut cs = word.chars();
-        matches!((cs.next(), cs.next()), (Some(c), None) if c.is_uppercase())
-    };
     let number_abbrev = NUMBER_ABBREVIATIONS.contains(&lower.as_str()) && next.is_ascii_digit();
     let lower_abbrev =
         lower_next && (word.contains('.') || LOWERCASE_ABBREVIATIONS.contains(&lower.as_str()));
-    if is_title || is_initial || number_abbrev || lower_abbrev {
+    if number_abbrev || lower_abbrev {
         Decision::Continue(close_end)
     } else {
         Decision::Boundary(close_end)
