@@ -428,62 +428,50 @@ impl Tts for OpenAiTts {
 mod tests {
     use super::*;
 
-    /// Serves `body` as the response of every `/audio/speech` request on 127.0.0.1.
-    async fn serve(body: &'static [u8]) -> (String, tokio::task::JoinHandle<()>) {
+    /// Synthesizes with a server on 127.0.0.1 that answers every `/audio/speech` request with `body`, in 1 ms
+    /// frames (24 samples).
+    async fn synthesize_body(body: &'static [u8]) -> Vec<Result<SynthesizedAudio, TtsError>> {
         let app = axum::Router::new().route(
             "/v1/audio/speech",
             axum::routing::post(move || async move { body }),
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
+        let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        (format!("http://{addr}/v1"), task)
-    }
-
-    fn tts(base: String) -> OpenAiTts {
         let client = ClientOptions::default()
             .with_api_key("sk-test")
-            .with_base_url(base);
-        OpenAiTts::new(
-            client,
-            TtsOptions::default().with_frame_duration(Duration::from_millis(1)),
-        )
-        .unwrap()
+            .with_base_url(format!("http://{addr}/v1"));
+        let options = TtsOptions::default().with_frame_duration(Duration::from_millis(1));
+        let stream = OpenAiTts::new(client, options)
+            .unwrap()
+            .synthesize("hi", &SynthesizeOptions::default())
+            .await
+            .unwrap();
+        let chunks = stream.collect().await;
+        server.abort();
+        chunks
     }
 
     #[tokio::test]
     async fn frames_carry_half_samples_and_an_odd_end_is_invalid_audio() {
-        // 24 samples per 1 ms frame: 50 whole samples = two frames and a short one.
+        // 50 whole samples = two frames and a short one.
         static WHOLE: [u8; 100] = [1; 100];
-        let (base, server) = serve(&WHOLE).await;
-        let stream = tts(base)
-            .synthesize("hi", &SynthesizeOptions::default())
-            .await
-            .unwrap();
-        let chunks: Vec<_> = stream.collect().await;
+        let chunks = synthesize_body(&WHOLE).await;
         let sizes: Vec<_> = chunks
             .iter()
             .map(|c| c.as_ref().unwrap().frame.samples_per_channel())
             .collect();
         assert_eq!(sizes, [24, 24, 2]);
         assert!(chunks.last().unwrap().as_ref().unwrap().is_final);
-        server.abort();
 
         static ODD: [u8; 51] = [1; 51];
-        let (base, server) = serve(&ODD).await;
-        let stream = tts(base)
-            .synthesize("hi", &SynthesizeOptions::default())
-            .await
-            .unwrap();
-        let chunks: Vec<_> = stream.collect().await;
-        match chunks.last() {
+        match synthesize_body(&ODD).await.last() {
             Some(Err(TtsError::InvalidAudio { reason })) => {
-                assert!(reason.contains("51"), "{reason}")
+                assert!(reason.contains("51"), "{reason}");
             }
             other => panic!("expected invalid audio, got {other:?}"),
         }
-        server.abort();
     }
 }
