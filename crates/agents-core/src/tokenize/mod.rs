@@ -4,11 +4,11 @@
 //! These follow LiveKit Agents' `tokenize` package (basic sentence/word tokenizers, hyphenator) and its text
 //! filters; see `docs/text-processing.md` for the rules and their limits.
 
-mod duration;
+pub mod duration;
 pub mod filters;
-mod sentence;
-mod syllables;
-mod word;
+pub mod sentence;
+pub mod syllables;
+pub mod word;
 
 pub use duration::{
     STANDARD_SPEECH_RATE, count_text_syllables, estimate_speech_duration, truncate_to_duration,
