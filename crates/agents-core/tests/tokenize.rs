@@ -202,3 +202,52 @@ fn an_unclosed_marker_is_released_at_the_line_end() {
     assert_eq!(f.push(" off\nNext"), "*5 off\nNext");
     assert_eq!(f.flush(), "");
 }
+
+/// Random text over an alphabet rich in markers, terminators and multi-byte characters.
+fn random_text(seed: u64, len: usize) -> String {
+    const ALPHABET: &[&str] = &[
+        "a", "B", "word", " ", " ", "\n", "\n\n", "*", "**", "_", "~~", "`", "```", "[", "]", "(",
+        ")", "!", "#", "# ", "> ", "- ", "|", ".", "...", "…", "?", "\"", "é", "😀", "👍🏽",
+        "\u{200D}", "。", "Mr.", "e.g.", "3.14", "你",
+    ];
+    let mut rng = Lcg(seed ^ 0x9E37_79B9_7F4A_7C15);
+    (0..len)
+        .map(|_| ALPHABET[rng.next(ALPHABET.len())])
+        .collect()
+}
+
+#[test]
+fn random_inputs_never_panic_and_stream_like_the_whole_text() {
+    for seed in 0..300 {
+        let text = random_text(seed, 60);
+        let pieces = chunks(&text, seed, 1 + (seed as usize % 5));
+
+        let whole = default_transforms().apply(&text);
+        assert_eq!(
+            run_chunked(&mut default_transforms(), &pieces),
+            whole,
+            "{text:?}"
+        );
+
+        let options = SentenceOptions::default().with_min_sentence_len(seed as usize % 25);
+        let sentences = split_sentences_with(&text, options);
+        let mut s = SentenceStream::with_options(options);
+        let mut got = Vec::new();
+        for p in &pieces {
+            got.extend(s.push_str(p));
+        }
+        got.extend(s.end_input());
+        assert_eq!(got, sentences, "{text:?}");
+        // Nothing is lost but whitespace.
+        let squash = |v: &str| v.split_whitespace().collect::<String>();
+        assert_eq!(squash(&sentences.join(" ")), squash(&text));
+
+        let mut w = WordStream::new(true);
+        let mut words = Vec::new();
+        for p in &pieces {
+            words.extend(w.push_str(p));
+        }
+        words.extend(w.end_input());
+        assert_eq!(words, split_words(&text, true));
+    }
+}

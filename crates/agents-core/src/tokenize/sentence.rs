@@ -95,14 +95,25 @@ pub fn split_sentences_with(text: &str, options: SentenceOptions) -> Vec<String>
     out
 }
 
+/// A scanning position with what the length cut needs to know about the text before it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cursor {
+    /// Byte index.
+    at: usize,
+    /// Characters before `at`.
+    count: usize,
+    /// Byte index of the last whitespace before `at`.
+    last_space: Option<usize>,
+}
+
 /// What the scanner decided for the buffered text.
 enum Scan {
     /// A sentence ends at this byte index.
     Boundary(usize),
-    /// Undecided from this byte index on: more text is needed.
-    NeedMore(usize),
+    /// Undecided from this position on: more text is needed.
+    NeedMore(Cursor),
     /// No boundary in the buffer (scanned up to its end).
-    None,
+    None(Cursor),
 }
 
 /// Streaming sentence tokenizer: push text deltas, get the sentences they complete.
@@ -119,8 +130,8 @@ pub struct SentenceStream {
     options: SentenceOptions,
     /// Text not yet part of an emitted sentence, starting at the current raw sentence.
     buf: String,
-    /// Byte index in `buf` before which no boundary exists.
-    scan_from: usize,
+    /// Where scanning resumes: no boundary exists before it.
+    cursor: Cursor,
     /// Raw sentences waiting to reach `min_sentence_len`.
     pending: String,
 }
@@ -164,7 +175,7 @@ impl SentenceStream {
             out.push(rest);
         }
         self.buf.clear();
-        self.scan_from = 0;
+        self.cursor = Cursor::default();
         out
     }
 
@@ -178,32 +189,26 @@ impl SentenceStream {
             let trimmed = self.buf.len() - self.buf.trim_start().len();
             if trimmed > 0 {
                 self.buf.drain(..trimmed);
-                self.scan_from = self.scan_from.saturating_sub(trimmed);
+                self.cursor = Cursor::default();
             }
-            match scan(
-                &self.buf,
-                self.scan_from,
-                eof,
-                self.options.max_sentence_len,
-            ) {
+            match scan(&self.buf, self.cursor, eof, self.options.max_sentence_len) {
                 Scan::Boundary(end) => {
                     let sentence = self.buf[..end].trim().to_owned();
                     self.buf.drain(..end);
-                    self.scan_from = 0;
+                    self.cursor = Cursor::default();
                     self.emit(sentence, out);
                 }
                 Scan::NeedMore(at) => {
-                    self.scan_from = at;
+                    self.cursor = at;
                     return;
                 }
-                Scan::None => {
+                Scan::None(at) => {
                     if eof {
                         let sentence = std::mem::take(&mut self.buf).trim().to_owned();
-                        self.scan_from = 0;
+                        self.cursor = Cursor::default();
                         self.emit(sentence, out);
                     } else {
-                        // Keep the last character undecided: a terminator run may continue.
-                        self.scan_from = self.buf.len();
+                        self.cursor = at;
                     }
                     return;
                 }
@@ -240,12 +245,18 @@ fn word_before(s: &str, at: usize) -> &str {
     s[start..at].trim_start_matches(['"', '\'', '(', '[', '{', '“', '‘', '«'])
 }
 
-/// Finds the first sentence boundary of `s` at or after byte `from`.
-fn scan(s: &str, from: usize, eof: bool, max_len: usize) -> Scan {
-    // Characters before `from` count toward the length cut.
-    let mut count = s[..from].chars().count();
-    let mut last_space = s[..from].rfind(char::is_whitespace);
-    let mut i = from;
+/// Finds the first sentence boundary of `s` at or after `from`.
+fn scan(s: &str, from: Cursor, eof: bool, max_len: usize) -> Scan {
+    let Cursor {
+        at: mut i,
+        mut count,
+        mut last_space,
+    } = from;
+    let here = |i, count, last_space| Cursor {
+        at: i,
+        count,
+        last_space,
+    };
     while i < s.len() {
         let Some(c) = s[i..].chars().next() else {
             break;
@@ -259,14 +270,14 @@ fn scan(s: &str, from: usize, eof: bool, max_len: usize) -> Scan {
             let gap = rest.len() - rest.trim_start_matches([' ', '\t', '\r']).len();
             match rest[gap..].chars().next() {
                 Some('\n') => return Scan::Boundary(i),
-                None if !eof => return Scan::NeedMore(i),
+                None if !eof => return Scan::NeedMore(here(i, count, last_space)),
                 _ => {}
             }
         }
         if is_terminal(c) {
             match decide(s, i, eof) {
                 Decision::Boundary(end) => return Scan::Boundary(end),
-                Decision::NeedMore => return Scan::NeedMore(i),
+                Decision::NeedMore => return Scan::NeedMore(here(i, count, last_space)),
                 Decision::Continue(next) => {
                     count += s[i..next].chars().count();
                     i = next;
@@ -280,7 +291,7 @@ fn scan(s: &str, from: usize, eof: bool, max_len: usize) -> Scan {
         count += 1;
         i += c.len_utf8();
     }
-    Scan::None
+    Scan::None(here(i, count, last_space))
 }
 
 enum Decision {
