@@ -240,6 +240,8 @@ pub struct VadStateMachine {
     silence_duration: Duration,
     speech_run: Duration,
     silence_run: Duration,
+    /// Consecutive trailing windows whose *raw* probability is below the deactivation threshold.
+    raw_silence_run: Duration,
     buffer: Vec<i16>,
     buffer_full_logged: bool,
 }
@@ -272,6 +274,7 @@ impl VadStateMachine {
             silence_duration: Duration::ZERO,
             speech_run: Duration::ZERO,
             silence_run: Duration::ZERO,
+            raw_silence_run: Duration::ZERO,
             buffer: Vec::new(),
             buffer_full_logged: false,
         })
@@ -376,6 +379,11 @@ impl VadStateMachine {
             None => raw,
         };
         self.smoothed = Some(p);
+        if raw > self.options.effective_deactivation_threshold() {
+            self.raw_silence_run = Duration::ZERO;
+        } else {
+            self.raw_silence_run += self.window_duration;
+        }
 
         self.samples_index += self.window_samples;
         self.timestamp += self.window_duration;
@@ -414,9 +422,20 @@ impl VadStateMachine {
             if !self.speaking {
                 self.reset_buffer();
             } else if self.silence_run >= self.options.min_silence_duration {
-                out.push(self.end_of_speech(raw, p, self.silence_run));
+                out.push(self.end_of_speech(raw, p, self.trailing_silence()));
             }
         }
+    }
+
+    /// The silence that ends a segment, measured from the last window the model itself scored as speech.
+    ///
+    /// The decision to end speech uses the smoothed probability (robust to dips inside words), but the smoothing
+    /// lags the model by one or two windows when speech stops; measuring the boundary on the raw probability keeps
+    /// the reported end of speech, and the end-of-turn timers that count from it, that much closer to the truth.
+    /// LiveKit reports the smoothed run, about 64 ms later (see docs/vad.md).
+    fn trailing_silence(&self) -> Duration {
+        self.silence_run
+            .max(self.raw_silence_run.min(self.speech_duration))
     }
 
     fn end_of_speech(&mut self, raw: f32, p: f32, silence: Duration) -> VadStep {
@@ -441,6 +460,7 @@ impl VadStateMachine {
         self.silence_duration = Duration::ZERO;
         self.speech_run = Duration::ZERO;
         self.silence_run = Duration::ZERO;
+        self.raw_silence_run = Duration::ZERO;
         self.buffer.clear();
         self.buffer_full_logged = false;
     }
@@ -452,7 +472,7 @@ impl VadStateMachine {
             return None;
         }
         let p = self.smoothed.unwrap_or(0.0);
-        Some(self.end_of_speech(p, p, self.silence_run))
+        Some(self.end_of_speech(p, p, self.trailing_silence()))
     }
 }
 
@@ -513,6 +533,30 @@ mod tests {
                 .effective_deactivation_threshold(),
             0.01
         );
+    }
+
+    #[test]
+    fn end_of_speech_silence_counts_from_the_last_raw_speech_window() {
+        // With the default 0.35 smoothing, after 20 windows at 1.0 the model drops to 0.2 (below the 0.35
+        // deactivation threshold): the smoothed probability is 0.35 * 1.0 + 0.65 * 0.2 = 0.48 in window 21, still
+        // speech, and 0.298 from window 22, so the smoothed silence run starts one window after the model's.
+        let mut m = machine(VadOptions::default());
+        let mut probs = vec![1.0; 20];
+        probs.extend([0.2; 30]);
+        let steps = feed(&mut m, &probs, 0);
+        let end = steps
+            .iter()
+            .find(|s| s.kind == VadStepKind::EndOfSpeech)
+            .cloned();
+        let Some(end) = end else {
+            panic!("no end of speech in {:?}", marks(&steps))
+        };
+        // The decision still waits for 18 smoothed-silent windows (550 ms), windows 22 to 39 ...
+        assert_eq!(end.timestamp, MS32 * 39);
+        // ... but the boundary is the end of window 20, where the model itself stopped scoring speech
+        // (the smoothed run would put it one window later).
+        assert_eq!(end.timestamp - end.silence_duration, MS32 * 20);
+        assert_eq!(end.speech_duration, MS32 * 20);
     }
 
     #[test]

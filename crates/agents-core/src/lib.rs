@@ -16,8 +16,10 @@ pub mod session;
 pub mod speech;
 pub mod stream;
 pub mod stt;
+pub mod tokenize;
 pub mod tools;
 pub mod tts;
+pub mod tts_adapter;
 pub mod vad;
 
 pub use agents_audio::{AudioFrame, SampleRate};
@@ -39,6 +41,7 @@ pub use speech::{SpeechHandle, SpeechPriority};
 pub use stt::{SpeechEvent, Stt, SttError, SttStream};
 pub use tools::{FunctionTool, RunContext, ToolError, ToolOutcome, ToolSet};
 pub use tts::{Tts, TtsError, TtsStream};
+pub use tts_adapter::StreamAdapter;
 pub use vad::{Vad, VadError, VadEvent, VadStream};
 
 /// Compile-time proof that what crosses tasks is `Send + Sync`.

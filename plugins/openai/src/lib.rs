@@ -6,7 +6,6 @@ mod http;
 pub mod llm;
 pub mod options;
 pub mod realtime;
-mod sentence;
 mod sse;
 pub mod stt;
 pub mod tts;

@@ -3,10 +3,11 @@
 //! The API transcribes whole files, so there is no [`Stt::stream`]: it returns [`SttError::Unsupported`] (the
 //! trait's default) and the pipeline segments the audio with a VAD and calls [`Stt::recognize`] per utterance.
 
+use std::io::Cursor;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents_audio::{AudioFrame, AudioFrameError};
+use agents_audio::{AudioFrame, WavError};
 use agents_core::stt::{RecognizeOptions, SpeechData, Stt, SttCapabilities, SttError, Transcript};
 use agents_core::{ApiConnectOptions, ApiError};
 use async_trait::async_trait;
@@ -112,47 +113,25 @@ impl OpenAiStt {
     }
 }
 
-/// The frames as one PCM16 WAV file (RIFF header + data); all frames must share one format.
-pub(crate) fn encode_wav(frames: &[AudioFrame]) -> Result<(Vec<u8>, Duration), AudioFrameError> {
-    let Some(first) = frames.first() else {
+/// The frames as one PCM16 WAV file and their duration; all frames must share one format. No frames give no
+/// bytes.
+pub(crate) fn encode_wav(frames: &[AudioFrame]) -> Result<(Vec<u8>, Duration), SttError> {
+    if frames.is_empty() {
         return Ok((Vec::new(), Duration::ZERO));
-    };
-    let rate = first.sample_rate();
-    let channels = first.num_channels();
-    let mut samples = 0usize;
-    for f in frames {
-        if !f.same_format(first) {
-            return Err(AudioFrameError::FormatMismatch {
-                expected_rate: rate,
-                expected_channels: channels,
-                actual_rate: f.sample_rate(),
-                actual_channels: f.num_channels(),
-            });
-        }
-        samples += f.data().len();
     }
-    let data_len = u32::try_from(samples * 2).unwrap_or(u32::MAX);
-    let block_align = channels * 2;
-    let mut out = Vec::with_capacity(44 + samples * 2);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&data_len.saturating_add(36).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    out.extend_from_slice(&channels.to_le_bytes());
-    out.extend_from_slice(&rate.hz().to_le_bytes());
-    out.extend_from_slice(&(rate.hz() * u32::from(block_align)).to_le_bytes());
-    out.extend_from_slice(&block_align.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&data_len.to_le_bytes());
-    for f in frames {
-        for s in f.data() {
-            out.extend_from_slice(&s.to_le_bytes());
+    let mut out = Cursor::new(Vec::new());
+    match agents_audio::write_wav_to(&mut out, frames) {
+        Ok(()) => {}
+        Err(WavError::Frame(e)) => return Err(SttError::InvalidAudio(e)),
+        Err(e) => {
+            let e = ApiError::new("the audio cannot be encoded as WAV")
+                .with_retryable(false)
+                .with_source(e);
+            return Err(SttError::Api(e));
         }
     }
     let duration = frames.iter().map(AudioFrame::duration).sum();
-    Ok((out, duration))
+    Ok((out.into_inner(), duration))
 }
 
 /// The response format asked for: `verbose_json` for `whisper-1`, the only model that has it (it reports the
@@ -262,7 +241,7 @@ impl Stt for OpenAiStt {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use agents_audio::SampleRate;
+    use agents_audio::{AudioFrameError, SampleRate};
 
     #[test]
     fn wav_header_and_format_mismatch() {
@@ -279,7 +258,10 @@ mod tests {
         let b = AudioFrame::new(vec![1, 2], SampleRate::HZ_24000, 1).unwrap();
         assert!(matches!(
             encode_wav(&[a, b]),
-            Err(AudioFrameError::FormatMismatch { .. })
+            Err(SttError::InvalidAudio(
+                AudioFrameError::FormatMismatch { .. }
+            ))
         ));
+        assert_eq!(encode_wav(&[]).unwrap(), (Vec::new(), Duration::ZERO));
     }
 }

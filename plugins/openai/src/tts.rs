@@ -1,29 +1,28 @@
 //! [`OpenAiTts`]: the [`Tts`] contract over `POST /audio/speech` with `response_format: "pcm"` (24 kHz, 16-bit,
 //! mono), streamed as it arrives in frames of a fixed duration.
 //!
-//! [`Tts::stream`] splits the pushed text into sentences (see the sentence splitter) and sends one request per
-//! sentence, in order; each flush closes a segment whose last chunk is final.
+//! [`Tts::stream`] is the core [`StreamAdapter`]: the pushed text is cut into sentences by
+//! `agents_core::tokenize` and each sentence is one request, in order; each flush closes a segment whose last
+//! chunk is final.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use agents_audio::{AudioFrame, SampleRate};
-use agents_core::ApiConnectOptions;
+use agents_audio::{AudioByteStream, AudioFrame, SampleRate};
 use agents_core::ids::short_id;
+use agents_core::tokenize::SentenceOptions;
 use agents_core::tts::{
-    SynthesizeOptions, SynthesizedAudio, Tts, TtsAudioStream, TtsCapabilities, TtsError, TtsInput,
-    TtsStream,
+    SynthesizeOptions, SynthesizedAudio, Tts, TtsAudioStream, TtsCapabilities, TtsError, TtsStream,
 };
+use agents_core::{ApiConnectOptions, StreamAdapter};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
 
 use crate::error::{ConfigError, ProtocolError};
 use crate::http::{self, Transport};
 use crate::options::ClientOptions;
-use crate::sentence::SentenceSplitter;
 
 /// The default speech model (LiveKit's default).
 pub const DEFAULT_TTS_MODEL: &str = "gpt-4o-mini-tts";
@@ -33,6 +32,8 @@ pub const DEFAULT_VOICE: &str = "ash";
 pub const TTS_SAMPLE_RATE: SampleRate = SampleRate::HZ_24000;
 /// The longest input `/audio/speech` takes, in characters.
 pub const MAX_INPUT_CHARS: usize = 4096;
+/// Longest request [`Tts::stream`] sends: runs without punctuation are cut at a space below the API limit.
+const MAX_STREAM_SENTENCE_CHARS: usize = 4000;
 
 /// Options of an [`OpenAiTts`].
 #[derive(Debug, Clone)]
@@ -191,55 +192,6 @@ fn check_text(text: &str) -> Result<(), TtsError> {
     Ok(())
 }
 
-/// Bytes to fixed-size frames, carrying half samples across chunks.
-#[derive(Debug)]
-struct PcmFramer {
-    buf: Vec<u8>,
-    frame_bytes: usize,
-    total: usize,
-}
-
-impl PcmFramer {
-    fn new(samples_per_frame: usize) -> Self {
-        Self {
-            buf: Vec::new(),
-            frame_bytes: samples_per_frame * 2,
-            total: 0,
-        }
-    }
-
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<AudioFrame>) -> Result<(), TtsError> {
-        self.total += bytes.len();
-        self.buf.extend_from_slice(bytes);
-        let whole = self.buf.len() / self.frame_bytes * self.frame_bytes;
-        for chunk in self.buf[..whole].chunks_exact(self.frame_bytes) {
-            out.push(frame(chunk)?);
-        }
-        self.buf.drain(..whole);
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<Option<AudioFrame>, TtsError> {
-        if !self.buf.len().is_multiple_of(2) {
-            return Err(TtsError::InvalidAudio {
-                reason: ProtocolError::OddAudioLength { len: self.total }.to_string(),
-            });
-        }
-        if self.buf.is_empty() {
-            return Ok(None);
-        }
-        let f = frame(&self.buf)?;
-        self.buf.clear();
-        Ok(Some(f))
-    }
-}
-
-fn frame(bytes: &[u8]) -> Result<AudioFrame, TtsError> {
-    AudioFrame::from_le_bytes(bytes, TTS_SAMPLE_RATE, 1).map_err(|e| TtsError::InvalidAudio {
-        reason: e.to_string(),
-    })
-}
-
 fn request_body(o: &TtsOptions, text: &str) -> Value {
     let mut body = Map::new();
     body.insert("model".into(), json!(o.model));
@@ -269,7 +221,9 @@ struct SpeechRequest {
 struct SpeechReader {
     request: SpeechRequest,
     body: std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, agents_core::ApiError>> + Send>>,
-    framer: PcmFramer,
+    framer: AudioByteStream,
+    /// Bytes received, for the error on a response that ends inside a sample.
+    received: usize,
     ready: std::collections::VecDeque<AudioFrame>,
     request_id: String,
     ended: bool,
@@ -315,11 +269,24 @@ fn speech_frames(inner: Arc<Inner>, text: &str, conn: ApiConnectOptions) -> Fram
                             Ok(response) => {
                                 let request_id =
                                     http::request_id(&response).unwrap_or_else(|| short_id("req_"));
-                                let framer = PcmFramer::new(request.inner.samples_per_frame);
+                                let framer = match AudioByteStream::new(
+                                    TTS_SAMPLE_RATE,
+                                    1,
+                                    request.inner.samples_per_frame,
+                                ) {
+                                    Ok(f) => f,
+                                    Err(e) => {
+                                        let e = TtsError::InvalidAudio {
+                                            reason: e.to_string(),
+                                        };
+                                        return Some((Err(e), Phase::Done));
+                                    }
+                                };
                                 phase = Phase::Read(Box::new(SpeechReader {
                                     request,
                                     body: Box::pin(http::body_stream(response)),
                                     framer,
+                                    received: 0,
                                     ready: Default::default(),
                                     request_id,
                                     ended: false,
@@ -340,11 +307,8 @@ fn speech_frames(inner: Arc<Inner>, text: &str, conn: ApiConnectOptions) -> Fram
                         }
                         match r.body.next().await {
                             Some(Ok(bytes)) => {
-                                let mut out = Vec::new();
-                                if let Err(e) = r.framer.push(&bytes, &mut out) {
-                                    return Some((Err(e), Phase::Done));
-                                }
-                                r.ready.extend(out);
+                                r.received += bytes.len();
+                                r.ready.extend(r.framer.push(&bytes));
                             }
                             Some(Err(e)) => {
                                 let delay = (!r.yielded
@@ -363,11 +327,16 @@ fn speech_frames(inner: Arc<Inner>, text: &str, conn: ApiConnectOptions) -> Fram
                             }
                             None => {
                                 r.ended = true;
-                                match r.framer.finish() {
-                                    Ok(Some(f)) => r.ready.push_back(f),
-                                    Ok(None) => {}
-                                    Err(e) => return Some((Err(e), Phase::Done)),
+                                let last = r.framer.flush();
+                                if r.framer.dropped_bytes() > 0 {
+                                    let reason = ProtocolError::OddAudioLength { len: r.received }
+                                        .to_string();
+                                    return Some((
+                                        Err(TtsError::InvalidAudio { reason }),
+                                        Phase::Done,
+                                    ));
                                 }
+                                r.ready.extend(last);
                             }
                         }
                         phase = Phase::Read(r);
@@ -448,117 +417,10 @@ impl Tts for OpenAiTts {
     }
 
     fn stream(&self, options: &SynthesizeOptions) -> Result<TtsStream, TtsError> {
-        let handle =
-            tokio::runtime::Handle::try_current().map_err(|_| TtsError::InvalidRequest {
-                reason: "stream() must be called inside a tokio runtime".to_owned(),
-            })?;
-        let (stream, driver) = TtsStream::channel(Self::LABEL);
-        let (input, events) = driver.into_parts();
-        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(16);
-        let conn = self.inner.transport.conn_for(&options.conn_options);
-        handle.spawn(split_input(
-            input,
-            jobs_tx,
-            self.inner.options.min_sentence_chars,
-        ));
-        handle.spawn(synthesize_jobs(
-            Arc::clone(&self.inner),
-            conn,
-            jobs_rx,
-            events,
-        ));
-        Ok(stream)
-    }
-}
-
-/// Work for the synthesis task of a stream.
-#[derive(Debug)]
-enum Job {
-    /// Synthesize one sentence of a segment.
-    Sentence { segment: String, text: String },
-    /// The segment is complete: its last chunk is final.
-    End,
-}
-
-async fn split_input(
-    mut input: mpsc::Receiver<TtsInput>,
-    jobs: mpsc::Sender<Job>,
-    min_chars: usize,
-) {
-    let mut splitter = SentenceSplitter::new(min_chars);
-    let mut segment = short_id("seg_");
-    let mut has_text = false;
-    while let Some(item) = input.recv().await {
-        let (sentences, end_segment, end_input) = match item {
-            TtsInput::Text(t) => (splitter.push(&t), false, false),
-            TtsInput::Flush => (splitter.flush().into_iter().collect(), true, false),
-            TtsInput::EndInput => (splitter.flush().into_iter().collect(), true, true),
-            _ => (Vec::new(), false, false),
-        };
-        for text in sentences {
-            has_text = true;
-            let job = Job::Sentence {
-                segment: segment.clone(),
-                text,
-            };
-            if jobs.send(job).await.is_err() {
-                return;
-            }
-        }
-        if end_segment && has_text {
-            if jobs.send(Job::End).await.is_err() {
-                return;
-            }
-            segment = short_id("seg_");
-            has_text = false;
-        }
-        if end_input {
-            return;
-        }
-    }
-}
-
-async fn synthesize_jobs(
-    inner: Arc<Inner>,
-    conn: ApiConnectOptions,
-    mut jobs: mpsc::Receiver<Job>,
-    events: mpsc::Sender<Result<SynthesizedAudio, TtsError>>,
-) {
-    let mut held: Option<SynthesizedAudio> = None;
-    while let Some(job) = jobs.recv().await {
-        match job {
-            Job::Sentence { segment, text } => {
-                let mut frames = speech_frames(Arc::clone(&inner), &text, conn);
-                loop {
-                    let next = tokio::select! {
-                        () = events.closed() => return,
-                        n = frames.next() => n,
-                    };
-                    match next {
-                        Some(Ok((frame, rid))) => {
-                            let chunk = SynthesizedAudio::new(rid, segment.clone(), frame);
-                            if let Some(prev) = held.replace(chunk)
-                                && events.send(Ok(prev)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            let _ = events.send(Err(e)).await;
-                            return;
-                        }
-                        None => break,
-                    }
-                }
-            }
-            Job::End => {
-                if let Some(last) = held.take()
-                    && events.send(Ok(last.with_final(true))).await.is_err()
-                {
-                    return;
-                }
-            }
-        }
+        let sentences = SentenceOptions::default()
+            .with_min_sentence_len(self.inner.options.min_sentence_chars)
+            .with_max_sentence_len(MAX_STREAM_SENTENCE_CHARS);
+        StreamAdapter::stream_over(Arc::new(self.clone()), sentences, options)
     }
 }
 
@@ -566,18 +428,50 @@ async fn synthesize_jobs(
 mod tests {
     use super::*;
 
-    #[test]
-    fn framer_carries_half_samples_and_rejects_an_odd_end() {
-        let mut f = PcmFramer::new(2);
-        let mut out = Vec::new();
-        f.push(&[1, 0, 2], &mut out).unwrap();
-        assert!(out.is_empty());
-        f.push(&[0, 3, 0], &mut out).unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].data(), &[1, 2]);
-        let last = f.finish().unwrap().unwrap();
-        assert_eq!(last.data(), &[3]);
-        f.push(&[4, 5, 6], &mut out).unwrap();
-        assert!(matches!(f.finish(), Err(TtsError::InvalidAudio { .. })));
+    /// Synthesizes with a server on 127.0.0.1 that answers every `/audio/speech` request with `body`, in 1 ms
+    /// frames (24 samples).
+    async fn synthesize_body(body: &'static [u8]) -> Vec<Result<SynthesizedAudio, TtsError>> {
+        let app = axum::Router::new().route(
+            "/v1/audio/speech",
+            axum::routing::post(move || async move { body }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        let client = ClientOptions::default()
+            .with_api_key("sk-test")
+            .with_base_url(format!("http://{addr}/v1"));
+        let options = TtsOptions::default().with_frame_duration(Duration::from_millis(1));
+        let stream = OpenAiTts::new(client, options)
+            .unwrap()
+            .synthesize("hi", &SynthesizeOptions::default())
+            .await
+            .unwrap();
+        let chunks = stream.collect().await;
+        server.abort();
+        chunks
+    }
+
+    #[tokio::test]
+    async fn frames_carry_half_samples_and_an_odd_end_is_invalid_audio() {
+        // 50 whole samples = two frames and a short one.
+        static WHOLE: [u8; 100] = [1; 100];
+        let chunks = synthesize_body(&WHOLE).await;
+        let sizes: Vec<_> = chunks
+            .iter()
+            .map(|c| c.as_ref().unwrap().frame.samples_per_channel())
+            .collect();
+        assert_eq!(sizes, [24, 24, 2]);
+        assert!(chunks.last().unwrap().as_ref().unwrap().is_final);
+
+        static ODD: [u8; 51] = [1; 51];
+        match synthesize_body(&ODD).await.last() {
+            Some(Err(TtsError::InvalidAudio { reason })) => {
+                assert!(reason.contains("51"), "{reason}");
+            }
+            other => panic!("expected invalid audio, got {other:?}"),
+        }
     }
 }

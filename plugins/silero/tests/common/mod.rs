@@ -173,9 +173,9 @@ pub fn shared(vad: SileroVad) -> Arc<dyn Vad> {
 
 /// Detected starts must be within 100 ms of the utterance starts in truth.json.
 pub const TOLERANCE: Duration = Duration::from_millis(100);
-/// Detected ends lag the sox-trimmed utterance ends by 84-104 ms on these fixtures: Silero's probability decays
-/// over 2-3 windows after speech stops and the 0.35 exponential smoothing adds up to one window. LiveKit's Python
-/// plugin finds the very same segments (livekit_reference.json), so the ends get 120 ms (see docs/vad.md).
+/// Detected ends lag the sox-trimmed ends by 57-104 ms on these fixtures: the state machine measures the closing
+/// silence from the last window the model scored as speech, but Silero's probability itself decays over a couple
+/// of windows after speech stops, which leaves one segment at 104 ms at 24/48 kHz (see docs/vad.md).
 pub const END_TOLERANCE: Duration = Duration::from_millis(120);
 /// One 32 ms window.
 pub const WINDOW: Duration = Duration::from_millis(32);
