@@ -194,7 +194,7 @@ async fn an_interruption_1_2_s_into_a_10_word_reply_commits_exactly_the_played_w
 {
     let words = "one two three four five six seven eight nine ten";
     let llm = FakeLlm::new().push_response(FakeResponse::text(words).chunked_words());
-    // 250 ms per word: at 1.2 s the words starting at 0, 0.25, 0.5, 0.75 and 1.0 s have been heard.
+    // 250 ms per word: at 1.2 s the middles of words 1-5 (0.125 s ... 1.125 s) have been heard, word 6 starts at 1.25 s.
     let r = rig_with(
         llm,
         FakeTts::new().with_word_duration(ms(250)),
@@ -391,20 +391,21 @@ async fn a_non_streaming_tts_is_fed_sentence_by_sentence_and_interruptions_still
             )
         })
         .await;
-    // 3 words per sentence at 300 ms: at 1.0 s the 4th word (first of sentence 2, at 0.9 s) has started.
-    tokio::time::sleep(ms(1000)).await;
+    // The core adapter merges sentences under 20 characters: two syntheses, 6 words then 3, at 300 ms a word.
+    // At 2.0 s the middle of word 7 (the first of the second synthesis, 1.8 to 2.1 s) has been played.
+    tokio::time::sleep(ms(2000)).await;
     r.session.interrupt().await.unwrap();
     assert!(h.wait_for_playout().await);
     assert_eq!(
         r.tts.synthesized(),
-        vec!["First one here.", "Second sentence now.", "Third and last."],
-        "one synthesis per sentence"
+        vec!["First one here. Second sentence now.", "Third and last."],
+        "sentence by sentence, short sentences merged"
     );
     assert_eq!(
         r.messages(),
         vec![(
             ChatRole::Assistant,
-            "First one here. Second".to_owned(),
+            "First one here. Second sentence now. Third".to_owned(),
             true
         )],
         "word timings of later sentences are offset by the audio before them"
@@ -513,4 +514,32 @@ async fn userdata_is_typed_and_tools_reach_the_live_session_through_run_context(
         "the tool saw the live session state"
     );
     session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn markdown_and_emoji_are_stripped_before_tts_but_kept_in_the_context() {
+    let llm = FakeLlm::new()
+        .push_response(FakeResponse::text("**Great** news 🎉 today.").chunked_words());
+    let r = rig(llm);
+    r.start(Agent::new("x")).await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    h.wait_for_playout().await;
+    let spoken = r.tts.pushed_texts().concat();
+    assert!(
+        !spoken.contains('*') && !spoken.contains('🎉'),
+        "{spoken:?}"
+    );
+    assert!(
+        spoken.contains("Great") && spoken.contains("today."),
+        "{spoken:?}"
+    );
+    assert_eq!(
+        r.messages(),
+        vec![(
+            ChatRole::Assistant,
+            "**Great** news 🎉 today.".to_owned(),
+            false
+        )]
+    );
+    r.session.close().await.unwrap();
 }

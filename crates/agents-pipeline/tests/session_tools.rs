@@ -211,8 +211,8 @@ async fn tool_calls_of_an_interrupted_reply_never_leave_a_dangling_call_in_conte
     assert!(said.interrupted);
     assert_eq!(
         said.text_content().as_deref(),
-        Some("Let me check"),
-        "the words heard in 0.7 s"
+        Some("Let me"),
+        "words whose middle was heard in 0.7 s (the third ends at 0.9 s)"
     );
     r.session.close().await.unwrap();
 }

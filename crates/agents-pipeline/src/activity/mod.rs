@@ -817,6 +817,7 @@ impl Activity {
             shared: Arc::clone(&self.shared),
             tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
             notify: tx,
+            text_transforms: self.config.options.tts_text_transforms,
         };
         let span = tracing::info_span!(
             "speech",

@@ -8,8 +8,8 @@
 //!    released to the text output (see `release_transcript`, the seam where a transcript synchronizer plugs in);
 //! 2. the tool calls of the reply run concurrently with playout ([`crate::tools_exec`]);
 //! 3. on interruption the output buffer is cleared, the playback position read from the sink, and the assistant
-//!    message holds only the words heard ([`played_text`]): from the TTS word timings when given, otherwise at
-//!    LiveKit's 0.5 s per word; tool results of an interrupted reply are discarded.
+//!    message holds only the words heard ([`agents_core::tokenize::truncate_to_duration`]: from the TTS word
+//!    timings when given, otherwise paced by syllables); tool results of an interrupted reply are discarded.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -29,14 +29,15 @@ use agents_core::metrics::{Metrics, TurnMetrics};
 use agents_core::session::SayAudio;
 use agents_core::speech::SpeechHandle;
 use agents_core::stream::EventStream;
+use agents_core::tokenize::{
+    SentenceOptions, TextTransform, TransformChain, default_transforms, truncate_to_duration,
+};
 use agents_core::tools::{ToolContext, ToolSet};
-use agents_core::tts::{SynthesizeOptions, SynthesizedAudio, Tts, TtsError};
+use agents_core::tts::{SynthesizeOptions, SynthesizedAudio, TimedText, Tts, TtsError};
+use agents_core::tts_adapter::StreamAdapter;
 
 use crate::session::Shared;
 use crate::tools_exec::{self, ToolStep};
-
-/// LiveKit's `STANDARD_SPEECH_RATE`: seconds per word when the TTS gives no word timings (behaviour §5.4).
-pub const SECONDS_PER_WORD: f64 = 0.5;
 
 /// Capacity of the pre-generation buffers (text chunks and 20 ms audio frames: about 20 s of audio).
 const BUFFER: usize = 1024;
@@ -84,6 +85,8 @@ pub(crate) struct GenerationContext {
     pub(crate) shared: Arc<Shared>,
     pub(crate) tool_ctx: ToolContext,
     pub(crate) notify: mpsc::Sender<Notice>,
+    /// Apply the default text transforms (markdown, emoji) before the TTS.
+    pub(crate) text_transforms: bool,
 }
 
 /// What a generation tells its activity.
@@ -113,7 +116,7 @@ pub(crate) enum Notice {
 /// A chunk of audio with the words that start in it (times from the start of the speech).
 struct AudioChunk {
     frame: AudioFrame,
-    words: Vec<(String, Duration)>,
+    words: Vec<TimedText>,
 }
 
 #[derive(Debug, Default)]
@@ -181,6 +184,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                             Arc::clone(&times),
                             Arc::clone(&ctx.shared),
                             handle.id().to_owned(),
+                            ctx.text_transforms,
                         ))));
                     }
                 }
@@ -206,6 +210,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                         Arc::clone(&times),
                         Arc::clone(&ctx.shared),
                         handle.id().to_owned(),
+                        ctx.text_transforms,
                     ))));
                     Some(text_tx)
                 }
@@ -274,7 +279,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     });
 
     let started_at = OnceLock::<Instant>::new();
-    let mut words: Vec<(String, Duration)> = Vec::new();
+    let mut words: Vec<TimedText> = Vec::new();
     let mut captured = false;
     let output = ctx.audio_output.clone();
     let mark_started = || {
@@ -352,7 +357,11 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
 
     let committed_text = if interrupted {
         match (&output, position) {
-            (Some(_), Some(pos)) => Some(played_text(&full_text, &words, pos)),
+            (Some(_), Some(pos)) => Some(
+                truncate_to_duration(&full_text, pos, Some(&words))
+                    .trim_end()
+                    .to_owned(),
+            ),
             // Without an audio output nothing is committed for an interrupted speech (behaviour §5.4).
             _ => None,
         }
@@ -471,33 +480,6 @@ pub(crate) async fn release_transcript(
     }
 }
 
-/// The part of a speech the user heard after `played` of playback: the words that started before `played` when
-/// word timings are known (`words`: text and start from the start of the speech), otherwise the first
-/// `played / 0.5 s` words of `text` (LiveKit's `truncate_message`).
-pub fn played_text(text: &str, words: &[(String, Duration)], played: Duration) -> String {
-    if !words.is_empty() {
-        return words
-            .iter()
-            .filter(|(_, start)| *start < played)
-            .map(|(w, _)| w.trim())
-            .filter(|w| !w.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ");
-    }
-    let all: Vec<&str> = text.split_whitespace().collect();
-    let total = all.len() as f64 * SECONDS_PER_WORD;
-    if total <= played.as_secs_f64() {
-        return all.join(" ");
-    }
-    // Truncation toward zero is the rule: a word counts once fully within the played time.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let max_words = (played.as_secs_f64() / SECONDS_PER_WORD).floor() as usize;
-    all.into_iter()
-        .take(max_words)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 async fn forward_given_audio(mut audio: SayAudio, tx: mpsc::Sender<AudioChunk>) {
     while let Some(frame) = audio.next().await {
         if tx
@@ -591,7 +573,7 @@ impl Timeline {
         let words = audio
             .timed_text
             .iter()
-            .map(|t| (t.text.clone(), self.base + t.start))
+            .map(|t| TimedText::new(t.text.clone(), self.base + t.start, self.base + t.end))
             .collect();
         self.produced += audio.frame.duration();
         AudioChunk {
@@ -599,13 +581,9 @@ impl Timeline {
             words,
         }
     }
-
-    /// A new synthesis (sentence) starts: its times restart at zero.
-    fn new_request(&mut self) {
-        self.segment = None;
-    }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn tts_stage(
     tts: Arc<dyn Tts>,
     hooks: Arc<dyn AgentHooks>,
@@ -614,187 +592,108 @@ async fn tts_stage(
     times: Arc<Mutex<StageTimes>>,
     shared: Arc<Shared>,
     speech_id: String,
+    transforms: bool,
 ) {
-    let mut text = hooks.tts_node(receiver_stream(text_rx));
+    let text = receiver_stream(text_rx);
+    let text = if transforms {
+        transform_stream(text, default_transforms())
+    } else {
+        text
+    };
+    let mut text = hooks.tts_node(text);
     let options = SynthesizeOptions::default();
     let mut timeline = Timeline::default();
     let started = Instant::now();
-    match tts.stream(&options) {
-        Ok(mut stream) => {
-            let mut input_done = false;
-            let mut pushed_any = false;
-            loop {
-                tokio::select! {
-                    piece = text.next(), if !input_done => match piece {
-                        Some(piece) => {
-                            pushed_any = true;
-                            if stream.push_text(piece).await.is_err() { break; }
-                        }
-                        None => {
-                            input_done = true;
-                            if !pushed_any { break; }
-                            if stream.end_input().await.is_err() { break; }
-                        }
-                    },
-                    audio = stream.next() => match audio {
-                        Some(Ok(a)) => {
-                            note_first(&times, started, |s| &mut s.tts_ttfb);
-                            if audio_tx.send(timeline.chunk(a)).await.is_err() { break; }
-                        }
-                        Some(Err(e)) => {
-                            shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
-                            break;
-                        }
-                        None => break,
-                    },
-                }
-            }
-            let mut m = stream.metrics();
-            m.speech_id = Some(speech_id);
-            shared.emit(agents_core::SessionEvent::MetricsCollected(Metrics::Tts(m)));
-        }
+    let stream = match tts.stream(&options) {
+        // A non-streaming TTS is fed sentence by sentence by the core adapter.
         Err(TtsError::Unsupported { .. }) => {
-            // Sentence by sentence over `synthesize` (to be replaced by the core TTS StreamAdapter).
-            let mut buf = String::new();
-            let mut ended = false;
-            while !ended {
-                match text.next().await {
-                    Some(piece) => buf.push_str(&piece),
-                    None => ended = true,
-                }
-                while let Some(sentence) = take_sentence(&mut buf, ended) {
-                    timeline.new_request();
-                    if !synthesize_one(
-                        &tts,
-                        &sentence,
-                        &options,
-                        &audio_tx,
-                        &mut timeline,
-                        &times,
-                        started,
-                        &shared,
-                        &speech_id,
-                    )
-                    .await
-                    {
-                        return;
-                    }
-                }
-            }
+            StreamAdapter::stream_over(Arc::clone(&tts), SentenceOptions::default(), &options)
         }
-        Err(e) => shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true)),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn synthesize_one(
-    tts: &Arc<dyn Tts>,
-    sentence: &str,
-    options: &SynthesizeOptions,
-    audio_tx: &mpsc::Sender<AudioChunk>,
-    timeline: &mut Timeline,
-    times: &Mutex<StageTimes>,
-    started: Instant,
-    shared: &Shared,
-    speech_id: &str,
-) -> bool {
-    let mut stream = match tts.synthesize(sentence, options).await {
+        other => other,
+    };
+    let mut stream = match stream {
         Ok(s) => s,
         Err(e) => {
             shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
-            return false;
+            return;
         }
     };
-    let mut ok = true;
-    while let Some(audio) = stream.next().await {
-        match audio {
-            Ok(a) => {
-                note_first(times, started, |s| &mut s.tts_ttfb);
-                if audio_tx.send(timeline.chunk(a)).await.is_err() {
-                    ok = false;
+    let mut input_done = false;
+    let mut pushed_any = false;
+    loop {
+        tokio::select! {
+            piece = text.next(), if !input_done => match piece {
+                Some(piece) => {
+                    if piece.is_empty() { continue; }
+                    pushed_any = true;
+                    if stream.push_text(piece).await.is_err() { break; }
+                }
+                None => {
+                    input_done = true;
+                    if !pushed_any { break; }
+                    if stream.end_input().await.is_err() { break; }
+                }
+            },
+            audio = stream.next() => match audio {
+                Some(Ok(a)) => {
+                    note_first(&times, started, |s| &mut s.tts_ttfb);
+                    if audio_tx.send(timeline.chunk(a)).await.is_err() { break; }
+                }
+                Some(Err(e)) => {
+                    shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
                     break;
                 }
-            }
-            Err(e) => {
-                shared.emit_error(ErrorEvent::new(Component::Tts, tts.label(), e, true));
-                ok = false;
-                break;
-            }
+                None => break,
+            },
         }
     }
     let mut m = stream.metrics();
-    m.speech_id = Some(speech_id.to_owned());
+    m.speech_id = Some(speech_id);
     shared.emit(agents_core::SessionEvent::MetricsCollected(Metrics::Tts(m)));
-    ok
 }
 
-/// Takes the first complete sentence of `buf` (ending in `.`, `!`, `?` or a newline followed by whitespace), or
-/// the non-blank rest when `end`.
-fn take_sentence(buf: &mut String, end: bool) -> Option<String> {
-    let bytes = buf.as_bytes();
-    let cut = bytes
-        .windows(2)
-        .position(|w| matches!(w[0], b'.' | b'!' | b'?' | b'\n') && (w[1] as char).is_whitespace());
-    match cut {
-        Some(i) => {
-            let rest = buf.split_off(i + 1);
-            let sentence = std::mem::replace(buf, rest.trim_start().to_owned());
-            Some(sentence)
-        }
-        None if end && !buf.trim().is_empty() => Some(std::mem::take(buf)),
-        None => {
-            if end {
-                buf.clear();
+/// Applies `chain` to a text stream, delta by delta (held-back text is released at the end).
+fn transform_stream(text: EventStream<String>, chain: TransformChain) -> EventStream<String> {
+    EventStream::new(futures::stream::unfold(
+        (text, Some(chain)),
+        |(mut text, mut chain)| async move {
+            let c = chain.as_mut()?;
+            match text.next().await {
+                Some(delta) => {
+                    let out = c.push(&delta);
+                    Some((out, (text, chain)))
+                }
+                None => {
+                    let out = c.flush();
+                    Some((out, (text, None)))
+                }
             }
-            None
-        }
-    }
+        },
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ms(v: u64) -> Duration {
-        Duration::from_millis(v)
-    }
-
-    #[test]
-    fn played_text_uses_word_timings() {
-        let words: Vec<(String, Duration)> = ["one", "two", "three", "four"]
-            .iter()
-            .enumerate()
-            .map(|(i, w)| ((*w).to_owned(), ms(300 * i as u64)))
-            .collect();
-        assert_eq!(played_text("ignored", &words, ms(700)), "one two three");
-        assert_eq!(played_text("ignored", &words, ms(0)), "");
-        assert_eq!(
-            played_text("ignored", &words, ms(5000)),
-            "one two three four"
+    #[tokio::test]
+    async fn default_transforms_strip_markdown_and_emoji_across_deltas() {
+        let text = EventStream::from_items(vec![
+            "**Bold** ".to_owned(),
+            "move 🚀 and ".to_owned(),
+            "`code`.".to_owned(),
+        ]);
+        let out: String = transform_stream(text, default_transforms())
+            .collect::<Vec<_>>()
+            .await
+            .concat();
+        assert!(
+            !out.contains('*') && !out.contains('🚀') && !out.contains('`'),
+            "{out:?}"
         );
-    }
-
-    #[test]
-    fn played_text_falls_back_to_half_a_second_per_word_behaviour_5_4() {
-        let text = "a b c d e";
-        assert_eq!(played_text(text, &[], ms(1200)), "a b");
-        assert_eq!(played_text(text, &[], ms(400)), "");
-        assert_eq!(played_text(text, &[], ms(2500)), "a b c d e");
-    }
-
-    #[test]
-    fn sentences_split_on_terminal_punctuation() {
-        let mut buf = "Hello there. How are".to_owned();
-        assert_eq!(
-            take_sentence(&mut buf, false).as_deref(),
-            Some("Hello there.")
+        assert!(
+            out.contains("Bold") && out.contains("move") && out.contains("code"),
+            "{out:?}"
         );
-        assert_eq!(take_sentence(&mut buf, false), None);
-        buf.push_str(" you?");
-        assert_eq!(
-            take_sentence(&mut buf, true).as_deref(),
-            Some("How are you?")
-        );
-        assert_eq!(take_sentence(&mut buf, true), None);
     }
 }

@@ -67,6 +67,8 @@ pub struct SessionOptions {
     /// Start the LLM on a final transcript before the turn is committed, and reuse the reply when the committed
     /// turn has the same transcript, context and tools (LiveKit 1.7 §6.4). Default false (see docs/turn-taking.md).
     pub preemptive_generation: bool,
+    /// Strip markdown and emoji from the text sent to the TTS (LiveKit 1.7 `tts_text_transforms`). Default true.
+    pub tts_text_transforms: bool,
     /// Capacity of the command channels. Default 64.
     pub command_capacity: usize,
     /// Capacity of the event broadcast (slow subscribers skip what they missed). Default 512.
@@ -85,6 +87,7 @@ impl Default for SessionOptions {
             user_away_timeout: Some(Duration::from_secs(15)),
             close_timeout: Duration::from_secs(10),
             preemptive_generation: false,
+            tts_text_transforms: true,
             command_capacity: 64,
             event_capacity: 512,
         }
@@ -130,6 +133,11 @@ impl SessionOptions {
     /// Enables preemptive generation.
     pub fn with_preemptive_generation(mut self, v: bool) -> Self {
         self.preemptive_generation = v;
+        self
+    }
+    /// Enables or disables the default text transforms before TTS.
+    pub fn with_tts_text_transforms(mut self, v: bool) -> Self {
+        self.tts_text_transforms = v;
         self
     }
     /// Sets the close drain bound.
