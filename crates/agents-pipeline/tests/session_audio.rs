@@ -561,3 +561,41 @@ async fn a_backchannel_does_not_stop_the_agent_when_so_configured() {
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn manual_turn_detection_replies_only_after_commit_user_turn() {
+    use agents_pipeline::recognition::TurnDetectionMode;
+    let llm = FakeLlm::new().push_response(FakeResponse::text("Booked."));
+    let r = audio_rig_full(
+        &[(true, 1000), (false, 5000)],
+        FakeStt::new()
+            .with_transcripts(["book a table"])
+            .with_min_silence(ms(100)),
+        llm,
+        FakeAudioOutput::new(),
+        Agent::new("x"),
+        SessionOptions::default()
+            .with_turn_detection(TurnDetectionMode::Manual)
+            .with_user_away_timeout(None),
+    )
+    .await;
+    tokio::time::sleep(ms(3000)).await;
+    assert_eq!(r.llm.request_count(), 0, "no end of turn without a commit");
+    assert!(user_and_assistant(&r.session).is_empty());
+    r.session.commit_user_turn().unwrap();
+    r.rec
+        .wait_for(ms(5000), |e| matches!(e, SessionEvent::ConversationItemAdded { item } if item.as_message().is_some_and(|m| m.role == ChatRole::Assistant)))
+        .await;
+    assert_eq!(
+        user_and_assistant(&r.session),
+        vec![
+            (ChatRole::User, "book a table".to_owned(), false),
+            (ChatRole::Assistant, "Booked.".to_owned(), false),
+        ]
+    );
+    r.session.close().await.unwrap();
+    assert_eq!(
+        r.session.commit_user_turn(),
+        Err(agents_core::SessionError::NotRunning)
+    );
+}

@@ -48,6 +48,8 @@ pub(crate) enum ActivityCmd {
         handle: SpeechHandle,
     },
     Interrupt(oneshot::Sender<Result<(), SessionError>>),
+    /// Manual turn detection: end the user's turn now (`true`) or forget it (`false`).
+    UserTurn(bool),
     /// Run `on_exit`, finish queued speech, then report and stop.
     Drain(oneshot::Sender<()>),
     Close,
@@ -105,7 +107,7 @@ impl ActivityHandle {
                 ActivityCmd::Drain(reply) => {
                     let _ = reply.send(());
                 }
-                ActivityCmd::Close => {}
+                ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
             }
         }
     }
@@ -315,7 +317,8 @@ impl Activity {
             tokio::select! {
                 cmd = control.recv() => match cmd {
                     Some(ActivityCmd::Close) | None => break,
-                    Some(cmd) => self.on_command(cmd),
+                    Some(ActivityCmd::UserTurn(commit)) => self.on_user_turn_command(commit).await,
+                Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
                 ev = next_event(&mut self.rec_events) => match ev {
@@ -426,7 +429,26 @@ impl Activity {
                 }
                 self.draining = Some(done);
             }
-            ActivityCmd::Close => {}
+            ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
+        }
+    }
+
+    async fn on_user_turn_command(&mut self, commit: bool) {
+        let Some(rec) = &self.recognition else {
+            tracing::warn!("commit/clear_user_turn without audio recognition (no VAD and no STT)");
+            return;
+        };
+        let result = if commit {
+            rec.commit_user_turn().await
+        } else {
+            self.turn_transcript.clear();
+            rec.clear_user_turn().await
+        };
+        if result.is_err() {
+            tracing::warn!("audio recognition closed; user turn command ignored");
+        }
+        if !commit {
+            self.cancel_preemptive();
         }
     }
 

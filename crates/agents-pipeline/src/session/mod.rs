@@ -511,6 +511,25 @@ impl AgentSession {
         })
     }
 
+    /// Manual turn detection: ends the user's turn now (the STT is flushed and its final transcript awaited, then
+    /// the turn goes through the hook to a reply), as LiveKit's `commit_user_turn`.
+    ///
+    /// # Errors
+    /// [`SessionError::NotRunning`] when the session is not running.
+    pub fn commit_user_turn(&self) -> Result<(), SessionError> {
+        self.check_running("commit_user_turn")?;
+        self.send(SessionCmd::Speech(ActivityCmd::UserTurn(true)))
+    }
+
+    /// Manual turn detection: forgets the user's turn in progress (transcript and pending end of turn).
+    ///
+    /// # Errors
+    /// [`SessionError::NotRunning`] when the session is not running.
+    pub fn clear_user_turn(&self) -> Result<(), SessionError> {
+        self.check_running("clear_user_turn")?;
+        self.send(SessionCmd::Speech(ActivityCmd::UserTurn(false)))
+    }
+
     /// Speaks `text` (shorthand for [`SessionControl::say`] with a plain [`SayRequest`]).
     ///
     /// # Errors
