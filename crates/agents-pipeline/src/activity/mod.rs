@@ -888,9 +888,7 @@ impl Activity {
                         c.allow_interruptions(),
                         can_pause,
                     );
-                    if let Some(rec) = &self.recognition {
-                        let _ = rec.set_agent_speaking(true).await;
-                    }
+                    tell_agent_speaking(self.recognition.as_ref(), true).await;
                 }
             }
             Notice::PlayoutDone {
@@ -907,9 +905,7 @@ impl Activity {
                     self.shared.set_current_speech(None);
                     self.policy.agent_speech_ended();
                     self.resume_if_paused();
-                    if let Some(rec) = &self.recognition {
-                        let _ = rec.set_agent_speaking(false).await;
-                    }
+                    tell_agent_speaking(self.recognition.as_ref(), false).await;
                     self.schedule();
                     if self.current.is_none() {
                         self.shared.set_agent_state(if tools_running {
@@ -1021,6 +1017,22 @@ fn merged_interruption(config: &Config, agent: &Agent) -> crate::interruption::I
         o.resume_false_interruption = v;
     }
     o
+}
+
+/// Tells the recognition whether the agent speaks (user-away timer). Bounded: the recognition's queue is shared
+/// with input frames and its events are read by this task, so an unbounded wait could deadlock.
+async fn tell_agent_speaking(rec: Option<&AudioRecognition>, speaking: bool) {
+    if let Some(rec) = rec {
+        let sent =
+            tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking))
+                .await;
+        if sent.is_err() {
+            tracing::warn!(
+                speaking,
+                "audio recognition busy: agent-speaking state not delivered"
+            );
+        }
+    }
 }
 
 async fn next_event(
