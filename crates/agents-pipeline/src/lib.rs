@@ -3,6 +3,7 @@
 pub mod interruption;
 pub mod recognition;
 pub mod stt_adapter;
+pub mod transcription;
 
 pub use interruption::{
     BackchannelFilter, HoldReason, InterruptionDecision, InterruptionOptions, InterruptionPolicy,
@@ -13,3 +14,6 @@ pub use recognition::{
     RecognitionEvent, RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,
 };
 pub use stt_adapter::StreamAdapter;
+pub use transcription::{
+    TranscriptSynchronizer, TranscriptionOptions, UserTranscript, UserTranscripts,
+};
