@@ -577,3 +577,29 @@ async fn a_stalled_text_output_cannot_hold_back_the_playout_report() {
         Err(TextOutputError::Closed)
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn words_without_timings_are_paced_over_the_audio_after_the_last_timing() {
+    let r = rig(
+        FakeAudioOutput::new().with_max_buffer(Duration::from_secs(60)),
+        TranscriptionOptions::new(),
+    );
+    r.sync.capture_text(SIX).await.unwrap();
+    TextOutput::flush(&*r.sync);
+    // The TTS aligned only the first three words; the last ends at 0.6 s.
+    r.sync.push_timings([
+        TimedText::new("one", ms(0), ms(200)),
+        TimedText::new("two", ms(200), ms(400)),
+        TimedText::new("three", ms(400), ms(600)),
+    ]);
+    push_audio(&r.sync, Duration::from_secs(3)).await.unwrap();
+    r.sync.wait_for_playout().await.unwrap();
+    // The other three syllables share the 2.4 s left: 1.25 syllables/s from 0.6 s.
+    let times: Vec<Duration> = r.text.texts().into_iter().map(|(t, _)| t).collect();
+    let want = [0, 200, 400, 600, 1400, 2200];
+    assert_eq!(times.len(), want.len(), "{times:?}");
+    for (t, w) in times.iter().zip(want) {
+        assert_near(*t, ms(w));
+    }
+    assert_eq!(r.text.all_text(), SIX);
+}
