@@ -603,3 +603,29 @@ async fn words_without_timings_are_paced_over_the_audio_after_the_last_timing() 
     }
     assert_eq!(r.text.all_text(), SIX);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tts_segment_offsets_start_at_its_first_chunk_even_without_timings() {
+    let r = rig(FakeAudioOutput::new(), TranscriptionOptions::new());
+    r.sync.capture_text("one two").await.unwrap();
+    TextOutput::flush(&*r.sync);
+    let frames = silence(ms(540), RATE);
+    let mut chunks = Vec::new();
+    for (i, f) in frames.into_iter().enumerate() {
+        // "one" opens TTS segment s1 (500 ms); s2 starts with a chunk without timings, "two" starts 20 ms into s2.
+        let (id, timed) = match i {
+            0 => ("s1", vec![TimedText::new("one", ms(0), ms(400))]),
+            1..25 => ("s1", vec![]),
+            25 => ("s2", vec![]),
+            _ => ("s2", vec![TimedText::new("two", ms(20), ms(40))]),
+        };
+        let timed = if i > 26 { vec![] } else { timed };
+        chunks.push(SynthesizedAudio::new("req", id, f).with_timed_text(timed));
+    }
+    push_chunks(&r.sync, &chunks).await;
+    AudioOutput::flush(&*r.sync);
+    r.sync.wait_for_playout().await.unwrap();
+    let texts = r.text.texts();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_near(texts[1].0, ms(520));
+}

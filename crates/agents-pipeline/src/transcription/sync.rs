@@ -595,10 +595,11 @@ impl TranscriptSynchronizer {
         &self,
         chunk: &SynthesizedAudio,
     ) -> Result<(), AudioOutputError> {
-        if !chunk.timed_text.is_empty() {
+        {
             let mut s = self.shared.lock();
             let seg = s.audio_segment();
             if seg.tts_segment.as_deref() != Some(chunk.segment_id.as_str()) {
+                // A new TTS segment: its timings count from the audio pushed so far.
                 seg.tts_segment = Some(chunk.segment_id.clone());
                 seg.tts_offset = seg.audio;
             }
