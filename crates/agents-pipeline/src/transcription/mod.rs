@@ -41,5 +41,8 @@
 mod sync;
 mod user;
 
+#[cfg(doc)]
+use agents_core::audio_io::{AudioOutput, TextOutput};
+
 pub use sync::{TranscriptSynchronizer, TranscriptionOptions};
 pub use user::{UserTranscript, UserTranscripts};
