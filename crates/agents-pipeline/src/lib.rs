@@ -8,6 +8,7 @@ pub mod session;
 pub mod speech;
 pub mod stt_adapter;
 pub mod tools_exec;
+pub mod transcription;
 
 pub use interruption::{
     BackchannelFilter, HoldReason, InterruptionDecision, InterruptionOptions, InterruptionPolicy,
@@ -20,3 +21,6 @@ pub use recognition::{
 pub use session::{AgentSession, AgentSessionBuilder, SessionOptions};
 pub use speech::SpeechQueue;
 pub use stt_adapter::StreamAdapter;
+pub use transcription::{
+    TranscriptSynchronizer, TranscriptionOptions, UserTranscript, UserTranscripts,
+};
