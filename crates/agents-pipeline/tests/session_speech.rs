@@ -543,3 +543,40 @@ async fn markdown_and_emoji_are_stripped_before_tts_but_kept_in_the_context() {
     );
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_transcript_synchronizer_as_session_io_paces_the_text_with_playback() {
+    use agents_pipeline::transcription::{TranscriptSynchronizer, TranscriptionOptions};
+    use std::sync::Arc;
+    let out = Arc::new(FakeAudioOutput::new());
+    let text = Arc::new(agents_testkit::FakeTextOutput::new());
+    let sync = Arc::new(TranscriptSynchronizer::new(
+        out.clone(),
+        text.clone(),
+        TranscriptionOptions::new(),
+    ));
+    let session = AgentSession::builder()
+        .llm(Arc::new(FakeLlm::new()))
+        .tts(Arc::new(FakeTts::new()))
+        .build();
+    session
+        .start(
+            Agent::new("x"),
+            agents_core::SessionIo::new()
+                .with_audio_output(sync.clone())
+                .with_text_output(sync.clone()),
+        )
+        .await
+        .unwrap();
+    let full = "one two three four five six seven eight nine ten";
+    let h = session.say_text(full).unwrap();
+    tokio::time::sleep(ms(1000)).await;
+    session.interrupt().await.unwrap();
+    assert!(h.wait_for_playout().await);
+    tokio::time::sleep(ms(100)).await;
+    let shown = text.all_text();
+    assert!(!shown.trim().is_empty(), "some text was shown");
+    assert!(shown.trim().len() < full.len(), "not all of it: {shown:?}");
+    assert!(full.starts_with(shown.trim()), "{shown:?}");
+    session.close().await.unwrap();
+}
