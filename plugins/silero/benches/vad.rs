@@ -18,7 +18,6 @@
 //!   `VADStream`.
 
 #![allow(missing_docs, reason = "criterion generates the entry point")]
-#![allow(unsafe_code, reason = "clock_gettime for the thread's CPU time")]
 #![allow(clippy::expect_used, reason = "bench set-up")]
 
 use std::hint::black_box;
@@ -28,83 +27,9 @@ use std::time::Duration;
 use agents_audio::{AudioFrame, SampleRate, VadOptions, VadStateMachine, VadWindow};
 use agents_core::vad::Vad;
 use agents_silero::{SileroDetector, SileroLoadOptions, SileroVad, WINDOW_SAMPLES};
-use criterion::measurement::{Measurement, ValueFormatter};
+use agents_testkit::bench::{CpuClock, CpuTime, cpu_time};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::{FutureExt, StreamExt};
-
-/// CPU time of the calling thread.
-struct ThreadCpuTime;
-
-fn thread_cpu_now() -> Duration {
-    cpu_now(libc::CLOCK_THREAD_CPUTIME_ID)
-}
-
-fn cpu_now(clock: libc::clockid_t) -> Duration {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
-}
-
-impl Measurement for ThreadCpuTime {
-    type Intermediate = Duration;
-    type Value = Duration;
-    fn start(&self) -> Duration {
-        thread_cpu_now()
-    }
-    fn end(&self, start: Duration) -> Duration {
-        thread_cpu_now().saturating_sub(start)
-    }
-    fn add(&self, a: &Duration, b: &Duration) -> Duration {
-        *a + *b
-    }
-    fn zero(&self) -> Duration {
-        Duration::ZERO
-    }
-    fn to_f64(&self, v: &Duration) -> f64 {
-        v.as_nanos() as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        &CpuFormatter
-    }
-}
-
-/// Times in CPU µs; throughput `Elements(n)` = n windows, shown as 16 kHz streams one core sustains.
-struct CpuFormatter;
-
-impl ValueFormatter for CpuFormatter {
-    fn scale_values(&self, _typical: f64, values: &mut [f64]) -> &'static str {
-        values.iter_mut().for_each(|v| *v /= 1_000.0);
-        "µs (CPU)"
-    }
-    fn scale_throughputs(
-        &self,
-        _typical: f64,
-        throughput: &Throughput,
-        values: &mut [f64],
-    ) -> &'static str {
-        let windows = match *throughput {
-            Throughput::Elements(n) => n as f64,
-            _ => 1.0,
-        };
-        values
-            .iter_mut()
-            .for_each(|v| *v = windows * 1e9 / *v / 31.25);
-        "streams/core"
-    }
-    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
-        "ns"
-    }
-}
 
 fn speech() -> Vec<i16> {
     let path =
@@ -115,7 +40,7 @@ fn speech() -> Vec<i16> {
         .expect("samples")
 }
 
-fn bench(c: &mut Criterion<ThreadCpuTime>) {
+fn bench(c: &mut Criterion<CpuTime>) {
     let vad = SileroVad::load_with(SileroLoadOptions::default().with_max_concurrent_inferences(1))
         .expect("model");
     let audio = speech();
@@ -189,7 +114,7 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
     g.throughput(Throughput::Elements(windows.len() as u64));
     g.bench_function("stream_end_to_end", |b| {
         b.iter_custom(|iters| {
-            let start = cpu_now(libc::CLOCK_PROCESS_CPUTIME_ID);
+            let start = cpu_time(CpuClock::Process);
             for _ in 0..iters {
                 runtime.block_on(async {
                     let mut stream = vad.stream().expect("stream");
@@ -205,7 +130,7 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
                     }
                 });
             }
-            cpu_now(libc::CLOCK_PROCESS_CPUTIME_ID).saturating_sub(start)
+            cpu_time(CpuClock::Process).saturating_sub(start)
         })
     });
     g.finish();
@@ -213,7 +138,8 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
+    config = Criterion::default()
+        .with_measurement(CpuTime::thread().with_unit("streams/core", 1.0 / 31.25));
     targets = bench
 }
 criterion_main!(benches);
