@@ -1,7 +1,9 @@
 //! Project automation. `main` only dispatches: see `cargo xtask help`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, ExitCode, Stdio};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -10,7 +12,9 @@ cargo xtask <command>
 
 Commands:
   ci      format check, clippy (-D warnings, all targets) and the test suite, as CI runs them
-  test    the workspace test suite (unit, integration and doc tests)
+  test    the workspace test suite (unit, integration and doc tests); starts a throwaway redis-server
+          on a free loopback port for the Redis suites when one is installed and
+          AGENTS_TEST_REDIS_URL is unset (under CI=true a Redis that cannot start is an error)
   help    this text
 ";
 
@@ -52,8 +56,13 @@ fn cargo(args: &[&str]) -> Result<()> {
 fn test() -> Result<()> {
     let args = ["test", "--workspace", "--all-features", "--locked"];
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let redis = test_redis()?;
     eprintln!("xtask: cargo {}", args.join(" "));
-    let mut child = Command::new(&cargo)
+    let mut command = Command::new(&cargo);
+    if let Some(r) = &redis {
+        command.env("AGENTS_TEST_REDIS_URL", &r.url);
+    }
+    let mut child = command
         .args(args)
         .stdout(Stdio::piped())
         .spawn()
@@ -79,6 +88,78 @@ fn test() -> Result<()> {
         bail!("no test ran");
     }
     Ok(())
+}
+
+/// A `redis-server` child process on a private loopback port, stopped when dropped.
+struct TestRedis {
+    child: Child,
+    url: String,
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Redis the test suites use: the caller's `AGENTS_TEST_REDIS_URL`, else a throwaway `redis-server` when one is
+/// installed, else none (the Redis suites then print SKIP). Under `CI=true` a missing or failing server is an error,
+/// so CI never silently skips the Redis suites.
+fn test_redis() -> Result<Option<TestRedis>> {
+    if let Ok(url) = std::env::var("AGENTS_TEST_REDIS_URL") {
+        eprintln!("xtask: Redis suites use AGENTS_TEST_REDIS_URL={url}");
+        return Ok(None);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    match start_redis() {
+        Ok(r) => {
+            eprintln!(
+                "xtask: Redis suites use a throwaway redis-server at {}",
+                r.url
+            );
+            Ok(Some(r))
+        }
+        Err(e) if in_ci => Err(e.context("CI=true needs redis-server for the Redis suites")),
+        Err(e) => {
+            eprintln!(
+                "xtask: {e:#}; the Redis suites will SKIP (install redis-server to run them)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn start_redis() -> Result<TestRedis> {
+    let port = {
+        let probe = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free port")?;
+        probe.local_addr().context("reading the free port")?.port()
+    };
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting redis-server")?;
+    let mut redis = TestRedis {
+        child,
+        url: format!("redis://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(redis);
+        }
+        if let Some(status) = redis.child.try_wait().context("watching redis-server")? {
+            bail!("redis-server exited at start ({status})");
+        }
+        if Instant::now() > deadline {
+            bail!("redis-server did not listen on port {port} within 10 s");
+        }
+        #[allow(clippy::disallowed_methods, reason = "xtask is a synchronous program")]
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Sums of cargo's `test result:` lines.
