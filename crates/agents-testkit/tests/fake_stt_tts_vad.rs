@@ -343,3 +343,13 @@ async fn vad_rejects_rate_change() {
     ));
     assert!(s.next().await.is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn stt_stream_metrics_name_the_fake() {
+    let stt = FakeStt::new().with_transcripts(["hi"]);
+    let stream = stt.stream(&RecognizeOptions::default()).unwrap();
+    let m = stream.metrics();
+    assert_eq!(m.label, "fake.STT");
+    assert_eq!(m.model, "fake-stt");
+    assert!(m.streamed);
+}

@@ -236,6 +236,7 @@ impl Stt for FakeStt {
     fn stream(&self, options: &SttStreamOptions) -> Result<SttStream, SttError> {
         lock(&self.record).streams += 1;
         let (stream, driver) = SttStream::channel();
+        let stream = stream.with_labels(self.label(), self.model());
         let worker = Worker {
             stt: self.clone(),
             language: options.language.clone().unwrap_or_else(|| "en".to_owned()),
