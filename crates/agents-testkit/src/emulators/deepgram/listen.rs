@@ -10,7 +10,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Endpoint, Fault, RestRecord, SessionEnd, Shared, bad_request, parse_bool, secs};
+use super::{
+    Endpoint, Fault, RestRecord, SessionEnd, Shared, bad_request, parse_bool, secs, send_json,
+    with_request_id,
+};
 
 /// Quiet time that ends the draining of a socket about to be dropped.
 const DRAIN_QUIET: Duration = Duration::from_millis(100);
@@ -473,21 +476,11 @@ pub(crate) async fn ws_handler(
     };
     let fault = shared.take_fault(Endpoint::ListenWs, false);
     let index = shared.add_listen(query);
-    let header = axum::http::HeaderValue::from_str(&request_id).ok();
-    let mut resp = ws.on_upgrade(move |socket| async move {
+    let id = request_id.clone();
+    let resp = ws.on_upgrade(move |socket| async move {
         run_socket(socket, shared, params, index, request_id, fault).await;
     });
-    if let Some(v) = header {
-        resp.headers_mut().insert("dg-request-id", v);
-    }
-    resp
-}
-
-async fn send_json(socket: &mut WebSocket, v: &Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+    with_request_id(resp, &id)
 }
 
 async fn run_socket(
@@ -618,37 +611,6 @@ async fn run_socket(
     drop(socket);
 }
 
-/// Reads a WAV file's format and PCM16 data (the canonical RIFF layout).
-fn parse_wav(body: &[u8]) -> Option<(u32, u16, &[u8])> {
-    if body.len() < 12 || &body[0..4] != b"RIFF" || &body[8..12] != b"WAVE" {
-        return None;
-    }
-    let mut i = 12;
-    let mut fmt = None;
-    while i + 8 <= body.len() {
-        let id = &body[i..i + 4];
-        let len = u32::from_le_bytes([body[i + 4], body[i + 5], body[i + 6], body[i + 7]]) as usize;
-        let data_start = i + 8;
-        let data_end = data_start.checked_add(len)?.min(body.len());
-        if id == b"fmt " && len >= 16 {
-            let f = &body[data_start..data_end];
-            let format = u16::from_le_bytes([f[0], f[1]]);
-            let channels = u16::from_le_bytes([f[2], f[3]]);
-            let rate = u32::from_le_bytes([f[4], f[5], f[6], f[7]]);
-            let bits = u16::from_le_bytes([f[14], f[15]]);
-            if format != 1 || bits != 16 {
-                return None;
-            }
-            fmt = Some((rate, channels));
-        } else if id == b"data" {
-            let (rate, channels) = fmt?;
-            return Some((rate, channels, &body[data_start..data_end]));
-        }
-        i = data_start + len + (len & 1);
-    }
-    None
-}
-
 /// `POST /v1/listen`: pre-recorded recognition of the whole body (raw with `encoding`, or WAV).
 pub(crate) async fn rest_handler(
     State(shared): State<Arc<Shared>>,
@@ -674,16 +636,16 @@ pub(crate) async fn rest_handler(
         body_len: body.len(),
     });
     let corrupt = "Bad Request: failed to process audio: corrupt or unsupported data";
-    let pcm: &[u8] = match params.encoding.as_deref() {
-        Some("linear16") if !body.is_empty() => &body,
+    let pcm: Vec<u8> = match params.encoding.as_deref() {
+        Some("linear16") if !body.is_empty() => body.to_vec(),
         Some(_) => return bad_request(corrupt, &request_id),
-        None => match parse_wav(&body) {
-            Some((rate, channels, data)) => {
-                params.rate = rate;
-                params.channels = channels;
-                data
+        None => match agents_audio::read_wav_from(&body[..]) {
+            Ok(frame) => {
+                params.rate = frame.sample_rate().hz();
+                params.channels = frame.num_channels();
+                frame.to_le_bytes()
             }
-            None => return bad_request(corrupt, &request_id),
+            Err(_) => return bad_request(corrupt, &request_id),
         },
     };
     let rate = params.rate;
@@ -695,7 +657,7 @@ pub(crate) async fn rest_handler(
     let mut rec = Recognizer::new(params, &shared, request_id.clone());
     // Speech span of the whole file: every voiced frame belongs to the one scripted transcript.
     rec.silence_final = u64::MAX;
-    let _ = rec.push_audio(&shared, pcm);
+    let _ = rec.push_audio(&shared, &pcm);
     let duration = secs(rec.pos, rate);
     let alt = match rec.utt.as_ref() {
         Some(_) => {
@@ -716,9 +678,5 @@ pub(crate) async fn rest_handler(
         },
         "results": {"channels": [{"alternatives": [alt]}]},
     });
-    let mut resp = axum::Json(body).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("dg-request-id", v);
-    }
-    resp
+    with_request_id(axum::Json(body).into_response(), &request_id)
 }

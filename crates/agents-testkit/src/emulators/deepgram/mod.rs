@@ -391,10 +391,26 @@ pub(crate) fn error_response(
     if let Ok(v) = HeaderValue::from_str(message) {
         resp.headers_mut().insert("dg-error", v);
     }
+    with_request_id(resp, request_id)
+}
+
+/// Adds the `dg-request-id` header Deepgram puts on every answer.
+pub(crate) fn with_request_id(mut resp: Response, request_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         resp.headers_mut().insert("dg-request-id", v);
     }
     resp
+}
+
+/// Sends one JSON text message; `false` when the socket is gone.
+pub(crate) async fn send_json(
+    socket: &mut axum::extract::ws::WebSocket,
+    v: &serde_json::Value,
+) -> bool {
+    socket
+        .send(axum::extract::ws::Message::Text(v.to_string().into()))
+        .await
+        .is_ok()
 }
 
 /// A 400 for a bad query parameter.

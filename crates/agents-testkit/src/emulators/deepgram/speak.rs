@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::{Endpoint, Fault, RestRecord, Shared, bad_request, parse_bool};
+use super::{
+    Endpoint, Fault, RestRecord, Shared, bad_request, parse_bool, send_json, with_request_id,
+};
 use crate::signal;
 
 const LINEAR16_RATES: &[u32] = &[8_000, 16_000, 24_000, 32_000, 48_000];
@@ -96,23 +98,16 @@ fn synthesize(text: &str, per_char: Duration, rate: u32) -> Vec<u8> {
         .collect()
 }
 
+/// A 16-bit mono WAV file of `pcm` (little-endian bytes) at `rate`, through `agents_audio::write_wav_to`.
 fn wav(pcm: &[u8], rate: u32) -> Vec<u8> {
-    let len = u32::try_from(pcm.len()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(pcm.len() + 44);
-    out.extend_from_slice(b"RIFF");
-    out.extend_from_slice(&(36 + len).to_le_bytes());
-    out.extend_from_slice(b"WAVEfmt ");
-    out.extend_from_slice(&16u32.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&1u16.to_le_bytes());
-    out.extend_from_slice(&rate.to_le_bytes());
-    out.extend_from_slice(&(rate * 2).to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&16u16.to_le_bytes());
-    out.extend_from_slice(b"data");
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(pcm);
-    out
+    let frame = agents_audio::SampleRate::new(rate)
+        .and_then(|r| agents_audio::AudioFrame::from_le_bytes(pcm, r, 1));
+    let mut out = std::io::Cursor::new(Vec::with_capacity(pcm.len() + 44));
+    // The emulator only synthesizes whole samples at a validated rate; an empty body says it could not.
+    match frame.map(|f| agents_audio::write_wav_to(&mut out, std::slice::from_ref(&f))) {
+        Ok(Ok(())) => out.into_inner(),
+        _ => Vec::new(),
+    }
 }
 
 /// `GET /v1/speak` upgrade.
@@ -135,21 +130,11 @@ pub(crate) async fn ws_handler(
         _ => None,
     };
     let index = shared.add_speak(query);
-    let header = axum::http::HeaderValue::from_str(&request_id).ok();
-    let mut resp = ws.on_upgrade(move |socket| async move {
+    let id = request_id.clone();
+    let resp = ws.on_upgrade(move |socket| async move {
         run_socket(socket, shared, params, index, request_id, slow).await;
     });
-    if let Some(v) = header {
-        resp.headers_mut().insert("dg-request-id", v);
-    }
-    resp
-}
-
-async fn send_json(socket: &mut WebSocket, v: &Value) -> bool {
-    socket
-        .send(Message::Text(v.to_string().into()))
-        .await
-        .is_ok()
+    with_request_id(resp, &id)
 }
 
 async fn run_socket(
@@ -333,9 +318,6 @@ pub(crate) async fn rest_handler(
     } else {
         ("audio/wav", wav(&pcm, params.rate))
     };
-    let mut resp = ([(axum::http::header::CONTENT_TYPE, content_type)], audio).into_response();
-    if let Ok(v) = axum::http::HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("dg-request-id", v);
-    }
-    resp
+    let resp = ([(axum::http::header::CONTENT_TYPE, content_type)], audio).into_response();
+    with_request_id(resp, &request_id)
 }
