@@ -58,12 +58,7 @@ impl AudioByteStream {
         num_channels: u16,
         samples_per_channel: usize,
     ) -> Result<Self, AudioFrameError> {
-        if num_channels == 0 {
-            return Err(AudioFrameError::ZeroChannels);
-        }
-        if samples_per_channel == 0 {
-            return Err(AudioFrameError::ZeroChunkSize);
-        }
+        check_chunking(num_channels, samples_per_channel)?;
         Ok(Self {
             sample_rate,
             num_channels,
@@ -181,12 +176,7 @@ impl FrameBuffer {
         num_channels: u16,
         samples_per_channel: usize,
     ) -> Result<Self, AudioFrameError> {
-        if num_channels == 0 {
-            return Err(AudioFrameError::ZeroChannels);
-        }
-        if samples_per_channel == 0 {
-            return Err(AudioFrameError::ZeroChunkSize);
-        }
+        check_chunking(num_channels, samples_per_channel)?;
         Ok(Self {
             sample_rate,
             num_channels,
@@ -276,4 +266,15 @@ impl FrameBuffer {
             self.num_channels,
         ))
     }
+}
+
+/// The frame shape both re-chunkers need: at least one channel and one sample per frame.
+fn check_chunking(num_channels: u16, samples_per_channel: usize) -> Result<(), AudioFrameError> {
+    if num_channels == 0 {
+        return Err(AudioFrameError::ZeroChannels);
+    }
+    if samples_per_channel == 0 {
+        return Err(AudioFrameError::ZeroChunkSize);
+    }
+    Ok(())
 }
