@@ -120,6 +120,8 @@ pub struct TurnOverrides {
     pub max_endpointing_delay: Option<Duration>,
     /// Whether a false interruption resumes playout.
     pub resume_false_interruption: Option<bool>,
+    /// Who ends the user's turn while this agent is active (LiveKit `Agent(turn_detection=...)`).
+    pub turn_detection: Option<crate::session::TurnDetectionMode>,
 }
 
 impl TurnOverrides {
@@ -150,6 +152,11 @@ impl TurnOverrides {
     /// Sets whether false interruptions resume.
     pub fn with_resume_false_interruption(mut self, v: bool) -> Self {
         self.resume_false_interruption = Some(v);
+        self
+    }
+    /// Sets the turn detection mode of this agent.
+    pub fn with_turn_detection(mut self, v: crate::session::TurnDetectionMode) -> Self {
+        self.turn_detection = Some(v);
         self
     }
 }
@@ -382,6 +389,12 @@ impl AgentBuilder {
     /// Overrides the session's turn-handling options for this agent.
     pub fn turn_overrides(mut self, overrides: TurnOverrides) -> Self {
         self.agent.turn_overrides = overrides;
+        self
+    }
+    /// Overrides the session's turn detection mode for this agent (sets `TurnOverrides::turn_detection`; a later
+    /// `turn_overrides` call replaces it).
+    pub fn turn_detection(mut self, mode: crate::session::TurnDetectionMode) -> Self {
+        self.agent.turn_overrides.turn_detection = Some(mode);
         self
     }
     /// Sets the hooks (and the hooks' own tools).

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
@@ -113,18 +114,18 @@ impl fmt::Debug for ErrorEvent {
     }
 }
 
-/// Why a session closed.
+/// Why a session closed (LiveKit `CloseReason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CloseReason {
-    /// The application closed it.
+    /// The application closed it (`close()`).
     UserInitiated,
-    /// The user left (transport closed).
+    /// The user left: the audio input ended (with `close_on_input_end`).
     ParticipantDisconnected,
-    /// An unrecoverable error.
+    /// An unrecoverable error (an [`ErrorEvent`] with `recoverable == false`).
     Error,
-    /// The process is shutting down.
+    /// The process is shutting down (`shutdown()`).
     Shutdown,
 }
 
@@ -145,6 +146,29 @@ pub enum SessionEvent {
         old: UserState,
         /// After.
         new: UserState,
+    },
+    /// The user started speaking: emitted right after the `UserStateChanged` into [`UserState::Speaking`]
+    /// (VideoSDK `user_speech_started`, LiveKit 1.0 `user_started_speaking`).
+    UserStartedSpeaking {
+        /// Wall-clock time of the change.
+        at: SystemTime,
+    },
+    /// The user stopped speaking: emitted right after the `UserStateChanged` out of [`UserState::Speaking`].
+    UserStoppedSpeaking {
+        /// Wall-clock time of the change.
+        at: SystemTime,
+    },
+    /// The agent started speaking (first audio frame forwarded, or first text without an audio output): emitted
+    /// right after the `AgentStateChanged` into [`AgentState::Speaking`].
+    AgentStartedSpeaking {
+        /// Wall-clock time of the change.
+        at: SystemTime,
+    },
+    /// The agent stopped speaking (playout done or interrupted): emitted right after the `AgentStateChanged` out of
+    /// [`AgentState::Speaking`].
+    AgentStoppedSpeaking {
+        /// Wall-clock time of the change.
+        at: SystemTime,
     },
     /// A user transcript, interim or final.
     UserInputTranscribed {

@@ -36,7 +36,7 @@ pub use retry::{
     ApiConnectOptions, Attempt, ConnectOptionsError, RetryableError, parse_retry_after,
 };
 pub use secret::ApiKey;
-pub use session::{SessionControl, SessionError, SessionHandle};
+pub use session::{SessionControl, SessionError, SessionHandle, TurnDetectionMode};
 pub use speech::{SpeechHandle, SpeechPriority};
 pub use stt::{SpeechEvent, Stt, SttError, SttStream};
 pub use tools::{FunctionTool, RunContext, ToolError, ToolOutcome, ToolSet};

@@ -40,12 +40,49 @@ pub enum SessionError {
     /// Reading userdata that was never set.
     #[error("VoiceAgent userdata is not set")]
     UserdataNotSet,
+    /// A bounded command queue of the session is full (the session task is behind); the request was not taken.
+    #[error("the session's {queue} queue is full")]
+    QueueFull {
+        /// Which queue: `command` (the session task's).
+        queue: &'static str,
+    },
     /// The request is invalid in this session's configuration.
     #[error("{reason}")]
     Invalid {
         /// Why.
         reason: String,
     },
+}
+
+/// Who decides that the user's turn is over. Set on the session (`SessionOptions::turn_detection`) or per agent
+/// ([`crate::agent::TurnOverrides::turn_detection`], applied when the agent's activity starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TurnDetectionMode {
+    /// VAD end of speech (plus the optional turn detector). Needs a VAD.
+    Vad,
+    /// The STT's end of speech (plus the optional turn detector). Needs an STT.
+    Stt,
+    /// The application, with `commit_user_turn` / `clear_user_turn`.
+    Manual,
+    /// A realtime model's server-side turn detection: no local decision.
+    RealtimeLlm,
+}
+
+impl TurnDetectionMode {
+    /// The mode LiveKit picks when none is given (behaviour 115): realtime_llm → vad → stt → manual.
+    pub fn resolve(realtime_turn_detection: bool, has_vad: bool, has_stt: bool) -> Self {
+        if realtime_turn_detection {
+            Self::RealtimeLlm
+        } else if has_vad {
+            Self::Vad
+        } else if has_stt {
+            Self::Stt
+        } else {
+            Self::Manual
+        }
+    }
 }
 
 /// Pre-rendered audio for `say` (skips the TTS).
