@@ -121,6 +121,8 @@ async fn audio_rig_full(
                 return;
             }
         }
+        // The user stays connected: an input that ends closes the session (`close_on_input_end`).
+        tx.closed().await;
     });
     AudioRig {
         session,

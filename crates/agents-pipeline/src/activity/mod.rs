@@ -52,6 +52,13 @@ pub(crate) enum ActivityCmd {
     UserTurn(bool),
     /// Run `on_exit`, finish queued speech, then report and stop.
     Drain(oneshot::Sender<()>),
+    /// The session closes: commit the user's turn in progress (its final transcript) without replying, then report.
+    CloseUserTurn(oneshot::Sender<()>),
+    /// The session's outputs were replaced: speeches created from now on use these.
+    SetOutputs {
+        audio: Option<Arc<dyn AudioOutput>>,
+        text: Option<Arc<dyn TextOutput>>,
+    },
     Close,
 }
 
@@ -60,6 +67,8 @@ pub(crate) struct ActivityDeps {
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: Config,
     pub(crate) session: SessionHandle,
+    /// The session as given to tools (`generate_reply` defaults to no tools).
+    pub(crate) tool_session: SessionHandle,
     pub(crate) session_tx: mpsc::Sender<crate::session::SessionCmd>,
     pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
     pub(crate) text_output: Option<Arc<dyn TextOutput>>,
@@ -104,10 +113,10 @@ impl ActivityHandle {
                 ActivityCmd::Interrupt(reply) => {
                     let _ = reply.send(Err(SessionError::NotRunning));
                 }
-                ActivityCmd::Drain(reply) => {
+                ActivityCmd::Drain(reply) | ActivityCmd::CloseUserTurn(reply) => {
                     let _ = reply.send(());
                 }
-                ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
+                ActivityCmd::Close | ActivityCmd::UserTurn(_) | ActivityCmd::SetOutputs { .. } => {}
             }
         }
     }
@@ -164,6 +173,7 @@ struct Activity {
     shared: Arc<Shared>,
     config: Config,
     session: SessionHandle,
+    tool_session: SessionHandle,
     session_tx: mpsc::Sender<crate::session::SessionCmd>,
     audio_output: Option<Arc<dyn AudioOutput>>,
     text_output: Option<Arc<dyn TextOutput>>,
@@ -187,6 +197,8 @@ struct Activity {
     turn_transcript: String,
     /// A reply generated before the end of turn (LiveKit 1.7 preemptive generation, §6.4).
     preemptive: Option<Preemptive>,
+    /// Set while the session closes: the next end of turn is committed without a reply, then reported here.
+    closing_turn: Option<oneshot::Sender<()>>,
 }
 
 /// A speculative reply: kept only if the turn commits with the same transcript, context and tools.
@@ -208,6 +220,7 @@ impl Activity {
             shared: deps.shared,
             config: deps.config,
             session: deps.session,
+            tool_session: deps.tool_session,
             session_tx: deps.session_tx,
             audio_output: deps.audio_output,
             text_output: deps.text_output,
@@ -228,6 +241,7 @@ impl Activity {
             frames_dropped: 0,
             turn_transcript: String::new(),
             preemptive: None,
+            closing_turn: None,
         }
     }
 
@@ -262,8 +276,11 @@ impl Activity {
             return;
         }
         let options = &self.config.options;
-        let mode = options
+        let mode = self
+            .agent
+            .turn_overrides()
             .turn_detection
+            .or(options.turn_detection)
             .unwrap_or_else(|| TurnDetectionMode::resolve(false, vad.is_some(), stt.is_some()));
         let mut endpointing = options.endpointing;
         let o = self.agent.turn_overrides();
@@ -318,6 +335,7 @@ impl Activity {
                 cmd = control.recv() => match cmd {
                     Some(ActivityCmd::Close) | None => break,
                     Some(ActivityCmd::UserTurn(commit)) => self.on_user_turn_command(commit).await,
+                    Some(ActivityCmd::CloseUserTurn(done)) => self.on_close_user_turn(done).await,
                 Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
@@ -429,8 +447,28 @@ impl Activity {
                 }
                 self.draining = Some(done);
             }
-            ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
+            ActivityCmd::SetOutputs { audio, text } => {
+                self.resume_if_paused();
+                self.audio_output = audio;
+                self.text_output = text;
+            }
+            ActivityCmd::Close | ActivityCmd::UserTurn(_) | ActivityCmd::CloseUserTurn(_) => {}
         }
+    }
+
+    /// The session closes: the recognition commits the turn now (STT flushed, its final awaited, bounded by the
+    /// recognition's manual commit timeout); `on_end_of_turn` then commits it without a reply.
+    async fn on_close_user_turn(&mut self, done: oneshot::Sender<()>) {
+        self.cancel_preemptive();
+        let Some(rec) = &self.recognition else {
+            let _ = done.send(());
+            return;
+        };
+        if rec.commit_user_turn().await.is_err() {
+            let _ = done.send(());
+            return;
+        }
+        self.closing_turn = Some(done);
     }
 
     async fn on_user_turn_command(&mut self, commit: bool) {
@@ -643,6 +681,14 @@ impl Activity {
 
     fn on_end_of_turn(&mut self, turn: EndOfTurn) {
         self.turn_transcript.clear();
+        if let Some(done) = self.closing_turn.take() {
+            let text = turn.transcript.trim();
+            if !text.is_empty() {
+                self.commit_user_message(ChatMessage::new(ChatRole::User, text));
+            }
+            let _ = done.send(());
+            return;
+        }
         if turn.transcript.trim().is_empty() {
             self.cancel_preemptive();
             return;
@@ -837,7 +883,7 @@ impl Activity {
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
             shared: Arc::clone(&self.shared),
-            tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
+            tool_ctx: ToolContext::new(self.tool_session.clone(), self.shared.userdata(), handle),
             notify: tx,
             text_transforms: self.config.options.tts_text_transforms,
         };

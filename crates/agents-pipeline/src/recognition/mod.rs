@@ -68,34 +68,8 @@ pub use user_state::{DEFAULT_USER_AWAY_TIMEOUT, UserStateChange, UserStateTracke
 /// The longest [`AudioRecognition::aclose`] waits for the providers' last events.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Who decides that the user's turn is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TurnDetectionMode {
-    /// VAD end of speech (plus the optional turn detector). Needs a VAD.
-    Vad,
-    /// The STT's end of speech (plus the optional turn detector). Needs an STT.
-    Stt,
-    /// The application, with `commit_user_turn` / `clear_user_turn`.
-    Manual,
-    /// A realtime model's server-side turn detection: no local decision.
-    RealtimeLlm,
-}
-
-impl TurnDetectionMode {
-    /// The mode LiveKit picks when none is given (behaviour 115): realtime_llm → vad → stt → manual.
-    pub fn resolve(realtime_turn_detection: bool, has_vad: bool, has_stt: bool) -> Self {
-        if realtime_turn_detection {
-            Self::RealtimeLlm
-        } else if has_vad {
-            Self::Vad
-        } else if has_stt {
-            Self::Stt
-        } else {
-            Self::Manual
-        }
-    }
-}
+/// Who decides that the user's turn is over (defined in `agents_core::session`, re-exported here).
+pub use agents_core::session::TurnDetectionMode;
 
 /// Settings of an [`AudioRecognition`].
 #[derive(Clone)]

@@ -16,7 +16,7 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -30,7 +30,7 @@ use agents_core::chat::{ChatContext, ChatItem};
 use agents_core::events::{
     AgentState, CloseReason, ErrorEvent, SessionEvent, SpeechSource, UserState,
 };
-use agents_core::llm::Llm;
+use agents_core::llm::{Llm, ToolChoice};
 use agents_core::session::{
     ReplyRequest, SayRequest, SessionControl, SessionError, SessionHandle, Userdata,
 };
@@ -64,6 +64,12 @@ pub struct SessionOptions {
     pub user_away_timeout: Option<Duration>,
     /// How long `close()` lets queued speech drain before cancelling it. Default 10 s.
     pub close_timeout: Duration,
+    /// On close, how long the user's turn in progress gets for its final transcript to be committed to the
+    /// history (no reply is generated). Default 2 s (LiveKit 1.7 `session_close_transcript_timeout`).
+    pub session_close_transcript_timeout: Duration,
+    /// Close the session (`CloseReason::ParticipantDisconnected`) when the audio input ends by itself. Default
+    /// true, as LiveKit RoomIO's `close_on_disconnect`. Replacing or detaching the input never closes.
+    pub close_on_input_end: bool,
     /// Start the LLM on a final transcript before the turn is committed, and reuse the reply when the committed
     /// turn has the same transcript, context and tools (LiveKit 1.7 §6.4). Default false (see docs/turn-taking.md).
     pub preemptive_generation: bool,
@@ -86,6 +92,8 @@ impl Default for SessionOptions {
             max_tool_steps: 3,
             user_away_timeout: Some(Duration::from_secs(15)),
             close_timeout: Duration::from_secs(10),
+            session_close_transcript_timeout: Duration::from_secs(2),
+            close_on_input_end: true,
             preemptive_generation: false,
             tts_text_transforms: true,
             command_capacity: 64,
@@ -145,6 +153,16 @@ impl SessionOptions {
         self.close_timeout = v;
         self
     }
+    /// Sets how long the user's turn in progress gets for its final transcript on close.
+    pub fn with_session_close_transcript_timeout(mut self, v: Duration) -> Self {
+        self.session_close_transcript_timeout = v;
+        self
+    }
+    /// Sets whether the end of the audio input closes the session.
+    pub fn with_close_on_input_end(mut self, v: bool) -> Self {
+        self.close_on_input_end = v;
+        self
+    }
 }
 
 impl fmt::Debug for SessionOptions {
@@ -157,6 +175,11 @@ impl fmt::Debug for SessionOptions {
             .field("max_tool_steps", &self.max_tool_steps)
             .field("user_away_timeout", &self.user_away_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field(
+                "session_close_transcript_timeout",
+                &self.session_close_transcript_timeout,
+            )
+            .field("close_on_input_end", &self.close_on_input_end)
             .field("preemptive_generation", &self.preemptive_generation)
             .finish_non_exhaustive()
     }
@@ -189,11 +212,19 @@ struct State {
     agent: Option<Agent>,
 }
 
+/// A close the session asks of itself (unrecoverable error).
+struct CloseRequest {
+    reason: CloseReason,
+    error: Option<ErrorEvent>,
+}
+
 /// What every task of a session may read or report: states, history, the event broadcast.
 pub(crate) struct Shared {
     state: Mutex<State>,
     events: broadcast::Sender<SessionEvent>,
     userdata: Option<Userdata>,
+    /// Self-close requests to the session task (capacity 1: when full, a close is already pending).
+    close_requests: mpsc::Sender<CloseRequest>,
 }
 
 impl Shared {
@@ -207,26 +238,65 @@ impl Shared {
         let _ = self.events.send(event);
     }
 
-    /// Reports an error.
+    /// Reports an error; an unrecoverable one (`recoverable == false`) also closes the session with
+    /// `CloseReason::Error`, as LiveKit does.
     pub(crate) fn emit_error(&self, error: ErrorEvent) {
-        tracing::warn!(component = ?error.component, label = %error.label, error = %error.error, "session error");
-        self.emit(SessionEvent::Error(error));
+        tracing::warn!(component = ?error.component, label = %error.label, error = %error.error,
+            recoverable = error.recoverable, "session error");
+        let fatal = !error.recoverable;
+        self.emit(SessionEvent::Error(error.clone()));
+        if fatal
+            && self
+                .close_requests
+                .try_send(CloseRequest {
+                    reason: CloseReason::Error,
+                    error: Some(error),
+                })
+                .is_err()
+        {
+            tracing::debug!("unrecoverable error while a close is already pending");
+        }
     }
 
-    /// Sets the agent state, emitting `AgentStateChanged` on change only.
+    /// Sets the agent state, emitting `AgentStateChanged` on change only, then `AgentStartedSpeaking` /
+    /// `AgentStoppedSpeaking` when the change enters / leaves `Speaking`. Emitted under the state lock, so the
+    /// events are in the order of the changes.
     pub(crate) fn set_agent_state(&self, new: AgentState) {
-        let old = self.with(|s| std::mem::replace(&mut s.agent_state, new));
-        if old != new {
-            self.emit(SessionEvent::AgentStateChanged { old, new });
-        }
+        self.with(|s| {
+            let old = std::mem::replace(&mut s.agent_state, new);
+            if old == new {
+                return;
+            }
+            let _ = self
+                .events
+                .send(SessionEvent::AgentStateChanged { old, new });
+            let at = SystemTime::now();
+            if new == AgentState::Speaking {
+                let _ = self.events.send(SessionEvent::AgentStartedSpeaking { at });
+            } else if old == AgentState::Speaking {
+                let _ = self.events.send(SessionEvent::AgentStoppedSpeaking { at });
+            }
+        });
     }
 
-    /// Sets the user state, emitting `UserStateChanged` on change only.
+    /// Sets the user state, emitting `UserStateChanged` on change only, then `UserStartedSpeaking` /
+    /// `UserStoppedSpeaking` when the change enters / leaves `Speaking` (under the state lock, in order).
     pub(crate) fn set_user_state(&self, new: UserState) {
-        let old = self.with(|s| std::mem::replace(&mut s.user_state, new));
-        if old != new {
-            self.emit(SessionEvent::UserStateChanged { old, new });
-        }
+        self.with(|s| {
+            let old = std::mem::replace(&mut s.user_state, new);
+            if old == new {
+                return;
+            }
+            let _ = self
+                .events
+                .send(SessionEvent::UserStateChanged { old, new });
+            let at = SystemTime::now();
+            if new == UserState::Speaking {
+                let _ = self.events.send(SessionEvent::UserStartedSpeaking { at });
+            } else if old == UserState::Speaking {
+                let _ = self.events.send(SessionEvent::UserStoppedSpeaking { at });
+            }
+        });
     }
 
     /// Appends an item to the session history and emits `ConversationItemAdded`.
@@ -252,18 +322,27 @@ impl Shared {
 
 /// Commands to the session task.
 pub(crate) enum SessionCmd {
-    Start { agent: Agent, io: SessionIo },
+    Start {
+        agent: Agent,
+        io: SessionIo,
+    },
     Speech(ActivityCmd),
     Interrupt(oneshot::Sender<Result<(), SessionError>>),
     UpdateAgent(Agent),
-    Close(oneshot::Sender<()>),
+    SetAudioInput(Option<AudioInput>),
+    SetAudioOutput(Option<Arc<dyn AudioOutput>>),
+    SetTextOutput(Option<Arc<dyn TextOutput>>),
+    Close {
+        reason: CloseReason,
+        reply: oneshot::Sender<()>,
+    },
 }
 
 struct Owner {
     shared: Arc<Shared>,
     config: Config,
     commands: mpsc::Sender<SessionCmd>,
-    receiver: Mutex<Option<mpsc::Receiver<SessionCmd>>>,
+    receiver: Mutex<Option<(mpsc::Receiver<SessionCmd>, mpsc::Receiver<CloseRequest>)>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -354,6 +433,7 @@ impl AgentSessionBuilder {
         let capacity = self.options.command_capacity.max(1);
         let (events, _) = broadcast::channel(self.options.event_capacity.max(1));
         let (tx, rx) = mpsc::channel(capacity);
+        let (close_tx, close_rx) = mpsc::channel(1);
         AgentSession {
             owner: Arc::new(Owner {
                 shared: Arc::new(Shared {
@@ -367,6 +447,7 @@ impl AgentSessionBuilder {
                     }),
                     events,
                     userdata: self.userdata,
+                    close_requests: close_tx,
                 }),
                 config: Config {
                     stt: self.stt,
@@ -376,7 +457,7 @@ impl AgentSessionBuilder {
                     options: self.options,
                 },
                 commands: tx,
-                receiver: Mutex::new(Some(rx)),
+                receiver: Mutex::new(Some((rx, close_rx))),
                 task: Mutex::new(None),
             }),
         }
@@ -404,7 +485,7 @@ impl AgentSession {
     /// # Errors
     /// [`SessionError::NotRunning`] when the session was closed.
     pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
-        let receiver = {
+        let (receiver, close_rx) = {
             let phase = self.owner.shared.with(|s| s.phase);
             match phase {
                 Phase::NotStarted => {}
@@ -426,6 +507,7 @@ impl AgentSession {
             config: self.owner.config.clone(),
             weak: Arc::downgrade(&self.owner),
             rx: receiver,
+            close_rx,
             self_tx: self.owner.commands.clone(),
             audio_input: None,
             audio_output: None,
@@ -504,9 +586,7 @@ impl AgentSession {
 
     fn send(&self, cmd: SessionCmd) -> Result<(), SessionError> {
         self.owner.commands.try_send(cmd).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SessionError::Invalid {
-                reason: "the session's command queue is full".to_owned(),
-            },
+            mpsc::error::TrySendError::Full(_) => SessionError::QueueFull { queue: "command" },
             mpsc::error::TrySendError::Closed(_) => SessionError::NotRunning,
         })
     }
@@ -528,6 +608,114 @@ impl AgentSession {
     pub fn clear_user_turn(&self) -> Result<(), SessionError> {
         self.check_running("clear_user_turn")?;
         self.send(SessionCmd::Speech(ActivityCmd::UserTurn(false)))
+    }
+
+    /// Replaces the audio input after start (`None` detaches it); the forwarding loop goes on with the new input
+    /// (LiveKit behaviour 39). The old input is dropped. Detaching or replacing never closes the session, even with
+    /// [`SessionOptions::close_on_input_end`].
+    ///
+    /// # Errors
+    /// [`SessionError::NotRunning`] when the session is not running; [`SessionError::QueueFull`] when the session
+    /// task is behind (the input is dropped).
+    pub fn set_audio_input(&self, input: Option<AudioInput>) -> Result<(), SessionError> {
+        self.check_running("set_audio_input")?;
+        self.send(SessionCmd::SetAudioInput(input))
+    }
+
+    /// Replaces the audio output after start (`None` detaches it). Speech created from now on plays on the new
+    /// output; a speech already being generated keeps the output it started with.
+    ///
+    /// # Errors
+    /// As [`AgentSession::set_audio_input`].
+    pub fn set_audio_output(
+        &self,
+        output: Option<Arc<dyn AudioOutput>>,
+    ) -> Result<(), SessionError> {
+        self.check_running("set_audio_output")?;
+        self.send(SessionCmd::SetAudioOutput(output))
+    }
+
+    /// Replaces the text (transcription) output after start (`None` detaches it), like
+    /// [`AgentSession::set_audio_output`].
+    ///
+    /// # Errors
+    /// As [`AgentSession::set_audio_input`].
+    pub fn set_text_output(&self, output: Option<Arc<dyn TextOutput>>) -> Result<(), SessionError> {
+        self.check_running("set_text_output")?;
+        self.send(SessionCmd::SetTextOutput(output))
+    }
+
+    /// Text typed by the user (a transport's chat message), as LiveKit's default text input callback (behaviour
+    /// 84): interrupts the current and queued speech, then `generate_reply` with `text` as user input. A speech that
+    /// does not allow interruptions keeps playing and the reply is queued after it.
+    ///
+    /// # Errors
+    /// As [`SessionControl::generate_reply`].
+    pub async fn send_text_input(
+        &self,
+        text: impl Into<String>,
+    ) -> Result<SpeechHandle, SessionError> {
+        self.check_running("send_text_input")?;
+        match SessionControl::interrupt(self).await {
+            Ok(()) | Err(SessionError::Speech(_)) => {}
+            Err(e) => return Err(e),
+        }
+        SessionControl::generate_reply(self, ReplyRequest::new().with_user_input(text))
+    }
+
+    /// Closes the session with `reason`: the user's turn in progress gets up to
+    /// [`SessionOptions::session_close_transcript_timeout`] for its final transcript, queued speech drains (bounded
+    /// by [`SessionOptions::close_timeout`]; interrupted at once for `ParticipantDisconnected` and `Error`), then
+    /// `Close { reason, error: None }` is emitted.
+    ///
+    /// # Errors
+    /// [`SessionError::NotRunning`] when the session is not running (never started, closing or closed).
+    pub async fn close_with_reason(&self, reason: CloseReason) -> Result<(), SessionError> {
+        let phase = self.owner.shared.with(|s| {
+            let p = s.phase;
+            if p == Phase::Running {
+                s.phase = Phase::Closing;
+            }
+            p
+        });
+        if phase != Phase::Running {
+            return Err(SessionError::NotRunning);
+        }
+        let (tx, rx) = oneshot::channel();
+        if self
+            .owner
+            .commands
+            .send(SessionCmd::Close { reason, reply: tx })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let task = self
+            .owner
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    /// Closes the session because the process shuts down (`CloseReason::Shutdown`).
+    ///
+    /// # Errors
+    /// As [`AgentSession::close_with_reason`].
+    pub async fn shutdown(&self) -> Result<(), SessionError> {
+        self.close_with_reason(CloseReason::Shutdown).await
+    }
+
+    /// Reports an error of a component outside the pipeline (a transport, an application task) on the event
+    /// stream. An unrecoverable one (`recoverable == false`) closes the session with `CloseReason::Error` and the
+    /// error in the `Close` event, as LiveKit closes on unrecoverable errors.
+    pub fn report_error(&self, error: ErrorEvent) {
+        self.owner.shared.emit_error(error);
     }
 
     /// Speaks `text` (shorthand for [`SessionControl::say`] with a plain [`SayRequest`]).
@@ -640,36 +828,7 @@ impl SessionControl for AgentSession {
     }
 
     async fn close(&self) -> Result<(), SessionError> {
-        let phase = self.owner.shared.with(|s| {
-            let p = s.phase;
-            if p == Phase::Running {
-                s.phase = Phase::Closing;
-            }
-            p
-        });
-        if phase != Phase::Running {
-            return Err(SessionError::NotRunning);
-        }
-        let (tx, rx) = oneshot::channel();
-        if self
-            .owner
-            .commands
-            .send(SessionCmd::Close(tx))
-            .await
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
-        let task = self
-            .owner
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(task) = task {
-            let _ = task.await;
-        }
-        Ok(())
+        self.close_with_reason(CloseReason::UserInitiated).await
     }
 }
 
@@ -719,6 +878,44 @@ impl SessionControl for WeakSession {
     }
 }
 
+/// The session as seen from a running tool: as [`WeakSession`], but `generate_reply` without a tool choice uses
+/// `ToolChoice::None` (LiveKit behaviour 52: a reply asked for inside a tool must not call tools again).
+struct ToolSession(WeakSession);
+
+#[async_trait]
+impl SessionControl for ToolSession {
+    fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
+        self.0.say(request)
+    }
+    fn generate_reply(&self, mut request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
+        if request.tool_choice.is_none() {
+            request.tool_choice = Some(ToolChoice::None);
+        }
+        self.0.generate_reply(request)
+    }
+    async fn interrupt(&self) -> Result<(), SessionError> {
+        self.0.interrupt().await
+    }
+    fn update_agent(&self, agent: Agent) -> Result<(), SessionError> {
+        self.0.update_agent(agent)
+    }
+    fn history(&self) -> ChatContext {
+        self.0.history()
+    }
+    fn agent_state(&self) -> AgentState {
+        self.0.agent_state()
+    }
+    fn user_state(&self) -> UserState {
+        self.0.user_state()
+    }
+    fn current_speech(&self) -> Option<SpeechHandle> {
+        self.0.current_speech()
+    }
+    async fn close(&self) -> Result<(), SessionError> {
+        self.0.close().await
+    }
+}
+
 struct Draining {
     old: ActivityHandle,
     done: oneshot::Receiver<()>,
@@ -731,6 +928,7 @@ struct SessionActor {
     config: Config,
     weak: Weak<Owner>,
     rx: mpsc::Receiver<SessionCmd>,
+    close_rx: mpsc::Receiver<CloseRequest>,
     self_tx: mpsc::Sender<SessionCmd>,
     audio_input: Option<AudioInput>,
     audio_output: Option<Arc<dyn AudioOutput>>,
@@ -761,19 +959,27 @@ impl SessionActor {
         loop {
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
-                    Some(SessionCmd::Close(reply)) => {
-                        self.close().await;
+                    Some(SessionCmd::Close { reason, reply }) => {
+                        self.close(reason, None).await;
                         let _ = reply.send(());
                         return;
                     }
                     Some(cmd) => self.handle(cmd),
                     None => return,
                 },
+                Some(request) = self.close_rx.recv() => {
+                    self.close(request.reason, request.error).await;
+                    return;
+                }
                 frame = next_frame(&mut self.audio_input) => match frame {
                     Some(frame) => self.forward_frame(frame),
                     None => {
                         tracing::info!("audio input ended");
                         self.audio_input = None;
+                        if self.config.options.close_on_input_end {
+                            self.close(CloseReason::ParticipantDisconnected, None).await;
+                            return;
+                        }
                     }
                 },
                 () = drained(&mut self.draining) => self.finish_handoff(),
@@ -786,6 +992,7 @@ impl SessionActor {
             shared: Arc::clone(&self.shared),
             config: self.config.clone(),
             session: SessionHandle::new(Arc::new(WeakSession(self.weak.clone()))),
+            tool_session: SessionHandle::new(Arc::new(ToolSession(WeakSession(self.weak.clone())))),
             session_tx: self.self_tx.clone(),
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
@@ -848,7 +1055,33 @@ impl SessionActor {
                     }
                 }
             }
-            SessionCmd::Close(_) => {}
+            SessionCmd::SetAudioInput(input) => {
+                tracing::info!(attached = input.is_some(), "audio input replaced");
+                self.audio_input = input;
+            }
+            SessionCmd::SetAudioOutput(output) => {
+                self.audio_output = output;
+                self.push_outputs();
+            }
+            SessionCmd::SetTextOutput(output) => {
+                self.text_output = output;
+                self.push_outputs();
+            }
+            SessionCmd::Close { .. } => {}
+        }
+    }
+
+    /// Gives the current outputs to the running (and draining) activity, for its next speeches.
+    fn push_outputs(&self) {
+        for a in self
+            .activity
+            .iter()
+            .chain(self.draining.as_ref().map(|d| &d.old))
+        {
+            a.send(ActivityCmd::SetOutputs {
+                audio: self.audio_output.clone(),
+                text: self.text_output.clone(),
+            });
         }
     }
 
@@ -891,9 +1124,32 @@ impl SessionActor {
         }
     }
 
-    async fn close(&mut self) {
-        let deadline = tokio::time::Instant::now() + self.config.options.close_timeout;
+    /// Closes: input detached; the user's turn in progress gets its final transcript committed (bounded, skipped
+    /// on `Error`); queued speech drains (bounded; not for `ParticipantDisconnected` / `Error`, where nobody
+    /// listens or a component broke); activities closed; `Close` emitted last.
+    async fn close(&mut self, reason: CloseReason, error: Option<ErrorEvent>) {
+        self.shared.with(|s| {
+            if s.phase == Phase::Running {
+                s.phase = Phase::Closing;
+            }
+        });
+        tracing::info!(?reason, "closing the session");
         self.audio_input = None;
+        let options = &self.config.options;
+        if reason != CloseReason::Error
+            && let Some(a) = &self.activity
+        {
+            let (tx, rx) = oneshot::channel();
+            a.send(ActivityCmd::CloseUserTurn(tx));
+            if tokio::time::timeout(options.session_close_transcript_timeout, rx)
+                .await
+                .is_err()
+            {
+                tracing::debug!("the user's last transcript did not arrive before the close");
+            }
+        }
+        let drain = matches!(reason, CloseReason::UserInitiated | CloseReason::Shutdown);
+        let deadline = tokio::time::Instant::now() + options.close_timeout;
         let mut activities = Vec::new();
         if let Some(d) = self.draining.take() {
             activities.push(d.old);
@@ -902,18 +1158,19 @@ impl SessionActor {
             activities.push(a);
         }
         for a in activities {
-            let (tx, rx) = oneshot::channel();
-            a.send(ActivityCmd::Drain(tx));
-            if tokio::time::timeout_at(deadline, rx).await.is_err() {
-                tracing::warn!("queued speech did not drain before the close timeout; cancelled");
+            if drain {
+                let (tx, rx) = oneshot::channel();
+                a.send(ActivityCmd::Drain(tx));
+                if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                    tracing::warn!(
+                        "queued speech did not drain before the close timeout; cancelled"
+                    );
+                }
             }
             a.close().await;
         }
         self.shared.set_current_speech(None);
         self.shared.with(|s| s.phase = Phase::Closed);
-        self.shared.emit(SessionEvent::Close {
-            reason: CloseReason::UserInitiated,
-            error: None,
-        });
+        self.shared.emit(SessionEvent::Close { reason, error });
     }
 }
