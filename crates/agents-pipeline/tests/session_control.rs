@@ -394,6 +394,15 @@ async fn a_user_hanging_up_mid_sentence_gets_the_last_transcript_committed_witho
         close_event(&r.rec).map(|(reason, _)| reason),
         Some(CloseReason::ParticipantDisconnected)
     );
+    // The user's speech cut by the hang-up still ends before the Close event.
+    let timeline = speaking_timeline(&r.rec);
+    let count = |label: &str| timeline.iter().filter(|s| *s == label).count();
+    assert_eq!(count("user started speaking"), 1, "{timeline:?}");
+    assert_eq!(count("user stopped speaking"), 1, "{timeline:?}");
+    assert!(matches!(
+        r.rec.events().last(),
+        Some(SessionEvent::Close { .. })
+    ));
 }
 
 /// The user is mid-sentence when the session closes; the STT's final takes 1.5 s.

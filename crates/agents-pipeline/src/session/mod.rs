@@ -1,8 +1,10 @@
 //! [`AgentSession`]: the voice session, as actors.
 //!
 //! - The **session task** owns the I/O and the current activity: it forwards input audio frames to the activity,
-//!   routes `say` / `generate_reply` / `interrupt`, runs handoffs (old agent drained, then the new one started)
-//!   and the bounded close.
+//!   routes `say` / `generate_reply` / `interrupt`, runs handoffs (old agent drained, then the new one started),
+//!   I/O replacement after start, and the bounded close with its [`CloseReason`] (application close, shutdown, the
+//!   end of the audio input, an unrecoverable error), which first gives the user's turn in progress up to
+//!   [`SessionOptions::session_close_transcript_timeout`] for its final transcript.
 //! - One **activity task** per agent (the private `activity` module) owns the speech queue, audio recognition, the
 //!   interruption policy, the agent's chat context and the tool loop.
 //! - One **generation task** per speech ([`crate::generation`]) runs LLM → TTS → output.
@@ -1170,6 +1172,13 @@ impl SessionActor {
             a.close().await;
         }
         self.shared.set_current_speech(None);
+        // Speech cut by the close ends here: every `*StartedSpeaking` gets its `*StoppedSpeaking` before `Close`.
+        if self.shared.with(|s| s.agent_state) == AgentState::Speaking {
+            self.shared.set_agent_state(AgentState::Listening);
+        }
+        if self.shared.with(|s| s.user_state) == UserState::Speaking {
+            self.shared.set_user_state(UserState::Listening);
+        }
         self.shared.with(|s| s.phase = Phase::Closed);
         self.shared.emit(SessionEvent::Close { reason, error });
     }
