@@ -311,5 +311,24 @@ mod tests {
             SessionError::NoTts.to_string(),
             "trying to generate speech from text without a TTS model"
         );
+        assert_eq!(
+            SessionError::QueueFull { queue: "command" }.to_string(),
+            "the session's command queue is full"
+        );
+    }
+
+    #[test]
+    fn turn_detection_mode_resolves_realtime_then_vad_then_stt_then_manual() {
+        use TurnDetectionMode as M;
+        assert_eq!(M::resolve(true, false, false), M::RealtimeLlm);
+        assert_eq!(M::resolve(false, true, false), M::Vad);
+        assert_eq!(M::resolve(false, false, true), M::Stt);
+        assert_eq!(M::resolve(false, false, false), M::Manual);
+        assert_eq!(
+            serde_json::to_string(&M::RealtimeLlm).unwrap(),
+            "\"realtime_llm\""
+        );
+        let o = crate::agent::TurnOverrides::new().with_turn_detection(M::Manual);
+        assert_eq!(o.turn_detection, Some(M::Manual));
     }
 }

@@ -464,11 +464,17 @@ impl Activity {
             let _ = done.send(());
             return;
         };
-        if rec.commit_user_turn().await.is_err() {
-            let _ = done.send(());
-            return;
+        // Bounded: the recognition's queue is shared with frames and its events are read by this task.
+        let limit = self.config.options.session_close_transcript_timeout;
+        match tokio::time::timeout(limit, rec.commit_user_turn()).await {
+            Ok(Ok(())) => self.closing_turn = Some(done),
+            Ok(Err(_)) | Err(_) => {
+                tracing::debug!(
+                    "audio recognition closed or busy; the user's last turn is not committed"
+                );
+                let _ = done.send(());
+            }
         }
-        self.closing_turn = Some(done);
     }
 
     async fn on_user_turn_command(&mut self, commit: bool) {
