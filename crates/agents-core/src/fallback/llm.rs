@@ -362,10 +362,11 @@ impl Llm for FallbackLlm {
 
     /// What every member offers.
     fn capabilities(&self) -> LlmCapabilities {
-        let mut caps = LlmCapabilities::default();
-        caps.tools = self.shared.members.iter().all(|m| m.capabilities().tools);
-        caps.vision = self.shared.members.iter().all(|m| m.capabilities().vision);
-        caps
+        let members = &self.shared.members;
+        LlmCapabilities {
+            tools: members.iter().all(|m| m.capabilities().tools),
+            vision: members.iter().all(|m| m.capabilities().vision),
+        }
     }
 
     fn chat(&self, request: ChatRequest) -> LlmStream {

@@ -48,11 +48,11 @@
 
 mod llm;
 mod stt;
-//mod tts;
+mod tts;
 
 pub use llm::{FallbackLlm, FallbackLlmOptions};
 pub use stt::{FallbackStt, FallbackSttOptions};
-//pub use tts::{FallbackTts, FallbackTtsOptions};
+pub use tts::{FallbackTts, FallbackTtsOptions};
 
 use std::fmt;
 use std::future::Future;
@@ -196,10 +196,6 @@ impl Availability {
         })
     }
 
-    pub(crate) fn kind(&self) -> &'static str {
-        self.kind
-    }
-
     pub(crate) fn labels(&self) -> &[String] {
         &self.labels
     }
@@ -241,9 +237,17 @@ impl Availability {
         };
         if flag.swap(available, Ordering::SeqCst) != available {
             if available {
-                tracing::info!(kind = self.kind, member = self.label(index), "fallback member recovered");
+                tracing::info!(
+                    kind = self.kind,
+                    member = self.label(index),
+                    "fallback member recovered"
+                );
             } else {
-                tracing::warn!(kind = self.kind, member = self.label(index), "fallback member marked unavailable");
+                tracing::warn!(
+                    kind = self.kind,
+                    member = self.label(index),
+                    "fallback member marked unavailable"
+                );
             }
             // No receiver is not an error: nobody listens.
             let _ = self.events.send(AvailabilityChanged {
@@ -293,7 +297,11 @@ impl Availability {
                     this.mark_available(index);
                     return;
                 }
-                tracing::debug!(kind = this.kind, member = this.label(index), "recovery probe failed");
+                tracing::debug!(
+                    kind = this.kind,
+                    member = this.label(index),
+                    "recovery probe failed"
+                );
             }
         });
         *slot = Some(task.abort_handle());
@@ -332,7 +340,10 @@ pub(crate) fn attempt_budget(conn: &ApiConnectOptions) -> Duration {
 
 /// A stream of what `driver` sends, produced as the stream is polled (no task is spawned; dropping the stream
 /// drops the driver).
-pub(crate) fn driven<T, F, Fut>(capacity: usize, driver: F) -> impl Stream<Item = T> + Send + 'static
+pub(crate) fn driven<T, F, Fut>(
+    capacity: usize,
+    driver: F,
+) -> impl Stream<Item = T> + Send + 'static
 where
     T: Send + 'static,
     F: FnOnce(mpsc::Sender<T>) -> Fut,

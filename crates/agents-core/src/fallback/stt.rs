@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use agents_audio::AudioFrame;
 
-use super::{AllMembersFailed, Availability, AvailabilityChanged, FallbackError, MemberFailure};
 use super::attempt_budget;
+use super::{AllMembersFailed, Availability, AvailabilityChanged, FallbackError, MemberFailure};
 use crate::error::ApiError;
 use crate::retry::ApiConnectOptions;
 use crate::stream::FrameInput;
@@ -248,31 +248,50 @@ impl Shared {
         }
     }
 
-    fn probe_recognize(self: &Arc<Self>, index: usize, audio: &[AudioFrame], options: &RecognizeOptions) {
+    fn probe_recognize(
+        self: &Arc<Self>,
+        index: usize,
+        audio: &[AudioFrame],
+        options: &RecognizeOptions,
+    ) {
         let shared = Arc::clone(self);
         let audio: Arc<[AudioFrame]> = audio.into();
         let options = options.clone();
         self.availability
             .start_probe(index, self.options.probe_interval, move || {
-                let (shared, audio, options) = (Arc::clone(&shared), Arc::clone(&audio), options.clone());
-                Box::pin(async move { shared.recognize_with(index, &audio, &options).await.is_ok() })
+                let (shared, audio, options) =
+                    (Arc::clone(&shared), Arc::clone(&audio), options.clone());
+                Box::pin(
+                    async move { shared.recognize_with(index, &audio, &options).await.is_ok() },
+                )
             });
     }
 
     /// Probes a streaming member: a stream that accepts `audio`, ends its input and ends without an error, each
     /// event within the attempt timeout.
-    fn probe_stream(self: &Arc<Self>, index: usize, audio: Vec<AudioFrame>, options: &SttStreamOptions) {
+    fn probe_stream(
+        self: &Arc<Self>,
+        index: usize,
+        audio: Vec<AudioFrame>,
+        options: &SttStreamOptions,
+    ) {
         let shared = Arc::clone(self);
         let audio: Arc<[AudioFrame]> = audio.into();
         let options = options.clone();
         self.availability
             .start_probe(index, self.options.probe_interval, move || {
-                let (shared, audio, options) = (Arc::clone(&shared), Arc::clone(&audio), options.clone());
+                let (shared, audio, options) =
+                    (Arc::clone(&shared), Arc::clone(&audio), options.clone());
                 Box::pin(async move { shared.stream_probe(index, &audio, &options).await })
             });
     }
 
-    async fn stream_probe(&self, index: usize, audio: &[AudioFrame], options: &SttStreamOptions) -> bool {
+    async fn stream_probe(
+        &self,
+        index: usize,
+        audio: &[AudioFrame],
+        options: &SttStreamOptions,
+    ) -> bool {
         let Some(member) = self.members.get(index) else {
             return false;
         };
@@ -629,12 +648,12 @@ impl Stt for FallbackStt {
     /// Streaming; interim results, aligned transcripts and diarization when every member has them.
     fn capabilities(&self) -> SttCapabilities {
         let members = &self.shared.members;
-        let mut caps = SttCapabilities::default();
-        caps.streaming = true;
-        caps.interim_results = members.iter().all(|m| m.capabilities().interim_results);
-        caps.aligned_transcript = members.iter().all(|m| m.capabilities().aligned_transcript);
-        caps.diarization = members.iter().all(|m| m.capabilities().diarization);
-        caps
+        SttCapabilities {
+            streaming: true,
+            interim_results: members.iter().all(|m| m.capabilities().interim_results),
+            aligned_transcript: members.iter().all(|m| m.capabilities().aligned_transcript),
+            diarization: members.iter().all(|m| m.capabilities().diarization),
+        }
     }
 
     async fn recognize(
