@@ -220,6 +220,10 @@ struct BrokenStt {
     fail_after: usize,
     frames_seen: Arc<AtomicUsize>,
     streaming: bool,
+    /// Sends a final transcript covering the audio so far after this many frames.
+    final_after: Option<usize>,
+    /// Never answers the end of input (a stuck provider).
+    hang_on_end: bool,
 }
 
 impl BrokenStt {
@@ -229,6 +233,8 @@ impl BrokenStt {
             fail_after,
             frames_seen: Arc::new(AtomicUsize::new(0)),
             streaming: true,
+            final_after: None,
+            hang_on_end: false,
         }
     }
 }
@@ -266,12 +272,25 @@ impl Stt for BrokenStt {
                     FrameInput::Frame(_) => {
                         frames += 1;
                         this.frames_seen.fetch_add(1, Ordering::SeqCst);
+                        if this.final_after == Some(frames) {
+                            let end = Duration::from_millis(20 * frames as u64);
+                            let data =
+                                SpeechData::new("early", 1.0).with_times(Duration::ZERO, end);
+                            let event = SpeechEvent::FinalTranscript(Transcript::new("b1", data));
+                            if driver.send(Ok(event)).await.is_err() {
+                                return;
+                            }
+                        }
                         if this.broken.load(Ordering::SeqCst) && frames >= this.fail_after {
                             let _ = driver
                                 .send(Err(ApiError::connection("websocket dropped").into()))
                                 .await;
                             return;
                         }
+                    }
+                    FrameInput::EndInput if this.hang_on_end => {
+                        driver.closed().await;
+                        return;
                     }
                     FrameInput::EndInput => return,
                     _ => {}
@@ -613,4 +632,114 @@ async fn tts_failure_after_audio_is_not_replaced() {
     let err = items[2].as_ref().unwrap_err();
     assert!(err.to_string().contains("tts socket dropped"), "{err}");
     assert!(backup.synthesized().is_empty());
+}
+
+/// Pushes `audio` and the end of input into a fallback stream, then reads every event.
+async fn run_stream(fallback: &FallbackStt, audio: Vec<AudioFrame>) -> Vec<SpeechEvent> {
+    let mut stream = fallback.stream(&SttStreamOptions::default()).unwrap();
+    // The queues hold the whole input (under 128 frames): push everything, then read.
+    assert!(audio.len() < 128);
+    for frame in audio {
+        stream.push_frame(frame).await.unwrap();
+    }
+    stream.end_input().await.unwrap();
+    let mut events = Vec::new();
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap());
+    }
+    events
+}
+
+fn finals(events: &[SpeechEvent]) -> Vec<Transcript> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            SpeechEvent::FinalTranscript(t) => Some(t.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn stt_replay_starts_after_the_last_final_transcript() {
+    let rate = SampleRate::HZ_16000;
+    let mut broken = BrokenStt::new(40);
+    // A final covering the first 500 ms (25 frames) arrives before the socket drops at 800 ms.
+    broken.final_after = Some(25);
+    let backup = FakeStt::new().with_transcripts(["second part"]);
+    let fallback = FallbackStt::new(vec![
+        Arc::new(broken.clone()) as Arc<dyn Stt>,
+        Arc::new(backup.clone()),
+    ])
+    .unwrap();
+    let mut audio = tone(Duration::from_millis(1000), rate);
+    audio.extend(silence(Duration::from_millis(500), rate));
+    let events = run_stream(&fallback, audio).await;
+    let texts: Vec<String> = finals(&events)
+        .iter()
+        .map(|t| t.text().to_owned())
+        .collect();
+    assert_eq!(texts, vec!["early", "second part"]);
+    // The backup heard the audio after the final (from 500 ms), not what was already transcribed.
+    assert_eq!(backup.streamed_audio(), Duration::from_millis(1000));
+    // Its times count from the fallback stream's start: its speech starts at 500 ms.
+    let second = &finals(&events)[1].alternatives[0];
+    assert_eq!(second.start_time, Duration::from_millis(500));
+    assert_eq!(second.end_time, Duration::from_millis(1000));
+}
+
+#[tokio::test]
+async fn stt_replay_buffer_is_bounded() {
+    let rate = SampleRate::HZ_16000;
+    let broken = BrokenStt::new(30);
+    let backup = FakeStt::new().with_transcripts(["tail"]);
+    let options = FallbackSttOptions::default().with_max_replay(Duration::from_millis(200));
+    let fallback = FallbackStt::with_options(
+        vec![Arc::new(broken) as Arc<dyn Stt>, Arc::new(backup.clone())],
+        options,
+    )
+    .unwrap();
+    let mut changes = fallback.subscribe();
+    let mut audio = tone(Duration::from_millis(1000), rate);
+    audio.extend(silence(Duration::from_millis(500), rate));
+    let rest = audio.split_off(30);
+    let mut stream = fallback.stream(&SttStreamOptions::default()).unwrap();
+    // 600 ms reach the broken member, which drops its socket; wait for the switch before pushing the rest.
+    for frame in audio {
+        stream.push_frame(frame).await.unwrap();
+    }
+    assert!(!next_change(&mut changes).await.available);
+    for frame in rest {
+        stream.push_frame(frame).await.unwrap();
+    }
+    stream.end_input().await.unwrap();
+    let mut events = Vec::new();
+    while let Some(ev) = stream.next().await {
+        events.push(ev.unwrap());
+    }
+    // Only the last 200 ms of the first 600 ms were kept for the backup, then it heard the remaining 900 ms.
+    assert_eq!(backup.streamed_audio(), Duration::from_millis(1100));
+    let tail = &finals(&events)[0].alternatives[0];
+    assert_eq!(tail.start_time, Duration::from_millis(400));
+}
+
+#[tokio::test(start_paused = true)]
+async fn stt_stream_stuck_after_end_of_input_times_out_to_the_next_member() {
+    let rate = SampleRate::HZ_16000;
+    let mut stuck = BrokenStt::new(usize::MAX);
+    stuck.hang_on_end = true;
+    let backup = FakeStt::new().with_transcripts(["rescued"]);
+    let fallback = FallbackStt::new(vec![
+        Arc::new(stuck) as Arc<dyn Stt>,
+        Arc::new(backup.clone()),
+    ])
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut audio = tone(Duration::from_millis(400), rate);
+    audio.extend(silence(Duration::from_millis(400), rate));
+    let events = run_stream(&fallback, audio).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(finals(&events)[0].text(), "rescued");
+    assert_eq!(backup.streamed_audio(), Duration::from_millis(800));
+    assert_eq!(fallback.availability(), vec![false, true]);
 }

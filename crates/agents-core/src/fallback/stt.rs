@@ -562,10 +562,11 @@ impl StreamRun {
         }
         // Once the input ended, every wait for the member's next event is bounded.
         let mut deadline = self.input_ended.then(|| Instant::now() + timeout);
+        let mut member_closed = false;
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
-                input = self.driver.recv(), if !self.input_ended => {
+                input = self.driver.recv(), if !self.input_ended && !member_closed => {
                     let Some(input) = input else {
                         // The caller dropped the stream.
                         self.caller_gone = true;
@@ -577,8 +578,8 @@ impl StreamRun {
                     } else {
                         self.replay.push(input.clone());
                     }
-                    // A closed member stream reports why on its event side; read it there.
-                    let _ = forward(&stream, input).await;
+                    // A closed member stream reports why on its event side: stop feeding it and read that.
+                    member_closed = forward(&stream, input).await.is_err();
                 }
                 event = stream.next() => {
                     match event {

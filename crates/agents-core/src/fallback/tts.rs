@@ -529,10 +529,11 @@ impl StreamRun {
                 };
             }
         }
+        let mut member_closed = false;
         loop {
             let far = Instant::now() + Duration::from_secs(86_400);
             tokio::select! {
-                input = self.driver.recv(), if !self.input_ended => {
+                input = self.driver.recv(), if !self.input_ended && !member_closed => {
                     let Some(input) = input else {
                         self.caller_gone = true;
                         return Outcome::Finished;
@@ -542,8 +543,8 @@ impl StreamRun {
                         self.input_ended = true;
                     }
                     arm(&input, &mut text_since_flush, &mut deadline, timeout);
-                    // A closed member stream reports why on its event side; read it there.
-                    let _ = forward(&mut stream, input).await;
+                    // A closed member stream reports why on its event side: stop feeding it and read that.
+                    member_closed = forward(&mut stream, input).await.is_err();
                 }
                 event = stream.next() => match event {
                     None if self.input_ended => return Outcome::Finished,
