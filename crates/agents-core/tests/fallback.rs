@@ -445,6 +445,22 @@ struct BrokenTts {
     rate: SampleRate,
     channels: u16,
     audio_chunks: usize,
+    /// While false, the audio ends with an error; once true, the audio ends normally (never marked final).
+    healthy: Arc<AtomicBool>,
+    /// Streams never answer a flush (a stuck provider).
+    hang: bool,
+}
+
+impl BrokenTts {
+    fn new(rate: SampleRate, channels: u16, audio_chunks: usize) -> Self {
+        Self {
+            rate,
+            channels,
+            audio_chunks,
+            healthy: Arc::new(AtomicBool::new(false)),
+            hang: false,
+        }
+    }
 }
 
 impl BrokenTts {
@@ -456,7 +472,9 @@ impl BrokenTts {
                 Ok(SynthesizedAudio::new("req", "seg", frame))
             })
             .collect();
-        items.push(Err(ApiError::connection("tts socket dropped").into()));
+        if !self.healthy.load(Ordering::SeqCst) {
+            items.push(Err(ApiError::connection("tts socket dropped").into()));
+        }
         items
     }
 }
@@ -496,7 +514,12 @@ impl Tts for BrokenTts {
     fn stream(&self, _options: &SynthesizeOptions) -> Result<TtsStream, TtsError> {
         let (stream, mut driver) = TtsStream::channel(self.label());
         let items = self.chunks();
+        let hang = self.hang;
         tokio::spawn(async move {
+            if hang {
+                driver.closed().await;
+                return;
+            }
             // Fail once the first segment is asked for.
             while let Some(input) = driver.recv().await {
                 if matches!(input, TtsInput::Flush | TtsInput::EndInput) {
@@ -515,11 +538,7 @@ impl Tts for BrokenTts {
 
 #[tokio::test]
 async fn tts_output_is_resampled_to_the_highest_member_rate() {
-    let broken = BrokenTts {
-        rate: SampleRate::HZ_48000,
-        channels: 1,
-        audio_chunks: 0,
-    };
+    let broken = BrokenTts::new(SampleRate::HZ_48000, 1, 0);
     let backup = FakeTts::new().with_sample_rate(SampleRate::HZ_16000);
     let fallback = FallbackTts::new(vec![
         Arc::new(broken) as Arc<dyn Tts>,
@@ -560,11 +579,7 @@ async fn tts_output_is_resampled_to_the_highest_member_rate() {
 
 #[tokio::test]
 async fn tts_members_must_share_the_channel_count() {
-    let stereo = BrokenTts {
-        rate: SampleRate::HZ_24000,
-        channels: 2,
-        audio_chunks: 0,
-    };
+    let stereo = BrokenTts::new(SampleRate::HZ_24000, 2, 0);
     let err = FallbackTts::new(vec![
         Arc::new(FakeTts::new()) as Arc<dyn Tts>,
         Arc::new(stereo),
@@ -583,11 +598,7 @@ async fn tts_members_must_share_the_channel_count() {
 
 #[tokio::test]
 async fn tts_stream_replays_the_text_into_the_next_member_before_any_audio() {
-    let broken = BrokenTts {
-        rate: SampleRate::HZ_24000,
-        channels: 1,
-        audio_chunks: 0,
-    };
+    let broken = BrokenTts::new(SampleRate::HZ_24000, 1, 0);
     let backup = FakeTts::new();
     let fallback = FallbackTts::new(vec![
         Arc::new(broken) as Arc<dyn Tts>,
@@ -610,11 +621,7 @@ async fn tts_stream_replays_the_text_into_the_next_member_before_any_audio() {
 
 #[tokio::test]
 async fn tts_failure_after_audio_is_not_replaced() {
-    let broken = BrokenTts {
-        rate: SampleRate::HZ_24000,
-        channels: 1,
-        audio_chunks: 2,
-    };
+    let broken = BrokenTts::new(SampleRate::HZ_24000, 1, 2);
     let backup = FakeTts::new();
     let fallback = FallbackTts::new(vec![
         Arc::new(broken) as Arc<dyn Tts>,
@@ -742,4 +749,83 @@ async fn stt_stream_stuck_after_end_of_input_times_out_to_the_next_member() {
     assert_eq!(finals(&events)[0].text(), "rescued");
     assert_eq!(backup.streamed_audio(), Duration::from_millis(800));
     assert_eq!(fallback.availability(), vec![false, true]);
+}
+
+#[tokio::test]
+async fn tts_resampler_tail_is_kept_when_the_member_never_marks_a_final_chunk() {
+    // Ten 20 ms chunks at 16 kHz, none final, then the end of the stream.
+    let unmarked = BrokenTts::new(SampleRate::HZ_16000, 1, 10);
+    unmarked.healthy.store(true, Ordering::SeqCst);
+    let fallback = FallbackTts::new(vec![
+        Arc::new(unmarked) as Arc<dyn Tts>,
+        Arc::new(FakeTts::new().with_sample_rate(SampleRate::HZ_48000)),
+    ])
+    .unwrap();
+    let chunks: Vec<SynthesizedAudio> = fallback
+        .synthesize("x", &SynthesizeOptions::default())
+        .await
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let frames: Vec<AudioFrame> = chunks.iter().map(|c| c.frame.clone()).collect();
+    assert!(
+        frames
+            .iter()
+            .all(|f| f.sample_rate() == SampleRate::HZ_48000)
+    );
+    assert_eq!(total_duration(&frames), Duration::from_millis(200));
+    assert!(chunks.last().unwrap().is_final);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tts_stream_stuck_after_a_flush_times_out_to_the_next_member() {
+    let mut stuck = BrokenTts::new(SampleRate::HZ_24000, 1, 0);
+    stuck.hang = true;
+    let backup = FakeTts::new();
+    let fallback = FallbackTts::new(vec![
+        Arc::new(stuck) as Arc<dyn Tts>,
+        Arc::new(backup.clone()),
+    ])
+    .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut stream = fallback.stream(&SynthesizeOptions::default()).unwrap();
+    stream.push_text("Are you there?").await.unwrap();
+    stream.flush().await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+    assert_eq!(first.frame.sample_rate(), SampleRate::HZ_24000);
+    assert_eq!(backup.pushed_texts(), vec!["Are you there?"]);
+    assert_eq!(fallback.availability(), vec![false, true]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tts_recovery_probe_marks_the_member_available_again() {
+    let flaky = BrokenTts::new(SampleRate::HZ_24000, 1, 3);
+    let healthy = Arc::clone(&flaky.healthy);
+    let options = FallbackTtsOptions::default().with_probe_interval(Duration::from_secs(1));
+    let fallback = FallbackTts::with_options(
+        vec![Arc::new(flaky) as Arc<dyn Tts>, Arc::new(FakeTts::new())],
+        options,
+    )
+    .unwrap();
+    let mut changes = fallback.subscribe();
+    // The flaky member fails after audio: the error reaches the caller and the member is marked unavailable.
+    let items: Vec<_> = fallback
+        .synthesize("hello", &SynthesizeOptions::default())
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert!(items.last().unwrap().is_err());
+    assert!(!next_change(&mut changes).await.available);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!fallback.is_available(0));
+    healthy.store(true, Ordering::SeqCst);
+    let change = next_change(&mut changes).await;
+    assert_eq!(
+        (change.index, change.label.as_str(), change.available),
+        (0, "broken.TTS", true)
+    );
+    assert_eq!(fallback.availability(), vec![true, true]);
 }

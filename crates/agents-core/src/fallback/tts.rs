@@ -231,6 +231,8 @@ struct Rechunker {
     pending_timed: Vec<TimedText>,
     rate: SampleRate,
     channels: u16,
+    /// Ids of the last chunk whose audio the resampler may still hold (pushed since its last flush).
+    unflushed: Option<(String, String)>,
 }
 
 impl Rechunker {
@@ -253,7 +255,26 @@ impl Rechunker {
             pending_timed: Vec::new(),
             rate: shared.sample_rate,
             channels: shared.num_channels,
+            unflushed: None,
         })
+    }
+
+    /// At the end of a member's output: the audio the resampler still holds when the member did not mark its last
+    /// chunk final, as a final chunk.
+    fn finish(&mut self) -> Result<Option<SynthesizedAudio>, TtsError> {
+        let (Some(resampler), Some((request_id, segment_id))) =
+            (self.resampler.as_mut(), self.unflushed.take())
+        else {
+            return Ok(None);
+        };
+        let Some(frame) = resampler.flush().map_err(invalid_audio)? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            SynthesizedAudio::new(request_id, segment_id, frame)
+                .with_final(true)
+                .with_timed_text(std::mem::take(&mut self.pending_timed)),
+        ))
     }
 
     /// The chunk at the output rate; `None` while the resampler fills (timings move to the next chunk).
@@ -263,7 +284,9 @@ impl Rechunker {
         };
         let mut out = resampler.push(&chunk.frame).map_err(invalid_audio)?;
         self.pending_timed.extend(chunk.timed_text.iter().cloned());
+        self.unflushed = Some((chunk.request_id.clone(), chunk.segment_id.clone()));
         if chunk.is_final {
+            self.unflushed = None;
             let tail = resampler.flush().map_err(invalid_audio)?;
             out = match (out, tail) {
                 (Some(mut a), Some(b)) => {
@@ -359,7 +382,18 @@ impl Shared {
                         sent,
                     };
                 }
-                Ok(None) => return Outcome::Finished,
+                Ok(None) => {
+                    if let Some(tx) = tx {
+                        match rechunker.finish() {
+                            Ok(Some(tail)) => {
+                                let _ = tx.send(Ok(tail)).await;
+                            }
+                            Ok(None) => {}
+                            Err(error) => return Outcome::Failed { error, sent },
+                        }
+                    }
+                    return Outcome::Finished;
+                }
                 Ok(Some(Err(error))) => return Outcome::Failed { error, sent },
                 Ok(Some(Ok(chunk))) => {
                     let chunk = match rechunker.process(chunk) {
@@ -547,7 +581,16 @@ impl StreamRun {
                     member_closed = forward(&mut stream, input).await.is_err();
                 }
                 event = stream.next() => match event {
-                    None if self.input_ended => return Outcome::Finished,
+                    None if self.input_ended => {
+                        match rechunker.finish() {
+                            Ok(Some(tail)) => {
+                                let _ = self.driver.send(Ok(tail)).await;
+                            }
+                            Ok(None) => {}
+                            Err(error) => return Outcome::Failed { error, sent: self.sent },
+                        }
+                        return Outcome::Finished;
+                    }
                     None => {
                         let error = ApiError::connection(format!(
                             "{} ended its stream before the end of input",
