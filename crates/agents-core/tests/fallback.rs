@@ -829,3 +829,38 @@ async fn tts_recovery_probe_marks_the_member_available_again() {
     );
     assert_eq!(fallback.availability(), vec![true, true]);
 }
+
+#[tokio::test]
+async fn stt_bad_input_audio_reaches_the_caller_without_switching() {
+    let primary = FakeStt::new();
+    let backup = FakeStt::new();
+    let fallback = FallbackStt::new(vec![
+        Arc::new(primary) as Arc<dyn Stt>,
+        Arc::new(backup.clone()),
+    ])
+    .unwrap();
+    let mut stream = fallback.stream(&SttStreamOptions::default()).unwrap();
+    // Frames of two rates in one stream: the caller's mistake, not the provider's.
+    for frame in tone(Duration::from_millis(100), SampleRate::HZ_16000) {
+        stream.push_frame(frame).await.unwrap();
+    }
+    for frame in tone(Duration::from_millis(100), SampleRate::HZ_24000) {
+        let _ = stream.push_frame(frame).await;
+    }
+    let _ = stream.end_input().await;
+    let mut error = None;
+    while let Some(ev) = stream.next().await {
+        if let Err(e) = ev {
+            error = Some(e);
+        }
+    }
+    assert!(matches!(
+        error,
+        Some(SttError::UnsupportedSampleRate {
+            expected: 16_000,
+            actual: 24_000
+        })
+    ));
+    assert_eq!(backup.stream_count(), 0);
+    assert_eq!(fallback.availability(), vec![true, true]);
+}

@@ -340,6 +340,7 @@ impl Shared {
                     availability.mark_available(index);
                     return Ok(transcript);
                 }
+                Err(error) if is_input_error(&error) => return Err(error),
                 Err(error) => {
                     let label = availability.label(index).to_owned();
                     tracing::warn!(member = %label, %error, "STT failed, switching to the next one");
@@ -510,6 +511,11 @@ impl StreamRun {
                     }
                     return;
                 }
+                StreamOutcome::Failed(error) if is_input_error(&error) => {
+                    // The caller's audio is wrong; another provider would refuse it too.
+                    let _ = self.driver.send(Err(error)).await;
+                    return;
+                }
                 StreamOutcome::Failed(error) => {
                     let label = availability.label(index).to_owned();
                     tracing::warn!(
@@ -622,6 +628,14 @@ impl StreamRun {
             }
         }
     }
+}
+
+/// Errors about the caller's audio rather than the provider: they reach the caller and mark nobody unavailable.
+fn is_input_error(error: &SttError) -> bool {
+    matches!(
+        error,
+        SttError::InvalidAudio(_) | SttError::UnsupportedSampleRate { .. }
+    )
 }
 
 fn closed_error(member: &Arc<dyn Stt>) -> SttError {
