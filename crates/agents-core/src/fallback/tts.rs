@@ -207,6 +207,11 @@ impl FallbackTts {
         self.shared.availability.snapshot()
     }
 
+    /// Whether a recovery probe of member `index` is running.
+    pub fn is_probing(&self, index: usize) -> bool {
+        self.shared.availability.is_probing(index)
+    }
+
     /// The members, in order.
     pub fn members(&self) -> &[Arc<dyn Tts>] {
         &self.shared.members
