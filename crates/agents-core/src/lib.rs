@@ -5,6 +5,7 @@ pub mod audio_io;
 pub mod chat;
 pub mod error;
 pub mod events;
+pub mod fallback;
 pub mod ids;
 pub mod llm;
 pub mod metrics;
@@ -29,6 +30,7 @@ pub use audio_io::{AudioInput, AudioOutput, PlaybackFinished, SessionIo, TextOut
 pub use chat::{ChatContext, ChatItem, ChatMessage, ChatRole, FunctionCall, FunctionCallOutput};
 pub use error::{ApiError, ApiErrorKind};
 pub use events::{AgentState, SessionEvent, UserState};
+pub use fallback::{AvailabilityChanged, FallbackError, FallbackLlm, FallbackStt, FallbackTts};
 pub use llm::{ChatChunk, ChatRequest, Llm, LlmError, LlmStream, ToolChoice};
 pub use metrics::Metrics;
 pub use realtime::{RealtimeModel, RealtimeSession};

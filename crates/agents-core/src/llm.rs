@@ -232,11 +232,49 @@ impl fmt::Debug for RequestIdSlot {
     }
 }
 
+/// Where an adapter over several LLMs (e.g. [`crate::fallback::FallbackLlm`]) reports which member serves a
+/// stream, once it is known, so the stream's metrics carry that member's label and model.
+///
+/// Cheap to clone; every clone sees the same value; the last value set wins.
+#[derive(Clone, Default)]
+pub struct ServedBySlot(Arc<Mutex<Option<(String, String)>>>);
+
+impl ServedBySlot {
+    /// An empty slot.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the serving member's `label` and `model`.
+    pub fn set(&self, label: impl Into<String>, model: impl Into<String>) {
+        let value = (label.into(), model.into());
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(value);
+    }
+
+    /// The recorded `(label, model)`, if any.
+    pub fn get(&self) -> Option<(String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl fmt::Debug for ServedBySlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServedBySlot").field(&self.get()).finish()
+    }
+}
+
 /// A streamed LLM response, measuring itself as it is read ([`LlmStream::metrics`]).
 pub struct LlmStream {
     inner: BoxStream<Result<ChatChunk, LlmError>>,
     label: String,
     model: String,
+    served_by: Option<ServedBySlot>,
     request_id: RequestIdSlot,
     started: Instant,
     first_token: Option<Instant>,
@@ -255,6 +293,7 @@ impl LlmStream {
             inner: Box::pin(stream),
             label: label.into(),
             model: model.into(),
+            served_by: None,
             request_id: RequestIdSlot::new(),
             started: Instant::now(),
             first_token: None,
@@ -285,6 +324,13 @@ impl LlmStream {
         self
     }
 
+    /// Reads the label and model of the metrics from `slot` once it is set (an adapter names the member that
+    /// served); until then the label and model given to [`LlmStream::new`] are used.
+    pub fn with_served_by(mut self, slot: ServedBySlot) -> Self {
+        self.served_by = Some(slot);
+        self
+    }
+
     /// The provider's request id, once known.
     pub fn request_id(&self) -> Option<String> {
         self.request_id.get()
@@ -294,7 +340,10 @@ impl LlmStream {
     pub fn metrics(&self) -> LlmMetrics {
         let end = self.ended.unwrap_or_else(Instant::now);
         let duration = end.saturating_duration_since(self.started);
-        let mut m = LlmMetrics::new(self.label.clone(), self.model.clone());
+        let mut m = match self.served_by.as_ref().and_then(ServedBySlot::get) {
+            Some((label, model)) => LlmMetrics::new(label, model),
+            None => LlmMetrics::new(self.label.clone(), self.model.clone()),
+        };
         m.request_id = self.request_id.get();
         m.ttft = self
             .first_token
