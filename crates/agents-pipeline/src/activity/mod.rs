@@ -18,7 +18,7 @@ use tracing::Instrument;
 use agents_audio::AudioFrame;
 use agents_core::agent::{Agent, TurnDecision};
 use agents_core::audio_io::{AudioOutput, TextOutput};
-use agents_core::chat::{ChatItem, ChatMessage, ChatRole, MessageMetrics};
+use agents_core::chat::{ChatContext, ChatItem, ChatMessage, ChatRole, MessageMetrics};
 use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, SpeechSource};
 use agents_core::llm::{ChatRequest, ToolChoice};
 use agents_core::metrics::Metrics;
@@ -53,6 +53,17 @@ pub(crate) enum ActivityCmd {
     /// Run `on_exit`, finish queued speech, then report and stop.
     Drain(oneshot::Sender<()>),
     Close,
+    /// An `AgentTask` takes over (see `session::task`): recognition stops, queued speech waits; acknowledged
+    /// once the current speech has ended.
+    Suspend(oneshot::Sender<()>),
+    /// The task finished: merge its chat items, restart recognition and scheduling, then run `then` (which hands
+    /// the task's result to the waiting tool, so the tool's follow-up sees the merged context).
+    Resume {
+        task_ctx: ChatContext,
+        then: Box<dyn FnOnce() + Send>,
+    },
+    /// As `Drain`, then report the agent's final chat context.
+    DrainInto(oneshot::Sender<ChatContext>),
 }
 
 /// What an activity is built from.
@@ -107,7 +118,11 @@ impl ActivityHandle {
                 ActivityCmd::Drain(reply) => {
                     let _ = reply.send(());
                 }
-                ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
+                ActivityCmd::Suspend(reply) => {
+                    let _ = reply.send(());
+                }
+                ActivityCmd::Resume { then, .. } => then(),
+                ActivityCmd::Close | ActivityCmd::UserTurn(_) | ActivityCmd::DrainInto(_) => {}
             }
         }
     }
@@ -187,6 +202,10 @@ struct Activity {
     turn_transcript: String,
     /// A reply generated before the end of turn (LiveKit 1.7 preemptive generation, §6.4).
     preemptive: Option<Preemptive>,
+    /// An `AgentTask` runs in place of this agent: nothing is scheduled, recognition is stopped.
+    suspended: bool,
+    suspend_ack: Option<oneshot::Sender<()>>,
+    drain_ctx: Option<oneshot::Sender<ChatContext>>,
 }
 
 /// A speculative reply: kept only if the turn commits with the same transcript, context and tools.
@@ -228,6 +247,9 @@ impl Activity {
             frames_dropped: 0,
             turn_transcript: String::new(),
             preemptive: None,
+            suspended: false,
+            suspend_ack: None,
+            drain_ctx: None,
         }
     }
 
@@ -318,6 +340,7 @@ impl Activity {
                 cmd = control.recv() => match cmd {
                     Some(ActivityCmd::Close) | None => break,
                     Some(ActivityCmd::UserTurn(commit)) => self.on_user_turn_command(commit).await,
+                    Some(ActivityCmd::Suspend(ack)) => self.suspend(ack).await,
                 Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
@@ -336,9 +359,17 @@ impl Activity {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
+            if self.current.is_none()
+                && let Some(ack) = self.suspend_ack.take()
+            {
+                let _ = ack.send(());
+            }
             if self.draining.is_some() && self.idle() {
                 if let Some(done) = self.draining.take() {
                     let _ = done.send(());
+                }
+                if let Some(ctx) = self.drain_ctx.take() {
+                    let _ = ctx.send(self.agent.chat_ctx().clone());
                 }
                 break;
             }
@@ -421,7 +452,15 @@ impl Activity {
             ActivityCmd::Interrupt(reply) => {
                 let _ = reply.send(self.interrupt_all());
             }
+            ActivityCmd::DrainInto(ctx) => {
+                self.drain_ctx = Some(ctx);
+                let (done, _) = oneshot::channel();
+                self.on_command(ActivityCmd::Drain(done));
+            }
+            ActivityCmd::Resume { task_ctx, then } => self.resume(&task_ctx, then),
             ActivityCmd::Drain(done) => {
+                // A suspended agent that drains (session closing, handoff) plays its queue out.
+                self.suspended = false;
                 self.cancel_preemptive();
                 if !self.drain_started {
                     self.drain_started = true;
@@ -429,8 +468,37 @@ impl Activity {
                 }
                 self.draining = Some(done);
             }
+            ActivityCmd::Suspend(ack) => {
+                let _ = ack.send(());
+            }
             ActivityCmd::Close | ActivityCmd::UserTurn(_) => {}
         }
+    }
+
+    /// An `AgentTask` takes over: no new speech is scheduled and the recognition stops; the session is told once
+    /// the current speech has ended (LiveKit pauses the caller's activity the same way).
+    async fn suspend(&mut self, ack: oneshot::Sender<()>) {
+        self.suspended = true;
+        self.cancel_preemptive();
+        self.turn_transcript.clear();
+        self.rec_events = None;
+        if let Some(rec) = self.recognition.take() {
+            rec.aclose().await;
+        }
+        self.suspend_ack = Some(ack);
+    }
+
+    /// The task finished: its items join this agent's context (behaviour 122), recognition and scheduling
+    /// restart; `on_enter` does not run again.
+    fn resume(&mut self, task_ctx: &ChatContext, then: Box<dyn FnOnce() + Send>) {
+        let mut ctx = self.agent.chat_ctx().clone();
+        agents_core::task::merge_task_context(&mut ctx, task_ctx);
+        self.agent.update_chat_ctx(&ctx);
+        if self.suspended {
+            self.suspended = false;
+            self.start_recognition();
+        }
+        then();
     }
 
     async fn on_user_turn_command(&mut self, commit: bool) {
@@ -865,7 +933,7 @@ impl Activity {
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() {
+        if self.current.is_some() || self.suspended {
             return;
         }
         if let Some(next) = self.queue.pop() {

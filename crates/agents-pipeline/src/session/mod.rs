@@ -12,6 +12,8 @@
 //! [`AgentSession`] clone aborts the session task, whose drop aborts the activity, whose drop aborts its
 //! generations.
 
+mod task;
+
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
@@ -37,6 +39,7 @@ use agents_core::session::{
 use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::stt::Stt;
+use agents_core::task::{ErasedTask, TaskError, TaskOutput};
 use agents_core::tts::Tts;
 use agents_core::vad::Vad;
 
@@ -252,11 +255,18 @@ impl Shared {
 
 /// Commands to the session task.
 pub(crate) enum SessionCmd {
-    Start { agent: Agent, io: SessionIo },
+    Start {
+        agent: Agent,
+        io: SessionIo,
+    },
     Speech(ActivityCmd),
     Interrupt(oneshot::Sender<Result<(), SessionError>>),
     UpdateAgent(Agent),
     Close(oneshot::Sender<()>),
+    RunTask {
+        task: ErasedTask,
+        reply: oneshot::Sender<Result<TaskOutput, TaskError>>,
+    },
 }
 
 struct Owner {
@@ -433,6 +443,7 @@ impl AgentSession {
             activity: None,
             draining: None,
             frames_dropped: 0,
+            task: None,
         };
         self.owner.shared.set_agent(agent.clone());
         self.owner.shared.set_agent_state(AgentState::Initializing);
@@ -639,6 +650,10 @@ impl SessionControl for AgentSession {
         self.owner.shared.with(|s| s.current_speech.clone())
     }
 
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        task::task_result(self.submit_task(task).await?).await
+    }
+
     async fn close(&self) -> Result<(), SessionError> {
         let phase = self.owner.shared.with(|s| {
             let p = s.phase;
@@ -717,6 +732,14 @@ impl SessionControl for WeakSession {
         let s = self.get().ok_or(SessionError::NotRunning)?;
         s.close().await
     }
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        let s = self
+            .get()
+            .ok_or(TaskError::Session(SessionError::NotRunning))?;
+        let rx = s.submit_task(task).await?;
+        drop(s);
+        task::task_result(rx).await
+    }
 }
 
 struct Draining {
@@ -738,6 +761,8 @@ struct SessionActor {
     activity: Option<ActivityHandle>,
     draining: Option<Draining>,
     frames_dropped: u64,
+    /// An `AgentTask` in progress (`task.rs`).
+    task: Option<task::RunningTask>,
 }
 
 async fn next_frame(input: &mut Option<AudioInput>) -> Option<AudioFrame> {
@@ -777,6 +802,7 @@ impl SessionActor {
                     }
                 },
                 () = drained(&mut self.draining) => self.finish_handoff(),
+                p = task::progress(&mut self.task) => self.on_task_progress(p),
             }
         }
     }
@@ -825,7 +851,10 @@ impl SessionActor {
                     }
                 }
             }
+            SessionCmd::RunTask { task, reply } => self.start_task(task, reply),
             SessionCmd::UpdateAgent(agent) => {
+                // A handoff ends a running task; its suspended caller does not come back (as in LiveKit).
+                drop(self.abandon_task(TaskError::HandedOff));
                 if let Some(d) = &mut self.draining {
                     // A handoff is under way: the latest requested agent is the one started after it.
                     d.next = agent;
@@ -901,6 +930,9 @@ impl SessionActor {
         if let Some(a) = self.activity.take() {
             activities.push(a);
         }
+        activities.extend(self.abandon_task(TaskError::Session(SessionError::Closing {
+            operation: "run_task",
+        })));
         for a in activities {
             let (tx, rx) = oneshot::channel();
             a.send(ActivityCmd::Drain(tx));
