@@ -546,3 +546,101 @@ async fn run_task_outside_a_session_is_refused() {
         Err(TaskError::Session(agents_core::SessionError::NotRunning))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_callers_speech_plays_out_before_the_task_starts() {
+    let llm = task_answers(FakeLlm::new()).push_response(
+        FakeResponse::text("Sure, let me ask you a few questions.").then_tool_call("start", "{}"),
+    );
+    let r = rig(llm);
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let te = Arc::clone(&entered);
+    let caller = Agent::builder("caller")
+        .tool(caller_tool("start", Arc::clone(&outcomes), move || {
+            ask_task("email", Arc::clone(&te))
+        }))
+        .build()
+        .unwrap();
+    r.start(caller).await;
+    let speech = r
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("register"))
+        .unwrap();
+    // The tool starts while the reply plays; the task waits for its playout.
+    while !speech.done() {
+        assert_eq!(
+            entered.load(Ordering::SeqCst),
+            0,
+            "the task started while the caller spoke"
+        );
+        tokio::time::sleep(ms(5)).await;
+    }
+    wait_for_task(&r, "Please give me your email.").await;
+    let events = r.rec.events();
+    let pos = |text: &'static str| events.iter().position(said(text)).unwrap();
+    assert!(pos("Sure, let me ask you a few questions.") < pos("Please give me your email."));
+    r.session.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_run_from_on_enter_resumes_the_agent_without_entering_it_again() {
+    struct Greeter {
+        entered: Arc<AtomicUsize>,
+        task_entered: Arc<AtomicUsize>,
+        got: Arc<Mutex<Vec<Result<String, TaskError>>>>,
+    }
+    #[async_trait]
+    impl AgentHooks for Greeter {
+        async fn on_enter(&self, session: &SessionHandle) {
+            self.entered.fetch_add(1, Ordering::SeqCst);
+            let got = session
+                .run_task(ask_task("consent", Arc::clone(&self.task_entered)))
+                .await;
+            self.got.lock().unwrap().push(got);
+        }
+    }
+    let r = rig(task_answers(FakeLlm::new()));
+    let entered = Arc::new(AtomicUsize::new(0));
+    let task_entered = Arc::new(AtomicUsize::new(0));
+    let got: Arc<Mutex<Vec<Result<String, TaskError>>>> = Arc::default();
+    r.start(
+        Agent::builder("caller")
+            .hooks(Greeter {
+                entered: Arc::clone(&entered),
+                task_entered: Arc::clone(&task_entered),
+                got: Arc::clone(&got),
+            })
+            .build()
+            .unwrap(),
+    )
+    .await;
+    wait_for_task(&r, "Please give me your consent.").await;
+    r.session
+        .generate_reply(ReplyRequest::new().with_user_input("yes"))
+        .unwrap();
+    let end = tokio::time::Instant::now() + ms(10_000);
+    while got.lock().unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < end, "task never returned");
+        tokio::time::sleep(ms(5)).await;
+    }
+    assert_eq!(got.lock().unwrap().clone(), vec![Ok("yes".to_owned())]);
+    assert_eq!(entered.load(Ordering::SeqCst), 1);
+    assert_eq!(task_entered.load(Ordering::SeqCst), 1);
+    assert_eq!(current_agent_instructions(&r), "caller");
+    // The resumed agent answers the next turn with the task's exchange in its context.
+    r.session
+        .generate_reply(ReplyRequest::new().with_user_input("hello"))
+        .unwrap();
+    r.rec.wait_for(ms(10_000), said("How can I help?")).await;
+    let req = r.llm.last_request().unwrap();
+    assert_eq!(instructions(&req), "caller");
+    let texts: Vec<String> = req
+        .chat_ctx
+        .messages()
+        .filter(|m| !m.role.is_instructions())
+        .map(|m| m.text_content().unwrap_or_default())
+        .collect();
+    assert_eq!(texts, vec!["Please give me your consent.", "yes", "hello"]);
+    r.session.close().await.unwrap();
+}
