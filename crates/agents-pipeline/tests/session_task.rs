@@ -644,3 +644,28 @@ async fn a_task_run_from_on_enter_resumes_the_agent_without_entering_it_again() 
     assert_eq!(texts, vec!["Please give me your consent.", "yes", "hello"]);
     r.session.close().await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_nobody_can_complete_ends_as_not_completed_and_the_caller_resumes() {
+    let r = rig(task_answers(FakeLlm::new()));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let caller = Agent::builder("caller")
+        .tool(caller_tool("start", Arc::clone(&outcomes), || {
+            // The completer is dropped at once: nothing in the task can complete it.
+            let (_completer, result) = completion::<String>();
+            AgentTask::new(Agent::new("task:none"), result)
+        }))
+        .build()
+        .unwrap();
+    r.start(caller).await;
+    r.session
+        .generate_reply(ReplyRequest::new().with_user_input("register"))
+        .unwrap();
+    r.rec.wait_for(ms(10_000), said("All done.")).await;
+    assert_eq!(
+        outcomes.lock().unwrap().clone(),
+        vec![Err(TaskError::NotCompleted)]
+    );
+    assert_eq!(current_agent_instructions(&r), "caller");
+    r.session.close().await.unwrap();
+}

@@ -831,6 +831,9 @@ impl SessionActor {
                 self.shared.set_agent_state(AgentState::Listening);
             }
             SessionCmd::Speech(cmd) => {
+                let Some(cmd) = self.hold_for_caller(cmd) else {
+                    return;
+                };
                 if let Some(d) = &mut self.draining {
                     // Requests made while the old agent drains go to the next agent (LiveKit §4.3).
                     d.pending.push_back(cmd);

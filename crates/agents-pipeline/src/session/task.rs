@@ -34,6 +34,9 @@ pub(super) struct RunningTask {
     caller: Option<ActivityHandle>,
     caller_agent: Option<Agent>,
     stage: Stage,
+    /// `say` / `generate_reply` made while the task's agent drains: they go to the caller once it resumes (as
+    /// requests made during a handoff go to the next agent).
+    pending: Vec<ActivityCmd>,
 }
 
 enum Stage {
@@ -106,6 +109,7 @@ impl SessionActor {
             reply,
             caller: None,
             caller_agent: self.shared.with(|s| s.agent.clone()),
+            pending: Vec::new(),
             stage: Stage::Suspending {
                 ack,
                 agent: Some(Box::new(agent)),
@@ -175,8 +179,22 @@ impl SessionActor {
                         let _ = reply.send(output);
                     }),
                 });
+                for cmd in task.pending.drain(..) {
+                    caller.send(cmd);
+                }
                 self.activity = Some(caller);
             }
+        }
+    }
+
+    /// Keeps a speech request made while the task's agent drains for the caller; gives it back otherwise.
+    pub(super) fn hold_for_caller(&mut self, cmd: ActivityCmd) -> Option<ActivityCmd> {
+        match &mut self.task {
+            Some(task) if matches!(task.stage, Stage::Finishing { .. }) => {
+                task.pending.push(cmd);
+                None
+            }
+            _ => Some(cmd),
         }
     }
 
