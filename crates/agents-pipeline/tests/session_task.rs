@@ -669,3 +669,115 @@ async fn a_task_nobody_can_complete_ends_as_not_completed_and_the_caller_resumes
     assert_eq!(current_agent_instructions(&r), "caller");
     r.session.close().await.unwrap();
 }
+
+/// On consent-style tasks run from `on_enter`: the user's speech during the task reaches the task's agent, and
+/// the caller's recognition is stopped while it is suspended, then restarted.
+#[tokio::test(start_paused = true)]
+async fn user_speech_during_a_task_goes_to_the_task_and_the_caller_listens_again_after() {
+    use agents_audio::SampleRate;
+    use agents_core::{AudioInput, SessionIo};
+    use agents_pipeline::interruption::InterruptionOptions;
+    use agents_pipeline::{AgentSession, SessionOptions};
+    use agents_testkit::signal::sequence;
+    use agents_testkit::{FakeAudioOutput, FakeStt, FakeTextOutput, FakeTts, FakeVad};
+
+    struct Starter {
+        got: Arc<Mutex<Vec<Result<String, TaskError>>>>,
+    }
+    #[async_trait]
+    impl AgentHooks for Starter {
+        async fn on_enter(&self, session: &SessionHandle) {
+            let got = session
+                .run_task(ask_task("email", Arc::new(AtomicUsize::new(0))))
+                .await;
+            self.got.lock().unwrap().push(got);
+        }
+    }
+
+    // Silence while the task asks, then the answer, silence, a second utterance for the caller, silence.
+    let parts = [
+        (false, 4_000),
+        (true, 800),
+        (false, 4_000),
+        (true, 600),
+        (false, 3_000),
+    ];
+    let mut speech = Vec::new();
+    let mut t = 0;
+    for &(s, d) in &parts {
+        if s {
+            speech.push((ms(t), ms(t + d)));
+        }
+        t += d;
+    }
+    let llm = task_answers(FakeLlm::new());
+    let stt = Arc::new(
+        FakeStt::new()
+            .with_transcripts(["ada@example.com", "hello"])
+            .with_min_silence(ms(100)),
+    );
+    let session = AgentSession::builder()
+        .llm(Arc::new(llm.clone()))
+        .tts(Arc::new(FakeTts::new()))
+        .vad(Arc::new(FakeVad::scripted(speech)))
+        .stt(stt.clone())
+        .options(
+            SessionOptions::default()
+                .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None))
+                .with_user_away_timeout(None),
+        )
+        .build();
+    let rec = session_common::Recorder::start(&session);
+    let (tx, input) = AudioInput::channel("user", 64);
+    let frames = sequence(&parts.map(|(s, d)| (s, ms(d))), SampleRate::HZ_16000);
+    let got: Arc<Mutex<Vec<Result<String, TaskError>>>> = Arc::default();
+    session
+        .start(
+            Agent::builder("caller")
+                .hooks(Starter {
+                    got: Arc::clone(&got),
+                })
+                .build()
+                .unwrap(),
+            SessionIo::new()
+                .with_audio_input(input)
+                .with_audio_output(Arc::new(FakeAudioOutput::new()))
+                .with_text_output(Arc::new(FakeTextOutput::new())),
+        )
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut at = tokio::time::Instant::now();
+        for f in frames {
+            tokio::time::sleep_until(at).await;
+            at += f.duration();
+            if tx.send(f).await.is_err() {
+                return;
+            }
+        }
+    });
+    rec.wait_for(ms(20_000), said("How can I help?")).await;
+    assert_eq!(
+        got.lock().unwrap().clone(),
+        vec![Ok("ada@example.com".to_owned())]
+    );
+    let requests = llm.requests();
+    let answered: Vec<(String, Option<String>)> = requests
+        .iter()
+        .map(|q| (instructions(q), last_user(q)))
+        .collect();
+    assert_eq!(
+        answered,
+        vec![
+            ("ask".to_owned(), None),
+            ("task:email".to_owned(), Some("ada@example.com".to_owned())),
+            ("caller".to_owned(), Some("hello".to_owned())),
+        ]
+    );
+    assert_eq!(
+        stt.stream_count(),
+        3,
+        "the caller's STT stream, the task's, the caller's again"
+    );
+    session.close().await.unwrap();
+}
