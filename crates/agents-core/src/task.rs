@@ -492,8 +492,8 @@ impl fmt::Debug for TaskGroupResults {
 }
 
 /// An ordered sequence of tasks run one after another, returning all their results (LiveKit Agents'
-/// `beta.workflows.TaskGroup`). Once a task has finished, the later tasks get an `out_of_scope` tool: when the
-/// user wants to change an earlier answer, the model calls it with the ids of the tasks to redo, the current task
+/// `beta.workflows.TaskGroup`). Once a step has been visited, the later tasks get an `out_of_scope` tool: when
+/// the user wants to change an earlier answer, the model calls it with the ids of the tasks to redo, the current task
 /// is abandoned, those tasks run again (fresh instances from their factories), then the current one.
 ///
 /// Every task starts from the group's shared context: the options' `chat_ctx`, plus the items of every task that
@@ -621,7 +621,7 @@ impl TaskGroup {
         Ok(results)
     }
 
-    /// LiveKit's `out_of_scope` tool: offered once some other task finished; completes the running task with
+    /// LiveKit's `out_of_scope` tool: offered once some other step was visited; completes the running task with
     /// [`TaskError::Regressed`].
     fn out_of_scope_tool(
         &self,
