@@ -503,7 +503,11 @@ impl fmt::Debug for TaskGroupResults {
 pub struct TaskGroup {
     steps: Vec<Step>,
     options: TaskGroupOptions,
+    on_completed: Option<OnTaskCompleted>,
 }
+
+/// Called after each task of a group finished with a value: its id and the value.
+pub type OnTaskCompleted = Box<dyn Fn(&str, &(dyn Any + Send)) + Send + Sync>;
 
 impl Default for TaskGroup {
     fn default() -> Self {
@@ -517,7 +521,18 @@ impl TaskGroup {
         Self {
             steps: Vec::new(),
             options: TaskGroupOptions::default(),
+            on_completed: None,
         }
+    }
+
+    /// Calls `f` with the id and value of each task as it finishes (LiveKit `on_task_completed`), e.g. to save
+    /// progress. A task run again after the user went back reports again.
+    pub fn on_task_completed(
+        mut self,
+        f: impl Fn(&str, &(dyn Any + Send)) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_completed = Some(Box::new(f));
+        self
     }
 
     /// Sets the options.
@@ -593,6 +608,9 @@ impl TaskGroup {
                         if !is_instructions(item) && shared.get_by_id(item.id()).is_none() {
                             shared.push(item.clone());
                         }
+                    }
+                    if let Some(f) = &self.on_completed {
+                        f(&id, output.value.as_ref());
                     }
                     results.set(&id, Ok(output.value));
                 }
@@ -700,6 +718,7 @@ impl fmt::Debug for TaskGroup {
         f.debug_struct("TaskGroup")
             .field("ids", &self.ids())
             .field("options", &self.options)
+            .field("on_task_completed", &self.on_completed.is_some())
             .finish()
     }
 }
@@ -785,6 +804,168 @@ mod tests {
                 (ChatRole::User, "ada@example.com".to_owned()),
             ]
         );
+    }
+
+    /// One task run: its instructions, the messages it started from, its tools.
+    type Run = (String, Vec<String>, Vec<String>);
+
+    /// A session that "runs" each task by answering from a script: `Ok(text)` completes it with `text` and adds a
+    /// user message `text` to its context; an error fails it. It records what each task started from.
+    #[derive(Default)]
+    struct Scripted {
+        script: Mutex<std::collections::VecDeque<Result<&'static str, TaskError>>>,
+        runs: Mutex<Vec<Run>>,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::SessionControl for Scripted {
+        fn say(&self, _: crate::session::SayRequest) -> Result<crate::SpeechHandle, SessionError> {
+            Err(SessionError::NotRunning)
+        }
+        fn generate_reply(
+            &self,
+            _: crate::session::ReplyRequest,
+        ) -> Result<crate::SpeechHandle, SessionError> {
+            Err(SessionError::NotRunning)
+        }
+        async fn interrupt(&self) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn update_agent(&self, _: Agent) -> Result<(), SessionError> {
+            Ok(())
+        }
+        fn history(&self) -> ChatContext {
+            ChatContext::new()
+        }
+        fn agent_state(&self) -> crate::AgentState {
+            crate::AgentState::Listening
+        }
+        fn user_state(&self) -> crate::UserState {
+            crate::UserState::Listening
+        }
+        fn current_speech(&self) -> Option<crate::SpeechHandle> {
+            None
+        }
+        async fn close(&self) -> Result<(), SessionError> {
+            Ok(())
+        }
+        async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+            let agent = task.agent().clone();
+            let seen: Vec<String> = agent
+                .chat_ctx()
+                .messages()
+                .filter_map(|m| m.text_content())
+                .collect();
+            self.runs.lock().unwrap().push((
+                agent.instructions().to_owned(),
+                seen,
+                agent.tools().names(),
+            ));
+            let next = self.script.lock().unwrap().pop_front().unwrap();
+            let text = next?;
+            let mut ctx = agent.chat_ctx().clone();
+            ctx.add_message(ChatRole::User, text);
+            Ok(TaskOutput::new(Box::new(text.to_owned()), ctx))
+        }
+    }
+
+    fn named(what: &'static str) -> Result<AgentTask<String>, TaskError> {
+        let (_c, r) = completion::<String>();
+        Ok(AgentTask::new(Agent::new(what), r))
+    }
+
+    fn scripted(script: Vec<Result<&'static str, TaskError>>) -> (Arc<Scripted>, SessionHandle) {
+        let s = Arc::new(Scripted {
+            script: Mutex::new(script.into()),
+            ..Scripted::default()
+        });
+        (Arc::clone(&s), SessionHandle::new(s))
+    }
+
+    #[tokio::test]
+    async fn a_group_runs_in_order_shares_context_and_goes_back_on_request() {
+        let (fake, session) = scripted(vec![
+            Ok("Ada"),
+            // In "email" the user asks to change the name.
+            Err(TaskError::Regressed {
+                task_ids: vec!["name".to_owned()],
+            }),
+            Ok("Ada Lovelace"),
+            Ok("ada@example.com"),
+        ]);
+        let completed = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&completed);
+        let mut results = TaskGroup::new()
+            .add("name", "Collect the name", || named("name"))
+            .add("email", "Collect the email", || named("email"))
+            .on_task_completed(move |id, v| {
+                let v = v.downcast_ref::<String>().cloned().unwrap_or_default();
+                seen.lock().unwrap().push(format!("{id}={v}"));
+            })
+            .run(&session)
+            .await
+            .unwrap();
+        let runs = fake.runs.lock().unwrap().clone();
+        let order: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(order, ["name", "email", "name", "email"]);
+        // The first task has no way back; later ones can go back to visited steps only.
+        assert_eq!(runs[0].2, Vec::<String>::new());
+        assert_eq!(runs[1].2, ["out_of_scope"]);
+        assert_eq!(
+            runs[2].2,
+            ["out_of_scope"],
+            "back in name, email was visited"
+        );
+        // Each task starts from what the finished ones said.
+        assert_eq!(runs[1].1, ["Ada"]);
+        assert_eq!(runs[3].1, ["Ada", "Ada Lovelace"]);
+        assert_eq!(results.ids(), ["name", "email"]);
+        assert_eq!(
+            results.take::<String>("name"),
+            Some(Ok("Ada Lovelace".to_owned()))
+        );
+        assert_eq!(
+            results.take::<String>("email"),
+            Some(Ok("ada@example.com".to_owned()))
+        );
+        assert_eq!(
+            completed.lock().unwrap().clone(),
+            ["name=Ada", "name=Ada Lovelace", "email=ada@example.com"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_task_ends_the_group_unless_errors_are_returned() {
+        let (_fake, session) = scripted(vec![Err(TaskError::failed("no")), Ok("x")]);
+        let group = TaskGroup::new()
+            .add("a", "A", || named("a"))
+            .add("b", "B", || named("b"));
+        assert_eq!(
+            group.run(&session).await.err(),
+            Some(TaskError::failed("no"))
+        );
+
+        let (fake, session) = scripted(vec![Err(TaskError::failed("no")), Ok("x")]);
+        let mut results = group
+            .with_options(TaskGroupOptions::default().with_return_errors(true))
+            .run(&session)
+            .await
+            .unwrap();
+        assert_eq!(fake.runs.lock().unwrap().len(), 2);
+        assert!(results.is_error("a"));
+        assert_eq!(
+            results.take::<String>("a"),
+            Some(Err(TaskError::failed("no")))
+        );
+        assert_eq!(results.take::<String>("b"), Some(Ok("x".to_owned())));
+
+        // Session errors always end the group.
+        let (_fake, session) = scripted(vec![Err(TaskError::HandedOff), Ok("x")]);
+        let group = TaskGroup::new()
+            .with_options(TaskGroupOptions::default().with_return_errors(true))
+            .add("a", "A", || named("a"))
+            .add("b", "B", || named("b"));
+        assert_eq!(group.run(&session).await.err(), Some(TaskError::HandedOff));
     }
 
     #[test]
