@@ -255,18 +255,12 @@ impl Shared {
 
 /// Commands to the session task.
 pub(crate) enum SessionCmd {
-    Start {
-        agent: Agent,
-        io: SessionIo,
-    },
+    Start { agent: Agent, io: SessionIo },
     Speech(ActivityCmd),
     Interrupt(oneshot::Sender<Result<(), SessionError>>),
     UpdateAgent(Agent),
     Close(oneshot::Sender<()>),
-    RunTask {
-        task: ErasedTask,
-        reply: oneshot::Sender<Result<TaskOutput, TaskError>>,
-    },
+    RunTask(task::TaskRequest),
 }
 
 struct Owner {
@@ -854,7 +848,7 @@ impl SessionActor {
                     }
                 }
             }
-            SessionCmd::RunTask { task, reply } => self.start_task(task, reply),
+            SessionCmd::RunTask(request) => self.start_task(request),
             SessionCmd::UpdateAgent(agent) => {
                 // A handoff ends a running task; its suspended caller does not come back (as in LiveKit).
                 drop(self.abandon_task(TaskError::HandedOff));

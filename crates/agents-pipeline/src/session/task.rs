@@ -27,6 +27,12 @@ use crate::activity::{ActivityCmd, ActivityHandle};
 
 type Reply = oneshot::Sender<Result<TaskOutput, TaskError>>;
 
+/// `SessionCmd::RunTask`: the task and where its result goes.
+pub(crate) struct TaskRequest {
+    task: ErasedTask,
+    reply: Reply,
+}
+
 /// A task the session is running.
 pub(super) struct RunningTask {
     reply: Reply,
@@ -89,7 +95,8 @@ pub(super) async fn progress(task: &mut Option<RunningTask>) -> Progress {
 
 impl SessionActor {
     /// `SessionCmd::RunTask`.
-    pub(super) fn start_task(&mut self, task: ErasedTask, reply: Reply) {
+    pub(super) fn start_task(&mut self, request: TaskRequest) {
+        let TaskRequest { task, reply } = request;
         if self.task.is_some() {
             let _ = reply.send(Err(TaskError::Nested));
             return;
@@ -236,7 +243,7 @@ impl AgentSession {
         let (tx, rx) = oneshot::channel();
         self.owner
             .commands
-            .send(SessionCmd::RunTask { task, reply: tx })
+            .send(SessionCmd::RunTask(TaskRequest { task, reply: tx }))
             .await
             .map_err(|_| TaskError::Session(SessionError::NotRunning))?;
         Ok(rx)
