@@ -13,6 +13,7 @@ use crate::events::{AgentState, UserState};
 use crate::llm::ToolChoice;
 use crate::speech::{SpeechError, SpeechHandle, SpeechPriority};
 use crate::stream::EventStream;
+use crate::task::{ErasedTask, TaskError, TaskOutput};
 use agents_audio::AudioFrame;
 
 /// Application state shared with tools (`RunContext::userdata`), type-erased for storage in the session.
@@ -217,6 +218,12 @@ pub trait SessionControl: Send + Sync + 'static {
     fn current_speech(&self) -> Option<SpeechHandle>;
     /// Closes the session after draining queued speech (bounded).
     async fn close(&self) -> Result<(), SessionError>;
+    /// Runs a type-erased task (see [`SessionHandle::run_task`], the typed entry point). The default refuses
+    /// with [`SessionError::NotRunning`]: implementations that cannot run tasks need not override it.
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        drop(task);
+        Err(TaskError::Session(SessionError::NotRunning))
+    }
 }
 
 /// A cheap, clonable handle to a running session.

@@ -18,7 +18,7 @@ use tracing::Instrument;
 use agents_audio::AudioFrame;
 use agents_core::agent::{Agent, TurnDecision};
 use agents_core::audio_io::{AudioOutput, TextOutput};
-use agents_core::chat::{ChatItem, ChatMessage, ChatRole, MessageMetrics};
+use agents_core::chat::{ChatContext, ChatItem, ChatMessage, ChatRole, MessageMetrics};
 use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, SpeechSource};
 use agents_core::llm::{ChatRequest, ToolChoice};
 use agents_core::metrics::Metrics;
@@ -60,6 +60,17 @@ pub(crate) enum ActivityCmd {
         text: Option<Arc<dyn TextOutput>>,
     },
     Close,
+    /// An `AgentTask` takes over (see `session::task`): recognition stops, queued speech waits; acknowledged
+    /// once the current speech has ended.
+    Suspend(oneshot::Sender<()>),
+    /// The task finished: merge its chat items, restart recognition and scheduling, then run `then` (which hands
+    /// the task's result to the waiting tool, so the tool's follow-up sees the merged context).
+    Resume {
+        task_ctx: ChatContext,
+        then: Box<dyn FnOnce() + Send>,
+    },
+    /// As `Drain`, then report the agent's final chat context.
+    DrainInto(oneshot::Sender<ChatContext>),
 }
 
 /// What an activity is built from.
@@ -116,7 +127,14 @@ impl ActivityHandle {
                 ActivityCmd::Drain(reply) | ActivityCmd::CloseUserTurn(reply) => {
                     let _ = reply.send(());
                 }
-                ActivityCmd::Close | ActivityCmd::UserTurn(_) | ActivityCmd::SetOutputs { .. } => {}
+                ActivityCmd::Suspend(reply) => {
+                    let _ = reply.send(());
+                }
+                ActivityCmd::Resume { then, .. } => then(),
+                ActivityCmd::Close
+                | ActivityCmd::UserTurn(_)
+                | ActivityCmd::SetOutputs { .. }
+                | ActivityCmd::DrainInto(_) => {}
             }
         }
     }
@@ -199,6 +217,10 @@ struct Activity {
     preemptive: Option<Preemptive>,
     /// Set while the session closes: the next end of turn is committed without a reply, then reported here.
     closing_turn: Option<oneshot::Sender<()>>,
+    /// An `AgentTask` runs in place of this agent: nothing is scheduled, recognition is stopped.
+    suspended: bool,
+    suspend_ack: Option<oneshot::Sender<()>>,
+    drain_ctx: Option<oneshot::Sender<ChatContext>>,
 }
 
 /// A speculative reply: kept only if the turn commits with the same transcript, context and tools.
@@ -242,6 +264,9 @@ impl Activity {
             turn_transcript: String::new(),
             preemptive: None,
             closing_turn: None,
+            suspended: false,
+            suspend_ack: None,
+            drain_ctx: None,
         }
     }
 
@@ -336,6 +361,7 @@ impl Activity {
                     Some(ActivityCmd::Close) | None => break,
                     Some(ActivityCmd::UserTurn(commit)) => self.on_user_turn_command(commit).await,
                     Some(ActivityCmd::CloseUserTurn(done)) => self.on_close_user_turn(done).await,
+                    Some(ActivityCmd::Suspend(ack)) => self.suspend(ack).await,
                 Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
@@ -354,9 +380,17 @@ impl Activity {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
+            if self.current.is_none()
+                && let Some(ack) = self.suspend_ack.take()
+            {
+                let _ = ack.send(());
+            }
             if self.draining.is_some() && self.idle() {
                 if let Some(done) = self.draining.take() {
                     let _ = done.send(());
+                }
+                if let Some(ctx) = self.drain_ctx.take() {
+                    let _ = ctx.send(self.agent.chat_ctx().clone());
                 }
                 break;
             }
@@ -439,7 +473,15 @@ impl Activity {
             ActivityCmd::Interrupt(reply) => {
                 let _ = reply.send(self.interrupt_all());
             }
+            ActivityCmd::DrainInto(ctx) => {
+                self.drain_ctx = Some(ctx);
+                let (done, _) = oneshot::channel();
+                self.on_command(ActivityCmd::Drain(done));
+            }
+            ActivityCmd::Resume { task_ctx, then } => self.resume(&task_ctx, then),
             ActivityCmd::Drain(done) => {
+                // A suspended agent that drains (session closing, handoff) plays its queue out.
+                self.suspended = false;
                 self.cancel_preemptive();
                 if !self.drain_started {
                     self.drain_started = true;
@@ -451,6 +493,9 @@ impl Activity {
                 self.resume_if_paused();
                 self.audio_output = audio;
                 self.text_output = text;
+            }
+            ActivityCmd::Suspend(ack) => {
+                let _ = ack.send(());
             }
             ActivityCmd::Close | ActivityCmd::UserTurn(_) | ActivityCmd::CloseUserTurn(_) => {}
         }
@@ -475,6 +520,32 @@ impl Activity {
                 let _ = done.send(());
             }
         }
+    }
+
+    /// An `AgentTask` takes over: no new speech is scheduled and the recognition stops; the session is told once
+    /// the current speech has ended (LiveKit pauses the caller's activity the same way).
+    async fn suspend(&mut self, ack: oneshot::Sender<()>) {
+        self.suspended = true;
+        self.cancel_preemptive();
+        self.turn_transcript.clear();
+        self.rec_events = None;
+        if let Some(rec) = self.recognition.take() {
+            rec.aclose().await;
+        }
+        self.suspend_ack = Some(ack);
+    }
+
+    /// The task finished: its items join this agent's context (behaviour 122), recognition and scheduling
+    /// restart; `on_enter` does not run again.
+    fn resume(&mut self, task_ctx: &ChatContext, then: Box<dyn FnOnce() + Send>) {
+        let mut ctx = self.agent.chat_ctx().clone();
+        agents_core::task::merge_task_context(&mut ctx, task_ctx);
+        self.agent.update_chat_ctx(&ctx);
+        if self.suspended {
+            self.suspended = false;
+            self.start_recognition();
+        }
+        then();
     }
 
     async fn on_user_turn_command(&mut self, commit: bool) {
@@ -917,7 +988,7 @@ impl Activity {
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() {
+        if self.current.is_some() || self.suspended {
             return;
         }
         if let Some(next) = self.queue.pop() {

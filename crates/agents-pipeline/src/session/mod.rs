@@ -14,6 +14,8 @@
 //! [`AgentSession`] clone aborts the session task, whose drop aborts the activity, whose drop aborts its
 //! generations.
 
+mod task;
+
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
@@ -39,6 +41,7 @@ use agents_core::session::{
 use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::stt::Stt;
+use agents_core::task::{ErasedTask, TaskError, TaskOutput};
 use agents_core::tts::Tts;
 use agents_core::vad::Vad;
 
@@ -338,6 +341,7 @@ pub(crate) enum SessionCmd {
         reason: CloseReason,
         reply: oneshot::Sender<()>,
     },
+    RunTask(task::TaskRequest),
 }
 
 struct Owner {
@@ -517,6 +521,7 @@ impl AgentSession {
             activity: None,
             draining: None,
             frames_dropped: 0,
+            task: None,
         };
         self.owner.shared.set_agent(agent.clone());
         self.owner.shared.set_agent_state(AgentState::Initializing);
@@ -829,6 +834,10 @@ impl SessionControl for AgentSession {
         self.owner.shared.with(|s| s.current_speech.clone())
     }
 
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        task::task_result(self.submit_task(task).await?).await
+    }
+
     async fn close(&self) -> Result<(), SessionError> {
         self.close_with_reason(CloseReason::UserInitiated).await
     }
@@ -878,6 +887,14 @@ impl SessionControl for WeakSession {
         let s = self.get().ok_or(SessionError::NotRunning)?;
         s.close().await
     }
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        let s = self
+            .get()
+            .ok_or(TaskError::Session(SessionError::NotRunning))?;
+        let rx = s.submit_task(task).await?;
+        drop(s);
+        task::task_result(rx).await
+    }
 }
 
 /// The session as seen from a running tool: as [`WeakSession`], but `generate_reply` without a tool choice uses
@@ -916,6 +933,9 @@ impl SessionControl for ToolSession {
     async fn close(&self) -> Result<(), SessionError> {
         self.0.close().await
     }
+    async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
+        self.0.run_task_erased(task).await
+    }
 }
 
 struct Draining {
@@ -938,6 +958,8 @@ struct SessionActor {
     activity: Option<ActivityHandle>,
     draining: Option<Draining>,
     frames_dropped: u64,
+    /// An `AgentTask` in progress (`task.rs`).
+    task: Option<task::RunningTask>,
 }
 
 async fn next_frame(input: &mut Option<AudioInput>) -> Option<AudioFrame> {
@@ -985,6 +1007,7 @@ impl SessionActor {
                     }
                 },
                 () = drained(&mut self.draining) => self.finish_handoff(),
+                p = task::progress(&mut self.task) => self.on_task_progress(p),
             }
         }
     }
@@ -1014,6 +1037,9 @@ impl SessionActor {
                 self.shared.set_agent_state(AgentState::Listening);
             }
             SessionCmd::Speech(cmd) => {
+                let Some(cmd) = self.hold_for_caller(cmd) else {
+                    return;
+                };
                 if let Some(d) = &mut self.draining {
                     // Requests made while the old agent drains go to the next agent (LiveKit §4.3).
                     d.pending.push_back(cmd);
@@ -1034,7 +1060,10 @@ impl SessionActor {
                     }
                 }
             }
+            SessionCmd::RunTask(request) => self.start_task(request),
             SessionCmd::UpdateAgent(agent) => {
+                // A handoff ends a running task; its suspended caller does not come back (as in LiveKit).
+                drop(self.abandon_task(TaskError::HandedOff));
                 if let Some(d) = &mut self.draining {
                     // A handoff is under way: the latest requested agent is the one started after it.
                     d.next = agent;
@@ -1159,6 +1188,9 @@ impl SessionActor {
         if let Some(a) = self.activity.take() {
             activities.push(a);
         }
+        activities.extend(self.abandon_task(TaskError::Session(SessionError::Closing {
+            operation: "run_task",
+        })));
         for a in activities {
             if drain {
                 let (tx, rx) = oneshot::channel();
