@@ -80,7 +80,12 @@ impl ActivityHandle {
         let (control, control_rx) = mpsc::channel(capacity);
         let (frames, frames_rx) = mpsc::channel(capacity);
         let agent_id = agent.id().to_owned();
-        let task = tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx));
+        let task = match crate::realtime::model_for(&agent, &deps.config) {
+            Some(model) => tokio::spawn(crate::realtime::run(
+                agent, model, deps, control_rx, frames_rx,
+            )),
+            None => tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx)),
+        };
         Self {
             agent_id,
             control,
@@ -1004,7 +1009,10 @@ impl Activity {
 }
 
 /// The session's interruption options with the agent's overrides.
-fn merged_interruption(config: &Config, agent: &Agent) -> crate::interruption::InterruptionOptions {
+pub(crate) fn merged_interruption(
+    config: &Config,
+    agent: &Agent,
+) -> crate::interruption::InterruptionOptions {
     let mut o = config.options.interruption.clone();
     let a = agent.turn_overrides();
     if let Some(v) = a.min_interruption_duration {
