@@ -417,13 +417,16 @@ impl RealtimeActivity {
             }
             self.schedule();
             if self.draining.is_some() && self.idle() {
-                if let Some(done) = self.draining.take() {
-                    let _ = done.send(());
-                }
                 break;
             }
         }
+        // The realtime session is closed before the drain is reported: the session drops this activity (and
+        // starts the next agent) as soon as it hears about it.
+        let drained = self.draining.take();
         self.shutdown().await;
+        if let Some(done) = drained {
+            let _ = done.send(());
+        }
     }
 
     fn idle(&self) -> bool {
