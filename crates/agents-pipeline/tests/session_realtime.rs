@@ -395,7 +395,8 @@ async fn server_barge_in_interrupts_truncates_and_commits_only_the_played_text()
         *played > ms(1000) && *played < ms(1800),
         "played {played:?}"
     );
-    assert!(record.interrupts() >= 1);
+    // The model had finished generating (only playout was left): nothing to cancel on the server.
+    assert_eq!(record.interrupts(), 0);
     let msgs = r.messages();
     let (_, text, interrupted, id) = msgs
         .iter()
@@ -664,4 +665,93 @@ async fn model_audio_is_resampled_to_the_output_rate() {
         "{:?}",
         r.rec.events()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn local_vad_barge_in_interrupts_truncates_and_starts_the_next_turn() {
+    let model = FakeRealtimeModel::new()
+        .with_reply_on_commit(false)
+        .push_response(FakeRealtimeResponse::text(LONG));
+    // First turn 0–500 ms; the user talks over the reply from 2500 ms to 3200 ms.
+    let vad = Arc::new(FakeVad::scripted(vec![
+        (ms(0), ms(500)),
+        (ms(2500), ms(3200)),
+    ]));
+    let builder = AgentSession::builder()
+        .realtime(Arc::new(model.clone()))
+        .vad(vad)
+        .options(options().with_interruption(
+            agents_pipeline::InterruptionOptions::default().with_aec_warmup_duration(None),
+        ));
+    let r = start(
+        builder,
+        model,
+        Agent::new("x"),
+        FakeAudioOutput::new(),
+        &[(true, 500), (false, 2000), (true, 700), (false, 2000)],
+    )
+    .await;
+    r.rec
+        .wait_for(ms(20_000), |e| {
+            matches!(e, SessionEvent::ConversationItemAdded { item: ChatItem::Message(m) }
+                if m.role == ChatRole::Assistant && m.interrupted)
+        })
+        .await;
+    let record = r.model.last_session().unwrap();
+    let end = tokio::time::Instant::now() + ms(5_000);
+    while record.commits() < 2 && tokio::time::Instant::now() < end {
+        tokio::time::sleep(ms(1)).await;
+    }
+    // Both user turns were committed and answered.
+    assert_eq!(record.commits(), 2);
+    assert_eq!(record.replies().len(), 2);
+    let truncations = record.truncations();
+    assert_eq!(truncations.len(), 1, "{truncations:?}");
+    // Playback started after the first end of turn (~1 s) and stopped once the second speech lasted over the
+    // 0.5 s minimum (~3 s).
+    assert!(
+        truncations[0].1 >= ms(1500) && truncations[0].1 <= ms(2500),
+        "{truncations:?}"
+    );
+    let msgs = r.messages();
+    let assistant = msgs.iter().find(|m| m.0 == ChatRole::Assistant).unwrap();
+    assert!(assistant.2);
+    assert!(LONG.starts_with(&assistant.1) && assistant.1.len() < LONG.len());
+}
+
+#[tokio::test(start_paused = true)]
+async fn interrupting_a_response_still_generating_cancels_it_on_the_server() {
+    // Slow generation: the response is still active on the server when the user interrupts.
+    let model = FakeRealtimeModel::new()
+        .with_real_time_factor(1.0)
+        .push_response(FakeRealtimeResponse::text(LONG));
+    let builder = AgentSession::builder()
+        .realtime(Arc::new(model.clone()))
+        .options(options());
+    let r = start(builder, model, Agent::new("x"), FakeAudioOutput::new(), &[]).await;
+    let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
+    r.rec
+        .wait_for(ms(5_000), |e| {
+            matches!(
+                e,
+                SessionEvent::AgentStateChanged {
+                    new: AgentState::Speaking,
+                    ..
+                }
+            )
+        })
+        .await;
+    tokio::time::sleep(ms(500)).await;
+    r.session.interrupt().await.unwrap();
+    h.wait_for_playout().await;
+    let record = r.model.last_session().unwrap();
+    assert_eq!(record.interrupts(), 1);
+    assert_eq!(record.truncations().len(), 1);
+    // The cancelled response's metrics say so.
+    r.rec
+        .wait_for(
+            ms(1_000),
+            |e| matches!(e, SessionEvent::MetricsCollected(Metrics::Realtime(m)) if m.cancelled),
+        )
+        .await;
 }

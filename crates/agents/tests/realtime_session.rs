@@ -124,6 +124,18 @@ impl E2e {
             .unwrap()
     }
 
+    fn errors(&self) -> Vec<String> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Error(err) => Some(err.error.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn client_events(&self, ty: &str) -> Vec<Value> {
         self.emu
             .connections()
@@ -167,6 +179,7 @@ async fn a_spoken_turn_gets_a_spoken_answer() {
             .any(|u| u["session"]["instructions"] == "You are a weather bot."),
         "{updates:?}"
     );
+    assert!(e.errors().is_empty(), "{:?}", e.errors());
     e.session.close().await.unwrap();
 }
 
@@ -212,6 +225,7 @@ async fn a_tool_call_round_trip() {
     assert_eq!(outputs[0]["item"]["output"], "22 C");
     // The first reply and the follow-up.
     assert_eq!(e.client_events("response.create").len(), 2);
+    assert!(e.errors().is_empty(), "{:?}", e.errors());
     e.session.close().await.unwrap();
 }
 
@@ -222,6 +236,7 @@ async fn a_barge_in_truncates_the_reply() {
                 plenty of time to interrupt it before it ends, and then it goes on a little more with even more words \
                 about nothing in particular, just to be long";
     emu.push_response(ScriptedResponse::text(long));
+    emu.push_user_transcript("wait, stop");
     let e = start(emu, Agent::new("x")).await;
     e.session.generate_reply(ReplyRequest::new()).unwrap();
     e.wait_for("agent speaking", |ev| {
@@ -247,5 +262,12 @@ async fn a_barge_in_truncates_the_reply() {
     let end_ms = truncates[0]["audio_end_ms"].as_u64().unwrap();
     // Interrupted a few hundred ms in (allowing for a loaded machine), well before the ~3.7 s of audio ended.
     assert!((200..3000).contains(&end_ms), "audio_end_ms {end_ms}");
+    // The response had ended on the server: no cancel was sent, so the server reported no error.
+    assert!(e.errors().is_empty(), "{:?}", e.errors());
+    e.wait_for("the barge-in transcript", |ev| {
+        matches!(ev, SessionEvent::UserInputTranscribed { transcript, is_final: true, .. }
+            if transcript == "wait, stop")
+    })
+    .await;
     e.session.close().await.unwrap();
 }

@@ -633,6 +633,12 @@ impl RealtimeActivity {
             }
             let _ = c.interrupt();
         }
+        if !self.routes.is_empty() {
+            // A response is still active on the server: cancel it now, or the reply asked below is refused.
+            if let Err(e) = rt.interrupt().await {
+                tracing::debug!(error = %e, "realtime interrupt before a new turn");
+            }
+        }
         if let Err(e) = rt.commit_audio().await {
             self.report(e, true);
             return;

@@ -95,8 +95,13 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
     tokio::select! {
         () = handle.wait_for_authorization() => {}
         () = handle.wait_for_interruption() => {
-            // Interrupted before it could play: cancel it on the server, nothing was heard.
-            if let Err(e) = ctx.rt.interrupt().await {
+            // Interrupted before it could play: cancel it on the server (unless it already ended), nothing was
+            // heard.
+            let mut ended = false;
+            while let Ok(input) = inbox.try_recv() {
+                ended |= matches!(input, ResponseInput::Done(_));
+            }
+            if !ended && let Err(e) = ctx.rt.interrupt().await {
                 tracing::debug!(error = %e, "realtime interrupt of a response not played");
             }
             handle.mark_done();
@@ -129,14 +134,20 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
     let mut resampler: Option<Resampler> = None;
     let mut calls_tx = Some(calls_tx);
     let output = ctx.audio_output.clone();
+    // The server reported the response's end (no cancel needed after an interruption).
+    let mut ended = false;
     let mut interrupted = loop {
         tokio::select! {
             biased;
             () = handle.wait_for_interruption() => break true,
             input = inbox.recv() => match input {
                 // The activity dropped the route: the session ended under the response.
-                None => break false,
+                None => {
+                    ended = true;
+                    break false;
+                }
                 Some(ResponseInput::Done(status)) => {
+                    ended = true;
                     match status {
                         ResponseStatus::Completed => {}
                         ResponseStatus::Cancelled => break true,
@@ -206,8 +217,13 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
             };
         }
     }
-    if interrupted {
-        // Cancel what the model may still be producing (harmless when it already stopped).
+    if interrupted && !ended {
+        while let Ok(input) = inbox.try_recv() {
+            ended |= matches!(input, ResponseInput::Done(_));
+        }
+    }
+    if interrupted && !ended {
+        // Cancel what the model is still producing.
         if let Err(e) = ctx.rt.interrupt().await {
             tracing::debug!(error = %e, "realtime interrupt");
         }
