@@ -12,9 +12,9 @@
 //!   `UserInputTranscribed` events and user messages. Otherwise a local VAD/STT [`AudioRecognition`] decides the end
 //!   of turn, and the activity commits the input audio (`commit_audio`) and asks for a reply (`generate_reply`).
 //!   Server turn detection with `allow_interruptions = false` is refused ([`RealtimeSetupError`], behaviour 66).
-//! - **Responses.** Each model response is one speech (the private `response` module): queued, authorized, audio played through the
-//!   session's audio output (resampled to its rate), text to the text output; the assistant message is committed
-//!   with the model's item id. `say()` needs a TTS (or given audio) and runs through the cascading generation;
+//! - **Responses.** Each model response is one speech (the private `response` module): queued, authorized, audio
+//!   played through the session's audio output (resampled to its rate), text to the text output; the assistant
+//!   message is committed with the model's item id. `say()` needs a TTS (or given audio) and runs through the cascading generation;
 //!   `generate_reply(instructions)` maps to the model's `generate_reply`. Preemptive generation never runs.
 //! - **Interruption.** User speech (server event, or local VAD per the interruption policy) interrupts the current
 //!   speech: output cleared, response cancelled, assistant item truncated to the played audio, played text only
