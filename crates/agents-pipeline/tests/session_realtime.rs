@@ -755,3 +755,32 @@ async fn interrupting_a_response_still_generating_cancels_it_on_the_server() {
         )
         .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handoff_to_a_server_vad_agent_without_interruptions_is_a_typed_error() {
+    let first = FakeRealtimeModel::new();
+    let strict = server_vad_model();
+    let builder = AgentSession::builder()
+        .realtime(Arc::new(first.clone()))
+        .options(options());
+    let r = start(builder, first, Agent::new("x"), FakeAudioOutput::new(), &[]).await;
+    let next = Agent::builder("strict")
+        .realtime_model(Arc::new(strict.clone()))
+        .allow_interruptions(false)
+        .build()
+        .unwrap();
+    r.session.update_agent(next).unwrap();
+    r.rec
+        .wait_for(ms(5_000), |e| {
+            matches!(e, SessionEvent::Error(err)
+            if err.component == Component::Realtime && !err.recoverable
+                && matches!(
+                    err.error.downcast_ref::<agents_pipeline::RealtimeSetupError>(),
+                    Some(agents_pipeline::RealtimeSetupError::InterruptionsRequired { label })
+                        if label == "fake.realtime"
+                ))
+        })
+        .await;
+    // The agent did not start: no realtime session was opened for it.
+    assert!(strict.sessions().is_empty());
+}
