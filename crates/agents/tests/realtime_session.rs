@@ -212,8 +212,13 @@ async fn a_tool_call_round_trip() {
         .build()
         .unwrap();
     let e = start(emu, agent).await;
-    e.session.generate_reply(ReplyRequest::new()).unwrap();
+    let first = e.session.generate_reply(ReplyRequest::new()).unwrap();
     let (text, _) = e.wait_for_assistant(false).await;
+    // The request took the model's response (the plugin marks it user-initiated) and played to its end.
+    tokio::time::timeout(LIMIT, first.wait_for_playout())
+        .await
+        .unwrap();
+    assert!(!first.interrupted());
     assert_eq!(text, "It is 22 degrees in Paris.");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let outputs: Vec<Value> = e
