@@ -351,8 +351,16 @@ impl RealtimeActivity {
         if vad.is_none() && stt.is_none() {
             return;
         }
+        let mut endpointing = options.endpointing;
+        let o = self.agent.turn_overrides();
+        if let Some(v) = o.min_endpointing_delay {
+            endpointing.min_delay = v;
+        }
+        if let Some(v) = o.max_endpointing_delay {
+            endpointing.max_delay = v;
+        }
         let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(options.endpointing)
+            .with_endpointing(endpointing)
             .with_user_away_timeout(options.user_away_timeout);
         if let Some(d) = &options.turn_detector {
             rec = rec.with_turn_detector(Arc::clone(d));
