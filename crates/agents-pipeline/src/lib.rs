@@ -3,6 +3,7 @@
 mod activity;
 pub mod generation;
 pub mod interruption;
+pub mod realtime;
 pub mod recognition;
 pub mod session;
 pub mod speech;
@@ -14,6 +15,7 @@ pub use interruption::{
     BackchannelFilter, HoldReason, InterruptionDecision, InterruptionOptions, InterruptionPolicy,
     TurnVerdict,
 };
+pub use realtime::RealtimeSetupError;
 pub use recognition::{
     AudioRecognition, EndOfTurn, EndpointingMode, EndpointingOptions, RecognitionError,
     RecognitionEvent, RecognitionOptions, TurnDetectionMode, TurnDetector, TurnDetectorError,

@@ -192,3 +192,44 @@ async fn second_reply_while_active_is_an_error_event() {
     conn.session.close().await.unwrap();
     assert!(conn.session.generate_reply(None).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn response_done_carries_metrics_and_injected_events_follow_in_order() {
+    let model = FakeRealtimeModel::new()
+        .with_ttfb(MS(200))
+        .push_response(FakeRealtimeResponse::text("one two three"));
+    let mut conn = model
+        .session(RealtimeSessionOptions::default())
+        .await
+        .unwrap();
+    conn.session.generate_reply(None).await.unwrap();
+    let events = until_done(&mut conn.events).await;
+    let Some(RealtimeEvent::ResponseDone {
+        response_id,
+        metrics: Some(m),
+        ..
+    }) = events.last()
+    else {
+        panic!("no metrics: {events:?}");
+    };
+    assert_eq!(m.label, "fake.realtime");
+    assert_eq!(m.request_id.as_deref(), Some(response_id.as_str()));
+    assert_eq!(m.ttft, Some(MS(200)));
+    assert_eq!(m.output_tokens, 3);
+    assert!(!m.cancelled);
+
+    assert!(model.inject_event(RealtimeEvent::Error {
+        error: agents_core::realtime::RealtimeError::Protocol {
+            reason: "injected".into()
+        },
+        recoverable: true,
+    }));
+    match conn.events.next().await {
+        Some(RealtimeEvent::Error { recoverable, error }) => {
+            assert!(recoverable);
+            assert!(error.to_string().contains("injected"));
+        }
+        other => panic!("expected the injected error, got {other:?}"),
+    }
+    conn.session.close().await.unwrap();
+}

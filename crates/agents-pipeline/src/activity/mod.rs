@@ -100,7 +100,12 @@ impl ActivityHandle {
         let (control, control_rx) = mpsc::channel(capacity);
         let (frames, frames_rx) = mpsc::channel(capacity);
         let agent_id = agent.id().to_owned();
-        let task = tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx));
+        let task = match crate::realtime::model_for(&agent, &deps.config) {
+            Some(model) => tokio::spawn(crate::realtime::run(
+                agent, model, deps, control_rx, frames_rx,
+            )),
+            None => tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx)),
+        };
         Self {
             agent_id,
             control,
@@ -386,16 +391,20 @@ impl Activity {
                 let _ = ack.send(());
             }
             if self.draining.is_some() && self.idle() {
-                if let Some(done) = self.draining.take() {
-                    let _ = done.send(());
-                }
-                if let Some(ctx) = self.drain_ctx.take() {
-                    let _ = ctx.send(self.agent.chat_ctx().clone());
-                }
                 break;
             }
         }
+        // The drain is reported after the shutdown: the session drops this activity (aborting its task) as soon
+        // as it hears about it, which must not cut the recognition's close short.
+        let drained = self.draining.take();
+        let drain_ctx = self.drain_ctx.take();
         self.shutdown().await;
+        if let Some(ctx) = drain_ctx {
+            let _ = ctx.send(self.agent.chat_ctx().clone());
+        }
+        if let Some(done) = drained {
+            let _ = done.send(());
+        }
     }
 
     fn idle(&self) -> bool {
@@ -1127,7 +1136,10 @@ impl Activity {
 }
 
 /// The session's interruption options with the agent's overrides.
-fn merged_interruption(config: &Config, agent: &Agent) -> crate::interruption::InterruptionOptions {
+pub(crate) fn merged_interruption(
+    config: &Config,
+    agent: &Agent,
+) -> crate::interruption::InterruptionOptions {
     let mut o = config.options.interruption.clone();
     let a = agent.turn_overrides();
     if let Some(v) = a.min_interruption_duration {

@@ -35,6 +35,7 @@ use agents_core::events::{
     AgentState, CloseReason, ErrorEvent, SessionEvent, SpeechSource, UserState,
 };
 use agents_core::llm::{Llm, ToolChoice};
+use agents_core::realtime::RealtimeModel;
 use agents_core::session::{
     ReplyRequest, SayRequest, SessionControl, SessionError, SessionHandle, Userdata,
 };
@@ -197,6 +198,8 @@ pub(crate) struct Config {
     pub(crate) vad: Option<Arc<dyn Vad>>,
     pub(crate) llm: Option<Arc<dyn Llm>>,
     pub(crate) tts: Option<Arc<dyn Tts>>,
+    /// Session-wide realtime model (agents without their own language model run with it).
+    pub(crate) realtime: Option<Arc<dyn RealtimeModel>>,
     pub(crate) options: SessionOptions,
 }
 
@@ -394,6 +397,7 @@ pub struct AgentSessionBuilder {
     vad: Option<Arc<dyn Vad>>,
     llm: Option<Arc<dyn Llm>>,
     tts: Option<Arc<dyn Tts>>,
+    realtime: Option<Arc<dyn RealtimeModel>>,
     options: SessionOptions,
     userdata: Option<Userdata>,
 }
@@ -417,6 +421,13 @@ impl AgentSessionBuilder {
     /// Sets the TTS.
     pub fn tts(mut self, tts: Arc<dyn Tts>) -> Self {
         self.tts = Some(tts);
+        self
+    }
+    /// Sets a session-wide realtime (speech-to-speech) model: agents without their own language model run the
+    /// realtime path (see [`crate::realtime`]) instead of STT → LLM → TTS. An agent's own chat LLM or realtime
+    /// model takes precedence.
+    pub fn realtime(mut self, model: Arc<dyn RealtimeModel>) -> Self {
+        self.realtime = Some(model);
         self
     }
     /// Sets the turn detection mode.
@@ -460,6 +471,7 @@ impl AgentSessionBuilder {
                     vad: self.vad,
                     llm: self.llm,
                     tts: self.tts,
+                    realtime: self.realtime,
                     options: self.options,
                 },
                 commands: tx,
@@ -489,8 +501,14 @@ impl AgentSession {
     /// runtime.
     ///
     /// # Errors
-    /// [`SessionError::NotRunning`] when the session was closed.
+    /// [`SessionError::NotRunning`] when the session was closed; [`SessionError::Invalid`] when the agent's realtime
+    /// model cannot run in this session ([`crate::RealtimeSetupError`]).
     pub async fn start(&self, agent: Agent, io: SessionIo) -> Result<(), SessionError> {
+        crate::realtime::validate(&agent, &self.owner.config).map_err(|e| {
+            SessionError::Invalid {
+                reason: e.to_string(),
+            }
+        })?;
         let (receiver, close_rx) = {
             let phase = self.owner.shared.with(|s| s.phase);
             match phase {

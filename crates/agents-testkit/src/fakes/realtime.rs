@@ -15,8 +15,9 @@
 //!    `real_time_factor ×` its duration (default 0; text-only models wait that factor of each word's duration
 //!    before its delta); a function-call step emits `FunctionCall` (call ids `call_N`
 //!    per model unless given);
-//! 3. `ResponseDone` with `Completed`; the assistant message (and function calls) are added to the session's
-//!    [`chat_ctx`](RealtimeSession::chat_ctx) mirror.
+//! 3. `ResponseDone` with `Completed` and [`RealtimeMetrics`] (label `fake.realtime`, the response id, tokio-time
+//!    `ttft` to the first delta and `duration`, one output token per word); the assistant message (and function
+//!    calls) are added to the session's [`chat_ctx`](RealtimeSession::chat_ctx) mirror.
 //!
 //! `interrupt` cancels the response in progress: nothing more of it is sent and `ResponseDone` with `Cancelled`
 //! follows (the mirror keeps the text sent so far, marked interrupted). A reply requested while one is in progress
@@ -29,6 +30,11 @@
 //! server does), and `min_silence` (default 500 ms) of silence emits `InputSpeechStopped`, then the next scripted
 //! user transcript ([`FakeRealtimeModel::push_user_transcript`]) as a final `InputAudioTranscription`, then a
 //! response.
+//!
+//! # Injected events
+//!
+//! [`FakeRealtimeModel::inject_event`] sends any event (e.g. a provider `Error`) on the last session's stream, in
+//! order with the scripted ones.
 //!
 //! # Records
 //!
@@ -45,6 +51,7 @@ use agents_audio::{AudioFrame, SampleRate};
 use agents_core::ApiError;
 use agents_core::chat::{ChatContext, ChatMessage, ChatRole, FunctionCall};
 use agents_core::llm::ToolChoice;
+use agents_core::metrics::RealtimeMetrics;
 use agents_core::realtime::{
     RealtimeCapabilities, RealtimeConnection, RealtimeError, RealtimeEvent, RealtimeModel,
     RealtimeSession, RealtimeSessionOptions, ResponseStatus,
@@ -151,6 +158,8 @@ struct ModelState {
     responses: VecDeque<FakeRealtimeResponse>,
     user_transcripts: VecDeque<String>,
     sessions: Vec<RealtimeRecord>,
+    /// Command senders of the sessions, in order (for injected events).
+    senders: Vec<mpsc::Sender<Cmd>>,
     connect_error: Option<RealtimeError>,
     next_response: u64,
     next_item: u64,
@@ -374,6 +383,13 @@ impl FakeRealtimeModel {
         self
     }
 
+    /// Sends `event` on the last session's event stream (after the events already queued). False when no session is
+    /// open or it is closed.
+    pub fn inject_event(&self, event: RealtimeEvent) -> bool {
+        let sender = lock(&self.state).senders.last().cloned();
+        sender.is_some_and(|s| s.try_send(Cmd::Inject(Box::new(event))).is_ok())
+    }
+
     /// The records of every session opened, in order.
     pub fn sessions(&self) -> Vec<RealtimeRecord> {
         lock(&self.state).sessions.clone()
@@ -429,6 +445,7 @@ impl RealtimeModel for FakeRealtimeModel {
         }
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, events) = EventStream::channel(64);
+        lock(&self.state).senders.push(cmd_tx.clone());
         let actor = Actor {
             model: self.clone(),
             record: record.clone(),
@@ -453,6 +470,7 @@ enum Cmd {
     Audio(AudioFrame),
     Reply { user_initiated: bool },
     Interrupt,
+    Inject(Box<RealtimeEvent>),
     Close,
 }
 
@@ -581,6 +599,9 @@ struct Active {
     id: String,
     item_id: String,
     text: String,
+    started: tokio::time::Instant,
+    ttft: Option<Duration>,
+    words: u32,
     stream: BoxStream<RealtimeEvent>,
 }
 
@@ -652,6 +673,7 @@ impl Actor {
                     self.finish(ResponseStatus::Cancelled);
                 }
             }
+            Cmd::Inject(e) => self.outbox.push_back(*e),
             Cmd::Close => {}
         }
     }
@@ -765,15 +787,28 @@ impl Actor {
             id,
             item_id,
             text: String::new(),
+            started: tokio::time::Instant::now(),
+            ttft: None,
+            words: 0,
             stream: Box::pin(stream),
         });
     }
 
     fn on_response_event(&mut self, e: RealtimeEvent) {
+        if let Some(a) = &mut self.active
+            && a.ttft.is_none()
+            && matches!(
+                e,
+                RealtimeEvent::TextDelta { .. } | RealtimeEvent::AudioDelta { .. }
+            )
+        {
+            a.ttft = Some(a.started.elapsed());
+        }
         match &e {
             RealtimeEvent::TextDelta { delta, .. } => {
                 if let Some(a) = &mut self.active {
                     a.text.push_str(delta);
+                    a.words += 1;
                 }
             }
             RealtimeEvent::FunctionCall { call, .. } => {
@@ -788,6 +823,13 @@ impl Actor {
         let Some(a) = self.active.take() else {
             return;
         };
+        let mut metrics = RealtimeMetrics::new("fake.realtime");
+        metrics.request_id = Some(a.id.clone());
+        metrics.ttft = a.ttft;
+        metrics.duration = a.started.elapsed();
+        metrics.cancelled = status == ResponseStatus::Cancelled;
+        metrics.output_tokens = a.words;
+        metrics.total_tokens = a.words;
         if !a.text.is_empty() {
             let mut msg = ChatMessage::new(ChatRole::Assistant, a.text);
             msg.id = a.item_id;
@@ -797,7 +839,7 @@ impl Actor {
         self.outbox.push_back(RealtimeEvent::ResponseDone {
             response_id: a.id,
             status,
-            metrics: None,
+            metrics: Some(metrics),
         });
     }
 

@@ -1,0 +1,1276 @@
+//! The realtime (speech-to-speech) path of an agent's activity.
+//!
+//! When the agent's language model is a [`RealtimeModel`] (`Agent::builder().realtime_model(..)`), or the session's
+//! is ([`AgentSessionBuilder::realtime`](crate::AgentSessionBuilder::realtime)) and the agent does not override it
+//! with a chat LLM, the activity runs this actor instead of the cascading STT → LLM → TTS one. It keeps the same
+//! contract towards the session (commands, speech handles and their queue, agent/user states, events, handoff):
+//!
+//! - **Session.** On start, a realtime session is opened with the agent's instructions, tools and chat context; on
+//!   close or handoff it is closed. Input frames go to `push_audio` (the plugin resamples).
+//! - **Turn detection** (behaviour 115, realtime_llm → vad → stt → manual): with the model's server turn detection
+//!   its speech-started/stopped events drive the user state and barge-in, its transcriptions become
+//!   `UserInputTranscribed` events and user messages. Otherwise a local VAD/STT [`AudioRecognition`] decides the end
+//!   of turn, and the activity commits the input audio (`commit_audio`) and asks for a reply (`generate_reply`).
+//!   Server turn detection with `allow_interruptions = false` is refused ([`RealtimeSetupError`], behaviour 66).
+//! - **Responses.** Each model response is one speech (the private `response` module): queued, authorized, audio
+//!   played through the session's audio output (resampled to its rate), text to the text output; the assistant
+//!   message is committed with the model's item id. `say()` needs a TTS (or given audio) and runs through the cascading generation;
+//!   `generate_reply(instructions)` maps to the model's `generate_reply`. Preemptive generation never runs.
+//! - **Interruption.** User speech (server event, or local VAD per the interruption policy) interrupts the current
+//!   speech: output cleared, response cancelled, assistant item truncated to the played audio, played text only
+//!   committed.
+//! - **Tools.** Calls run through [`crate::tools_exec`] once the speech is authorized; outputs go back into the
+//!   model's context and a follow-up response is requested (`max_tool_steps` applies: the last one is asked with
+//!   tool choice `none`). A handoff tool closes this realtime session once the activity drained.
+//! - **Metrics and errors** become `MetricsCollected(Metrics::Realtime)` and `Error` events; the session keeps
+//!   running after a recoverable error.
+
+mod response;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use agents_audio::AudioFrame;
+use agents_core::LanguageModel;
+use agents_core::agent::Agent;
+use agents_core::audio_io::{AudioOutput, TextOutput};
+use agents_core::chat::{ChatContext, ChatItem, ChatMessage, ChatRole};
+use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, SpeechSource};
+use agents_core::llm::ToolChoice;
+use agents_core::metrics::Metrics;
+use agents_core::realtime::{
+    RealtimeCapabilities, RealtimeError, RealtimeEvent, RealtimeModel, RealtimeSession,
+    RealtimeSessionOptions,
+};
+use agents_core::session::{SessionError, SessionHandle};
+use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::stream::EventStream;
+use agents_core::tools::ToolContext;
+
+use crate::activity::{ActivityCmd, ActivityDeps};
+use crate::generation::{self, GenerationContext, Notice, Source};
+use crate::interruption::{InterruptionDecision, InterruptionPolicy};
+use crate::recognition::{
+    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
+    TurnDetectionMode,
+};
+use crate::session::{Config, Shared};
+use crate::speech::SpeechQueue;
+use crate::tools_exec::ToolStep;
+
+use self::response::{ResponseContext, ResponseInput};
+
+/// How long a requested reply waits for the model to create its response before it is given up (LiveKit waits
+/// 5 s for `generation_created`).
+const REPLY_CREATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Capacity of one response's inbox (deltas buffered while the speech waits for its turn).
+const RESPONSE_INBOX: usize = 4096;
+
+/// Capacity of the input audio pump to the realtime session (20 ms frames: about 1.3 s).
+const AUDIO_PUMP: usize = 64;
+
+/// Why a realtime activity cannot be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RealtimeSetupError {
+    /// The model detects turns on the server, where barge-in cannot be refused (LiveKit behaviour 66).
+    #[error(
+        "the realtime model {label} uses server-side turn detection, which requires allow_interruptions=true; \
+         disable the model's turn detection or allow interruptions"
+    )]
+    InterruptionsRequired {
+        /// The model's label.
+        label: String,
+    },
+}
+
+/// The realtime model `agent` runs with: its own, or the session's unless the agent sets a chat LLM.
+pub(crate) fn model_for(agent: &Agent, config: &Config) -> Option<Arc<dyn RealtimeModel>> {
+    match agent.llm() {
+        Some(LanguageModel::Realtime(m)) => Some(Arc::clone(m)),
+        Some(_) => None,
+        None => config.realtime.clone(),
+    }
+}
+
+/// Checks that `agent` can run with its realtime model (if any) in this session.
+///
+/// # Errors
+/// [`RealtimeSetupError::InterruptionsRequired`] when the model uses server turn detection and interruptions are
+/// not allowed.
+pub(crate) fn validate(agent: &Agent, config: &Config) -> Result<(), RealtimeSetupError> {
+    let Some(model) = model_for(agent, config) else {
+        return Ok(());
+    };
+    let allow = agent
+        .allow_interruptions()
+        .unwrap_or(config.options.allow_interruptions);
+    if model.capabilities().turn_detection && !allow {
+        return Err(RealtimeSetupError::InterruptionsRequired {
+            label: model.label().to_owned(),
+        });
+    }
+    Ok(())
+}
+
+// Notices are built once per speech event, never on a hot path.
+#[allow(clippy::large_enum_variant)]
+enum Internal {
+    Notice(Notice),
+    /// A lifecycle hook (on_enter, on_exit, on_user_away) finished.
+    Lifecycle,
+}
+
+/// A reply asked of the model, waiting for its `ResponseCreated`.
+struct PendingReply {
+    handle: SpeechHandle,
+    asked_at: Instant,
+    user_stopped_at: Option<Instant>,
+}
+
+/// A response being routed to its task.
+struct Route {
+    inbox: mpsc::Sender<ResponseInput>,
+    dropped: u64,
+}
+
+/// Runs the realtime activity of `agent` with `model` until closed.
+pub(crate) async fn run(
+    agent: Agent,
+    model: Arc<dyn RealtimeModel>,
+    deps: ActivityDeps,
+    control: mpsc::Receiver<ActivityCmd>,
+    frames: mpsc::Receiver<AudioFrame>,
+) {
+    if let Err(e) = validate(&agent, &deps.config) {
+        deps.shared.emit_error(ErrorEvent::new(
+            Component::Realtime,
+            model.label(),
+            e,
+            false,
+        ));
+        return;
+    }
+    let mut activity = RealtimeActivity::new(agent, model, deps);
+    activity.run(control, frames).await;
+}
+
+struct RealtimeActivity {
+    agent: Agent,
+    model: Arc<dyn RealtimeModel>,
+    caps: RealtimeCapabilities,
+    shared: Arc<Shared>,
+    config: Config,
+    session: SessionHandle,
+    session_tx: mpsc::Sender<crate::session::SessionCmd>,
+    audio_output: Option<Arc<dyn AudioOutput>>,
+    text_output: Option<Arc<dyn TextOutput>>,
+    rt: Option<Arc<dyn RealtimeSession>>,
+    rt_events: Option<EventStream<RealtimeEvent>>,
+    audio_pump: Option<mpsc::Sender<AudioFrame>>,
+    /// The model's server turn detection decides turns.
+    server_turns: bool,
+    recognition: Option<AudioRecognition>,
+    rec_events: Option<EventStream<RecognitionEvent>>,
+    mode: Option<TurnDetectionMode>,
+    policy: InterruptionPolicy,
+    queue: SpeechQueue,
+    current: Option<SpeechHandle>,
+    live: Vec<SpeechHandle>,
+    pending: VecDeque<PendingReply>,
+    routes: HashMap<String, Route>,
+    /// Speeches spoken by `say` (their message is also sent into the model's context).
+    said: HashSet<String>,
+    /// A speech asked with tool choice `none` (last tool step); the agent's choice is restored after it.
+    restore_tool_choice: Option<String>,
+    /// When the user's last turn ended (local or server turn detection).
+    user_stopped_at: Option<Instant>,
+    tasks: JoinSet<()>,
+    outstanding: usize,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: mpsc::Receiver<Internal>,
+    draining: Option<oneshot::Sender<()>>,
+    drain_started: bool,
+    frames_dropped: u64,
+    /// An `AgentTask` runs in place of this agent: nothing is scheduled (input audio goes to the task).
+    suspended: bool,
+    suspend_ack: Option<oneshot::Sender<()>>,
+    /// This agent runs as a task: its context is handed back once drained.
+    drain_ctx: Option<oneshot::Sender<ChatContext>>,
+}
+
+impl RealtimeActivity {
+    fn new(agent: Agent, model: Arc<dyn RealtimeModel>, deps: ActivityDeps) -> Self {
+        let (internal_tx, internal_rx) = mpsc::channel(256);
+        let policy =
+            InterruptionPolicy::new(crate::activity::merged_interruption(&deps.config, &agent));
+        let caps = model.capabilities();
+        Self {
+            agent,
+            model,
+            caps,
+            shared: deps.shared,
+            config: deps.config,
+            session: deps.session,
+            session_tx: deps.session_tx,
+            audio_output: deps.audio_output,
+            text_output: deps.text_output,
+            rt: None,
+            rt_events: None,
+            audio_pump: None,
+            server_turns: false,
+            recognition: None,
+            rec_events: None,
+            mode: None,
+            policy,
+            queue: SpeechQueue::new(),
+            current: None,
+            live: Vec::new(),
+            pending: VecDeque::new(),
+            routes: HashMap::new(),
+            said: HashSet::new(),
+            restore_tool_choice: None,
+            user_stopped_at: None,
+            tasks: JoinSet::new(),
+            outstanding: 0,
+            internal_tx,
+            internal_rx,
+            draining: None,
+            drain_started: false,
+            frames_dropped: 0,
+            suspended: false,
+            suspend_ack: None,
+            drain_ctx: None,
+        }
+    }
+
+    fn label(&self) -> String {
+        self.model.label().to_owned()
+    }
+
+    fn allow_interruptions(&self) -> bool {
+        self.agent
+            .allow_interruptions()
+            .unwrap_or(self.config.options.allow_interruptions)
+    }
+
+    fn report(&self, e: RealtimeError, recoverable: bool) {
+        self.shared.emit_error(ErrorEvent::new(
+            Component::Realtime,
+            self.label(),
+            e,
+            recoverable,
+        ));
+    }
+
+    /// Opens the realtime session with the agent's instructions, tools and context.
+    async fn open(&mut self) {
+        let mut options = RealtimeSessionOptions::default();
+        let instructions = self.agent.instructions();
+        if !instructions.is_empty() {
+            options.instructions = Some(instructions.to_owned());
+        }
+        options.tools = self.agent.tools().definitions();
+        options.chat_ctx = self.agent.chat_ctx().clone();
+        match self.model.session(options).await {
+            Ok(conn) => {
+                let rt = conn.session;
+                let (tx, mut rx) = mpsc::channel::<AudioFrame>(AUDIO_PUMP);
+                let pump_rt = Arc::clone(&rt);
+                let shared = Arc::clone(&self.shared);
+                let label = self.label();
+                // Input audio goes to the model from its own task, so a slow socket never stalls the activity.
+                self.tasks.spawn(async move {
+                    let mut reported = false;
+                    while let Some(frame) = rx.recv().await {
+                        match pump_rt.push_audio(frame).await {
+                            Ok(()) => {}
+                            Err(RealtimeError::SessionClosed) => return,
+                            Err(e) if !reported => {
+                                reported = true;
+                                shared.emit_error(ErrorEvent::new(
+                                    Component::Realtime,
+                                    label.clone(),
+                                    e,
+                                    true,
+                                ));
+                            }
+                            Err(e) => tracing::debug!(error = %e, "realtime push_audio"),
+                        }
+                    }
+                });
+                self.audio_pump = Some(tx);
+                self.rt = Some(rt);
+                self.rt_events = Some(conn.events);
+            }
+            Err(e) => self.report(e, false),
+        }
+    }
+
+    /// Turn detection (behaviour 115): the model's server detection when it has one and no other mode was asked,
+    /// otherwise local VAD/STT recognition (vad → stt → manual).
+    fn start_recognition(&mut self) {
+        let vad = self
+            .agent
+            .vad()
+            .cloned()
+            .or_else(|| self.config.vad.clone());
+        let stt = self
+            .agent
+            .stt()
+            .cloned()
+            .or_else(|| self.config.stt.clone());
+        let options = &self.config.options;
+        let mode = match options.turn_detection {
+            Some(m) => m,
+            None => TurnDetectionMode::resolve(
+                self.caps.turn_detection && self.rt.is_some(),
+                vad.is_some(),
+                stt.is_some(),
+            ),
+        };
+        if mode == TurnDetectionMode::RealtimeLlm {
+            if self.caps.turn_detection {
+                self.server_turns = true;
+                self.mode = Some(mode);
+            } else {
+                tracing::warn!(
+                    model = %self.model.label(),
+                    "turn detection realtime_llm but the model has no server turn detection; none used"
+                );
+            }
+            return;
+        }
+        if self.caps.turn_detection {
+            tracing::warn!(
+                ?mode,
+                "the realtime model's server turn detection stays on; the local mode is also used"
+            );
+        }
+        self.mode = Some(mode);
+        if vad.is_none() && stt.is_none() {
+            return;
+        }
+        let mut endpointing = options.endpointing;
+        let o = self.agent.turn_overrides();
+        if let Some(v) = o.min_endpointing_delay {
+            endpointing.min_delay = v;
+        }
+        if let Some(v) = o.max_endpointing_delay {
+            endpointing.max_delay = v;
+        }
+        let mut rec = RecognitionOptions::new(mode)
+            .with_endpointing(endpointing)
+            .with_user_away_timeout(options.user_away_timeout);
+        if let Some(d) = &options.turn_detector {
+            rec = rec.with_turn_detector(Arc::clone(d));
+        }
+        match AudioRecognition::start(vad, stt, rec) {
+            Ok((r, events)) => {
+                self.recognition = Some(r);
+                self.rec_events = Some(events);
+            }
+            Err(e) => self.recognition_error(&e),
+        }
+    }
+
+    fn recognition_error(&self, e: &RecognitionError) {
+        let component = match e {
+            RecognitionError::Vad(_) => Component::Vad,
+            RecognitionError::MissingComponent { component, .. }
+            | RecognitionError::StreamEnded { component } => *component,
+            _ => Component::Stt,
+        };
+        self.shared.emit_error(ErrorEvent::new(
+            component,
+            "audio_recognition",
+            e.clone(),
+            true,
+        ));
+    }
+
+    async fn run(
+        &mut self,
+        mut control: mpsc::Receiver<ActivityCmd>,
+        mut frames: mpsc::Receiver<AudioFrame>,
+    ) {
+        self.open().await;
+        self.start_recognition();
+        self.spawn_hook(Hook::Enter);
+        loop {
+            let reply_deadline = self
+                .pending
+                .front()
+                .map(|p| p.asked_at + REPLY_CREATION_TIMEOUT);
+            tokio::select! {
+                cmd = control.recv() => match cmd {
+                    Some(ActivityCmd::Close) | None => break,
+                    Some(cmd) => self.on_command(cmd).await,
+                },
+                Some(frame) = frames.recv() => self.on_frame(frame),
+                ev = next_of(&mut self.rt_events) => match ev {
+                    Some(ev) => self.on_realtime(ev).await,
+                    None => self.on_realtime_ended(),
+                },
+                ev = next_of(&mut self.rec_events) => match ev {
+                    Some(ev) => self.on_recognition(ev).await,
+                    None => self.rec_events = None,
+                },
+                Some(internal) = self.internal_rx.recv() => match internal {
+                    Internal::Notice(n) => self.on_notice(n).await,
+                    Internal::Lifecycle => self.outstanding = self.outstanding.saturating_sub(1),
+                },
+                () = sleep_until_opt(reply_deadline) => self.expire_pending(),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+            self.schedule();
+            if self.current.is_none()
+                && let Some(ack) = self.suspend_ack.take()
+            {
+                let _ = ack.send(());
+            }
+            if self.draining.is_some() && self.idle() {
+                break;
+            }
+        }
+        // The realtime session is closed before the drain is reported: the session drops this activity (and
+        // starts the next agent) as soon as it hears about it.
+        let drained = self.draining.take();
+        let drain_ctx = self.drain_ctx.take();
+        self.shutdown().await;
+        if let Some(ctx) = drain_ctx {
+            let _ = ctx.send(self.agent.chat_ctx().clone());
+        }
+        if let Some(done) = drained {
+            let _ = done.send(());
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.outstanding == 0
+            && self.current.is_none()
+            && self.queue.is_empty()
+            && self.pending.is_empty()
+    }
+
+    async fn shutdown(&mut self) {
+        let mut all: Vec<SpeechHandle> = self.live.drain(..).collect();
+        all.extend(self.queue.drain());
+        all.extend(self.current.take());
+        all.extend(self.pending.drain(..).map(|p| p.handle));
+        for h in &all {
+            h.force_interrupt();
+        }
+        self.routes.clear();
+        self.audio_pump = None;
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        for h in all {
+            h.mark_done();
+        }
+        self.shared.set_current_speech(None);
+        if let Some(rt) = self.rt.take() {
+            match tokio::time::timeout(Duration::from_secs(2), rt.close()).await {
+                Ok(Ok(())) | Ok(Err(RealtimeError::SessionClosed)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "realtime session close"),
+                Err(_) => tracing::warn!("realtime session did not close in 2 s"),
+            }
+        }
+        self.rt_events = None;
+        if let Some(rec) = self.recognition.take() {
+            rec.aclose().await;
+        }
+        if self.frames_dropped > 0 {
+            tracing::debug!(
+                dropped = self.frames_dropped,
+                "input frames the realtime session could not take"
+            );
+        }
+    }
+
+    fn spawn_hook(&mut self, hook: Hook) {
+        let hooks = Arc::clone(self.agent.hooks());
+        let session = self.session.clone();
+        let tx = self.internal_tx.clone();
+        self.outstanding += 1;
+        self.tasks.spawn(async move {
+            match hook {
+                Hook::Enter => hooks.on_enter(&session).await,
+                Hook::Exit => hooks.on_exit(&session).await,
+                Hook::UserAway => hooks.on_user_away(&session).await,
+            }
+            let _ = tx.send(Internal::Lifecycle).await;
+        });
+    }
+
+    async fn on_command(&mut self, cmd: ActivityCmd) {
+        match cmd {
+            ActivityCmd::Say { request, handle } => {
+                let tts = self
+                    .agent
+                    .tts()
+                    .cloned()
+                    .or_else(|| self.config.tts.clone());
+                if request.audio.is_none() && tts.is_none() {
+                    // The session refuses this already; an agent switched under the request lands here.
+                    self.shared.emit_error(ErrorEvent::new(
+                        Component::Tts,
+                        "none",
+                        SessionError::NoTts,
+                        true,
+                    ));
+                    handle.force_interrupt();
+                    handle.mark_done();
+                    return;
+                }
+                self.said.insert(handle.id().to_owned());
+                let source = Source::Say {
+                    text: request.text,
+                    audio: request.audio,
+                    add_to_chat_ctx: request.add_to_chat_ctx,
+                };
+                self.queue.push(handle.clone());
+                self.start_say(handle, source);
+            }
+            ActivityCmd::Reply { request, handle } => {
+                if let Some(input) = request.user_input.as_deref() {
+                    let message = ChatMessage::new(ChatRole::User, input);
+                    self.commit(ChatItem::Message(message.clone()));
+                    self.sync_to_model(vec![ChatItem::Message(message)]).await;
+                }
+                if let Some(choice) = request.tool_choice {
+                    self.set_tool_choice(choice, handle.id()).await;
+                }
+                self.ask_reply(handle, request.instructions).await;
+            }
+            ActivityCmd::Interrupt(reply) => {
+                let result = self.interrupt_all();
+                let _ = reply.send(result);
+            }
+            ActivityCmd::UserTurn(commit) => self.on_user_turn_command(commit).await,
+            ActivityCmd::Drain(done) => {
+                // A suspended agent that drains (session closing, handoff) plays its queue out.
+                self.suspended = false;
+                if !self.drain_started {
+                    self.drain_started = true;
+                    self.spawn_hook(Hook::Exit);
+                }
+                self.draining = Some(done);
+            }
+            ActivityCmd::DrainInto(ctx) => {
+                self.drain_ctx = Some(ctx);
+                let (done, _) = oneshot::channel();
+                Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
+            }
+            ActivityCmd::Suspend(ack) => {
+                self.suspended = true;
+                self.suspend_ack = Some(ack);
+            }
+            ActivityCmd::Resume { task_ctx, then } => {
+                let before: std::collections::HashSet<String> = self
+                    .agent
+                    .chat_ctx()
+                    .items()
+                    .iter()
+                    .map(|i| i.id().to_owned())
+                    .collect();
+                let mut ctx = self.agent.chat_ctx().clone();
+                agents_core::task::merge_task_context(&mut ctx, &task_ctx);
+                let added: Vec<ChatItem> = ctx
+                    .items()
+                    .iter()
+                    .filter(|i| !before.contains(i.id()))
+                    .cloned()
+                    .collect();
+                self.agent.update_chat_ctx(&ctx);
+                // The model's server-side conversation learns what the task collected.
+                self.sync_to_model(added).await;
+                self.suspended = false;
+                then();
+            }
+            ActivityCmd::SetOutputs { audio, text } => {
+                self.audio_output = audio;
+                self.text_output = text;
+            }
+            // The model transcribes the user's audio itself; there is no local turn to commit on close.
+            ActivityCmd::CloseUserTurn(done) => {
+                let _ = done.send(());
+            }
+            ActivityCmd::Close => {}
+        }
+    }
+
+    /// Asks the model for a response that will play as `handle`.
+    async fn ask_reply(&mut self, handle: SpeechHandle, instructions: Option<String>) {
+        let Some(rt) = self.rt.clone() else {
+            self.report(RealtimeError::SessionClosed, true);
+            handle.force_interrupt();
+            handle.mark_done();
+            return;
+        };
+        match rt.generate_reply(instructions).await {
+            Ok(()) => self.pending.push_back(PendingReply {
+                handle,
+                asked_at: Instant::now(),
+                user_stopped_at: self.user_stopped_at,
+            }),
+            Err(e) => {
+                self.report(e, true);
+                handle.force_interrupt();
+                handle.mark_done();
+            }
+        }
+    }
+
+    async fn set_tool_choice(&mut self, choice: ToolChoice, speech_id: &str) {
+        if let Some(rt) = &self.rt {
+            match rt.update_tool_choice(choice).await {
+                Ok(()) => self.restore_tool_choice = Some(speech_id.to_owned()),
+                Err(e) => self.report(e, true),
+            }
+        }
+    }
+
+    /// Replies asked but never created by the model are given up.
+    fn expire_pending(&mut self) {
+        let now = Instant::now();
+        while let Some(p) = self
+            .pending
+            .front()
+            .filter(|p| now >= p.asked_at + REPLY_CREATION_TIMEOUT)
+        {
+            tracing::warn!(speech_id = %p.handle.id(), "generate_reply timed out waiting for the model's response");
+            if let Some(p) = self.pending.pop_front() {
+                p.handle.force_interrupt();
+                p.handle.mark_done();
+                self.report(
+                    RealtimeError::Protocol {
+                        reason: "generate_reply timed out waiting for the response to be created"
+                            .to_owned(),
+                    },
+                    true,
+                );
+            }
+        }
+    }
+
+    async fn on_user_turn_command(&mut self, commit: bool) {
+        if let Some(rec) = &self.recognition {
+            let result = if commit {
+                rec.commit_user_turn().await
+            } else {
+                rec.clear_user_turn().await
+            };
+            if result.is_err() {
+                tracing::warn!("audio recognition closed; user turn command ignored");
+            }
+            if commit {
+                return;
+            }
+        }
+        let Some(rt) = self.rt.clone() else {
+            tracing::warn!("commit/clear_user_turn without a realtime session");
+            return;
+        };
+        if commit {
+            self.user_stopped_at = Some(Instant::now());
+            self.commit_turn_and_reply(&rt).await;
+        } else if let Err(e) = rt.clear_audio().await {
+            self.report(e, true);
+        }
+    }
+
+    /// Local end of turn: interrupt what plays, commit the buffered audio, ask for a reply.
+    async fn commit_turn_and_reply(&mut self, rt: &Arc<dyn RealtimeSession>) {
+        if let Some(c) = &self.current {
+            if !c.allow_interruptions() {
+                tracing::warn!(
+                    "skipping reply to user input, current speech generation cannot be interrupted"
+                );
+                return;
+            }
+            let _ = c.interrupt();
+        }
+        if !self.routes.is_empty() {
+            // A response is still active on the server: cancel it now, or the reply asked below is refused.
+            if let Err(e) = rt.interrupt().await {
+                tracing::debug!(error = %e, "realtime interrupt before a new turn");
+            }
+        }
+        if let Err(e) = rt.commit_audio().await {
+            self.report(e, true);
+            return;
+        }
+        let handle = SpeechHandle::new(
+            SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
+        );
+        self.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::GenerateReply,
+            user_initiated: false,
+        });
+        self.ask_reply(handle, None).await;
+    }
+
+    /// `session.interrupt()`: every speech (current, queued, awaiting its response), refused when one of them does
+    /// not allow interruptions.
+    fn interrupt_all(&mut self) -> Result<(), SessionError> {
+        let all: Vec<SpeechHandle> = self
+            .current
+            .iter()
+            .chain(self.queue.iter())
+            .chain(self.pending.iter().map(|p| &p.handle))
+            .filter(|h| !h.done())
+            .cloned()
+            .collect();
+        if all.iter().any(|h| !h.allow_interruptions()) {
+            return Err(SessionError::Speech(SpeechError::NotInterruptible));
+        }
+        for h in all {
+            let _ = h.interrupt();
+        }
+        Ok(())
+    }
+
+    /// Barge-in: interrupts the current speech and the queued ones that allow it.
+    fn barge_in(&mut self) {
+        let all: Vec<SpeechHandle> = self
+            .current
+            .iter()
+            .chain(self.queue.iter())
+            .filter(|h| !h.done() && h.allow_interruptions())
+            .cloned()
+            .collect();
+        for h in all {
+            let _ = h.interrupt();
+        }
+    }
+
+    fn on_frame(&mut self, frame: AudioFrame) {
+        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|c| !c.allow_interruptions())
+        {
+            return;
+        }
+        if let Some(rec) = &self.recognition
+            && rec.try_push_frame(frame.clone()).is_err()
+        {
+            self.frames_dropped += 1;
+        }
+        if let Some(pump) = &self.audio_pump
+            && pump.try_send(frame).is_err()
+        {
+            self.frames_dropped += 1;
+        }
+    }
+
+    async fn on_realtime(&mut self, ev: RealtimeEvent) {
+        match ev {
+            RealtimeEvent::InputSpeechStarted if self.server_turns => {
+                self.shared.set_user_state(agents_core::UserState::Speaking);
+                self.barge_in();
+            }
+            RealtimeEvent::InputSpeechStopped {
+                user_transcription_enabled,
+            } => {
+                if self.server_turns {
+                    self.user_stopped_at = Some(Instant::now());
+                    self.shared
+                        .set_user_state(agents_core::UserState::Listening);
+                }
+                if user_transcription_enabled {
+                    // LiveKit sends an empty interim so UIs show the user turn is being transcribed.
+                    self.emit_transcript(String::new(), false);
+                }
+            }
+            RealtimeEvent::InputAudioTranscription {
+                item_id,
+                transcript,
+                is_final,
+            } => {
+                self.emit_transcript(transcript.clone(), is_final);
+                if is_final && !transcript.trim().is_empty() {
+                    let mut message = ChatMessage::new(ChatRole::User, transcript);
+                    message.id = item_id;
+                    self.commit(ChatItem::Message(message));
+                }
+            }
+            RealtimeEvent::ResponseCreated {
+                response_id,
+                user_initiated,
+            } => self.on_response_created(response_id, user_initiated),
+            RealtimeEvent::TextDelta {
+                response_id,
+                item_id,
+                delta,
+            } => self.route(&response_id, ResponseInput::Text { item_id, delta }),
+            RealtimeEvent::AudioDelta {
+                response_id,
+                item_id,
+                frame,
+            } => self.route(&response_id, ResponseInput::Audio { item_id, frame }),
+            RealtimeEvent::FunctionCall { response_id, call } => {
+                self.route(&response_id, ResponseInput::Call(call));
+            }
+            RealtimeEvent::ResponseDone {
+                response_id,
+                status,
+                metrics,
+            } => {
+                self.route(&response_id, ResponseInput::Done(status));
+                if let Some(route) = self.routes.remove(&response_id)
+                    && route.dropped > 0
+                {
+                    tracing::warn!(
+                        dropped = route.dropped,
+                        %response_id,
+                        "realtime deltas dropped: the response could not keep up"
+                    );
+                }
+                if let Some(m) = metrics {
+                    self.shared
+                        .emit(SessionEvent::MetricsCollected(Metrics::Realtime(m)));
+                }
+            }
+            RealtimeEvent::Reconnected => {
+                tracing::info!(model = %self.model.label(), "realtime session reconnected");
+            }
+            RealtimeEvent::Error { error, recoverable } => self.report(error, recoverable),
+            _ => {}
+        }
+    }
+
+    fn on_realtime_ended(&mut self) {
+        self.rt_events = None;
+        self.routes.clear();
+        self.audio_pump = None;
+        if self.rt.take().is_some() {
+            self.report(RealtimeError::SessionClosed, false);
+        }
+        for p in self.pending.drain(..) {
+            p.handle.force_interrupt();
+            p.handle.mark_done();
+        }
+    }
+
+    fn emit_transcript(&self, transcript: String, is_final: bool) {
+        self.shared.emit(SessionEvent::UserInputTranscribed {
+            transcript,
+            is_final,
+            language: None,
+            speaker_id: None,
+        });
+    }
+
+    fn route(&mut self, response_id: &str, input: ResponseInput) {
+        if let Some(route) = self.routes.get_mut(response_id)
+            && route.inbox.try_send(input).is_err()
+        {
+            route.dropped += 1;
+        }
+    }
+
+    fn on_response_created(&mut self, response_id: String, user_initiated: bool) {
+        let Some(rt) = self.rt.clone() else {
+            return;
+        };
+        // A reply we asked for (generate_reply, end of turn, tool follow-up) takes its response in order; one the
+        // server started by itself (server turn detection, auto tool reply) gets a new speech.
+        let asked = if user_initiated || !self.server_turns {
+            self.pending.pop_front()
+        } else {
+            None
+        };
+        let (handle, user_stopped_at) = match asked {
+            Some(p) => (p.handle, p.user_stopped_at),
+            None => {
+                let handle = SpeechHandle::new(
+                    SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
+                );
+                self.shared.emit(SessionEvent::SpeechCreated {
+                    speech: handle.clone(),
+                    source: SpeechSource::GenerateReply,
+                    user_initiated: false,
+                });
+                (handle, self.user_stopped_at)
+            }
+        };
+        let (inbox, rx) = mpsc::channel(RESPONSE_INBOX);
+        self.routes
+            .insert(response_id.clone(), Route { inbox, dropped: 0 });
+        self.live.retain(|h| !h.done());
+        self.live.push(handle.clone());
+        self.queue.push(handle.clone());
+        self.outstanding += 1;
+        let (tx, mut notices) = mpsc::channel::<Notice>(16);
+        let ctx = ResponseContext {
+            handle: handle.clone(),
+            rt,
+            label: self.label(),
+            truncation: self.caps.message_truncation,
+            audio_output: self.audio_output.clone(),
+            text_output: self.text_output.clone(),
+            shared: Arc::clone(&self.shared),
+            tools: self.agent.tools(),
+            tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
+            notify: tx,
+            user_stopped_at,
+        };
+        let internal = self.internal_tx.clone();
+        let span =
+            tracing::info_span!("realtime_response", %response_id, speech_id = %ctx.handle.id());
+        self.tasks.spawn(
+            async move {
+                let relay = async {
+                    while let Some(n) = notices.recv().await {
+                        if internal.send(Internal::Notice(n)).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                let ((), ()) = futures::join!(response::run(ctx, rx), relay);
+                let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    /// `say` with a TTS (or given audio): the cascading generation plays it.
+    fn start_say(&mut self, handle: SpeechHandle, source: Source) {
+        self.live.retain(|h| !h.done());
+        self.live.push(handle.clone());
+        self.outstanding += 1;
+        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let internal = self.internal_tx.clone();
+        let ctx = GenerationContext {
+            handle: handle.clone(),
+            hooks: Arc::clone(self.agent.hooks()),
+            llm: None,
+            tts: self
+                .agent
+                .tts()
+                .cloned()
+                .or_else(|| self.config.tts.clone()),
+            audio_output: self.audio_output.clone(),
+            text_output: self.text_output.clone(),
+            shared: Arc::clone(&self.shared),
+            tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
+            notify: tx,
+            text_transforms: self.config.options.tts_text_transforms,
+        };
+        self.tasks.spawn(async move {
+            let relay = async {
+                while let Some(n) = rx.recv().await {
+                    if internal.send(Internal::Notice(n)).await.is_err() {
+                        return;
+                    }
+                }
+            };
+            let ((), ()) = futures::join!(generation::run(ctx, source), relay);
+            let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+        });
+    }
+
+    /// Authorizes the next speech when none plays.
+    fn schedule(&mut self) {
+        if self.current.is_some() || self.suspended {
+            return;
+        }
+        if let Some(next) = self.queue.pop() {
+            self.shared.set_current_speech(Some(next.clone()));
+            next.authorize();
+            self.current = Some(next);
+        }
+    }
+
+    async fn on_notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Started { speech_id } => {
+                if let Some(c) = self.current.as_ref().filter(|c| c.id() == speech_id) {
+                    // Realtime audio cannot be paused and resumed: a barge-in always interrupts.
+                    self.policy.agent_speech_started(
+                        Instant::now(),
+                        c.allow_interruptions(),
+                        false,
+                    );
+                    if let Some(rec) = &self.recognition {
+                        tell_agent_speaking(rec, true).await;
+                    }
+                }
+            }
+            Notice::PlayoutDone {
+                speech_id,
+                message,
+                interrupted: _,
+                tools_running,
+            } => {
+                if let Some(m) = message {
+                    let said = self.said.remove(&speech_id);
+                    self.commit(ChatItem::Message(m.clone()));
+                    if said {
+                        self.sync_to_model(vec![ChatItem::Message(m)]).await;
+                    }
+                }
+                if self.restore_tool_choice.as_deref() == Some(speech_id.as_str()) {
+                    self.restore_tool_choice = None;
+                    if let Some(rt) = &self.rt
+                        && let Err(e) = rt.update_tool_choice(ToolChoice::Auto).await
+                    {
+                        self.report(e, true);
+                    }
+                }
+                if self.current.as_ref().is_some_and(|c| c.id() == speech_id) {
+                    self.current = None;
+                    self.shared.set_current_speech(None);
+                    self.policy.agent_speech_ended();
+                    if let Some(rec) = &self.recognition {
+                        tell_agent_speaking(rec, false).await;
+                    }
+                    self.schedule();
+                    if self.current.is_none() {
+                        self.shared.set_agent_state(if tools_running {
+                            AgentState::Thinking
+                        } else {
+                            AgentState::Listening
+                        });
+                    }
+                }
+            }
+            Notice::ToolsDone { handle, step, .. } => self.on_tools_done(&handle, step).await,
+            Notice::Finished => self.outstanding = self.outstanding.saturating_sub(1),
+        }
+    }
+
+    /// After a tool step: commit calls and outputs, hand the outputs to the model, hand off, follow up.
+    async fn on_tools_done(&mut self, parent: &SpeechHandle, step: ToolStep) {
+        if step.calls.is_empty() {
+            return;
+        }
+        let mut outputs = Vec::new();
+        for (call, result) in step.calls.iter().zip(&step.results) {
+            self.commit(ChatItem::FunctionCall(call.clone()));
+            if let Some(out) = &result.output {
+                self.commit(ChatItem::FunctionCallOutput(out.clone()));
+                outputs.push(ChatItem::FunctionCallOutput(out.clone()));
+            }
+        }
+        self.shared.emit(SessionEvent::FunctionToolsExecuted {
+            calls: step.calls.clone(),
+            outputs: step.outputs(),
+        });
+        let handoff = match step.handoff() {
+            Ok(h) => h,
+            Err(n) => {
+                self.shared.emit_error(ErrorEvent::new(
+                    Component::Tool,
+                    "handoff",
+                    SessionError::Invalid {
+                        reason: format!("{n} tools asked for a handoff in one step; none done"),
+                    },
+                    true,
+                ));
+                None
+            }
+        };
+        let handing_off = handoff.is_some();
+        if let Some(agent) = handoff
+            && self
+                .session_tx
+                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
+                .is_err()
+        {
+            tracing::error!("handoff request dropped: session busy");
+        }
+        if !outputs.is_empty() {
+            self.sync_to_model(outputs).await;
+        }
+        // The new agent speaks after a handoff; the model replies by itself when it says so.
+        if step.stop_response()
+            || !step.has_outputs()
+            || handing_off
+            || self.draining.is_some()
+            || self.caps.auto_tool_reply_generation
+        {
+            return;
+        }
+        let step_index = parent.step_index() + 1;
+        let handle = SpeechHandle::new(
+            SpeechOptions::default()
+                .with_allow_interruptions(parent.allow_interruptions())
+                .with_step_index(step_index)
+                .with_parent_id(parent.id()),
+        );
+        if step_index >= self.config.options.max_tool_steps {
+            tracing::warn!(
+                max = self.config.options.max_tool_steps,
+                "maximum number of tool steps reached; generating the final response"
+            );
+            self.set_tool_choice(ToolChoice::None, handle.id()).await;
+        }
+        self.shared.emit(SessionEvent::SpeechCreated {
+            speech: handle.clone(),
+            source: SpeechSource::ToolResponse,
+            user_initiated: false,
+        });
+        self.ask_reply(handle, None).await;
+    }
+
+    /// Adds `items` to the model's conversation (its mirror plus the items).
+    async fn sync_to_model(&mut self, items: Vec<ChatItem>) {
+        let Some(rt) = self.rt.clone() else {
+            return;
+        };
+        let mut ctx: ChatContext = rt.chat_ctx();
+        for item in items {
+            if !ctx.items().iter().any(|i| i.id() == item.id()) {
+                ctx.push(item);
+            }
+        }
+        if let Err(e) = rt.update_chat_ctx(&ctx).await {
+            self.report(e, true);
+        }
+    }
+
+    /// Appends `item` to the agent's context, and messages to the session history.
+    fn commit(&mut self, item: ChatItem) {
+        let mut ctx = self.agent.chat_ctx().clone();
+        ctx.push(item.clone());
+        self.agent.update_chat_ctx(&ctx);
+        if matches!(item, ChatItem::Message(_)) {
+            self.shared.push_history(item);
+        }
+    }
+
+    async fn on_recognition(&mut self, ev: RecognitionEvent) {
+        let now = Instant::now();
+        match ev {
+            RecognitionEvent::UserStartedSpeaking => self.policy.user_speech_started(),
+            RecognitionEvent::UserStoppedSpeaking { .. } => self.policy.user_speech_ended(now),
+            RecognitionEvent::VadInference(p)
+                if p.speaking && self.mode == Some(TurnDetectionMode::Vad) =>
+            {
+                let d = self.policy.vad_inference(now, p.speech_duration);
+                self.apply(d);
+            }
+            RecognitionEvent::InterimTranscript(t) => {
+                // The model's own transcription is reported instead when it has one.
+                if !self.caps.user_transcription {
+                    self.emit_transcript(t.text().to_owned(), false);
+                }
+                let d = self.policy.transcript(now, t.text(), false);
+                self.apply(d);
+            }
+            RecognitionEvent::FinalTranscript(t) => {
+                if !self.caps.user_transcription {
+                    self.emit_transcript(t.text().to_owned(), true);
+                }
+                let d = self.policy.transcript(now, t.text(), true);
+                self.apply(d);
+            }
+            RecognitionEvent::EndOfTurn(turn) => self.on_end_of_turn(turn).await,
+            RecognitionEvent::UserStateChanged(c) => {
+                self.shared.set_user_state(c.new);
+                if c.new == agents_core::UserState::Away {
+                    self.spawn_hook(Hook::UserAway);
+                }
+            }
+            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            _ => {}
+        }
+    }
+
+    fn apply(&mut self, decision: InterruptionDecision) {
+        if matches!(
+            decision,
+            InterruptionDecision::Interrupt | InterruptionDecision::Pause
+        ) && let Some(c) = &self.current
+        {
+            let _ = c.interrupt();
+        }
+    }
+
+    async fn on_end_of_turn(&mut self, turn: EndOfTurn) {
+        if self.draining.is_some() {
+            tracing::warn!("skipping user input, the agent is draining");
+            return;
+        }
+        self.user_stopped_at = Some(turn.last_speaking_time);
+        let mut eou = turn.eou_metrics();
+        eou.speech_id = None;
+        self.shared
+            .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
+        // Without the model's transcription, the local STT's transcript is the user message.
+        if !self.caps.user_transcription && !turn.transcript.trim().is_empty() {
+            self.commit(ChatItem::Message(ChatMessage::new(
+                ChatRole::User,
+                turn.transcript.clone(),
+            )));
+        }
+        if self.mode == Some(TurnDetectionMode::Manual) && !turn.manual {
+            return;
+        }
+        let Some(rt) = self.rt.clone() else {
+            return;
+        };
+        self.commit_turn_and_reply(&rt).await;
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Hook {
+    Enter,
+    Exit,
+    UserAway,
+}
+
+/// Tells the recognition whether the agent speaks (user-away timer), bounded as in the cascading activity.
+async fn tell_agent_speaking(rec: &AudioRecognition, speaking: bool) {
+    let sent =
+        tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking)).await;
+    if sent.is_err() {
+        tracing::warn!(
+            speaking,
+            "audio recognition busy: agent-speaking state not delivered"
+        );
+    }
+}
+
+async fn next_of<T>(events: &mut Option<EventStream<T>>) -> Option<T> {
+    match events {
+        Some(e) => e.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_error_names_the_model_and_the_fix() {
+        let e = RealtimeSetupError::InterruptionsRequired {
+            label: "openai.realtime".to_owned(),
+        };
+        let text = e.to_string();
+        assert!(text.contains("openai.realtime"));
+        assert!(text.contains("allow_interruptions=true"));
+    }
+}
