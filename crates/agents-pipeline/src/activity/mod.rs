@@ -63,6 +63,7 @@ pub(crate) struct ActivityDeps {
     pub(crate) session_tx: mpsc::Sender<crate::session::SessionCmd>,
     pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
     pub(crate) text_output: Option<Arc<dyn TextOutput>>,
+    pub(crate) transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
 }
 
 /// The session's handle on a running activity. Dropping it aborts the activity task.
@@ -167,6 +168,9 @@ struct Activity {
     session_tx: mpsc::Sender<crate::session::SessionCmd>,
     audio_output: Option<Arc<dyn AudioOutput>>,
     text_output: Option<Arc<dyn TextOutput>>,
+    transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
+    /// When the last agent speech of this activity ended (for `min_consecutive_speech_delay`).
+    last_speech_end: Arc<std::sync::Mutex<Option<Instant>>>,
     recognition: Option<AudioRecognition>,
     rec_events: Option<EventStream<RecognitionEvent>>,
     mode: Option<TurnDetectionMode>,
@@ -211,6 +215,8 @@ impl Activity {
             session_tx: deps.session_tx,
             audio_output: deps.audio_output,
             text_output: deps.text_output,
+            transcript_sync: deps.transcript_sync,
+            last_speech_end: Arc::default(),
             recognition: None,
             rec_events: None,
             mode: None,
@@ -836,6 +842,9 @@ impl Activity {
             tts: self.tts(),
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
+            transcript_sync: self.transcript_sync.clone(),
+            last_speech_end: Arc::clone(&self.last_speech_end),
+            min_consecutive_speech_delay: self.config.options.min_consecutive_speech_delay,
             shared: Arc::clone(&self.shared),
             tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
             notify: tx,
