@@ -264,6 +264,13 @@ impl Activity {
 
     fn start_recognition(&mut self) {
         let (vad, stt) = (self.vad(), self.stt());
+        // The agent's stt_node sees the STT events before the recognition does.
+        let stt = stt.map(|s| -> Arc<dyn agents_core::Stt> {
+            Arc::new(crate::recognition::stt_node::HookedStt::new(
+                s,
+                Arc::clone(self.agent.hooks()),
+            ))
+        });
         if vad.is_none() && stt.is_none() {
             return;
         }

@@ -184,8 +184,9 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 Some(audio) => {
                     stages.push(Owned(tokio::spawn(forward_given_audio(audio, audio_tx))))
                 }
-                None => {
-                    if let Some(tts) = ctx.tts.clone() {
+                None => match ctx.tts.clone() {
+                    None => drop(audio_tx),
+                    Some(tts) => {
                         let (text_tx, text_rx) = mpsc::channel(1);
                         let _ = text_tx.try_send(text);
                         drop(text_tx);
@@ -227,7 +228,11 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                     ))));
                     Some(text_tx)
                 }
-                None => None,
+                None => {
+                    // No audio will come: forwarding must not wait for it.
+                    drop(audio_tx);
+                    None
+                }
             };
             match ctx.llm.clone() {
                 Some(llm) => stages.push(Owned(tokio::spawn(llm_stage(
