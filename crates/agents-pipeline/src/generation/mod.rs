@@ -201,7 +201,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                             ctx.text_transforms,
                         ))));
                     }
-                }
+                },
             }
             drop(calls_tx);
         }
@@ -544,6 +544,13 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
 #[error("{0}")]
 struct PipelineMisconfigured(&'static str);
 
+/// The audio output, the text output and the synchronizer behind both (see [`output_path`]).
+pub(crate) type OutputPath = (
+    Option<Arc<dyn AudioOutput>>,
+    Option<Arc<dyn TextOutput>>,
+    Option<Arc<TranscriptSynchronizer>>,
+);
+
 /// The session's outputs as the generations use them: with both an audio and a text output, both are one
 /// [`TranscriptSynchronizer`] over them (returned third as well), which paces the text with playback, or with
 /// `sync_transcription = false` forwards it at once while still counting the played words. A text-only or
@@ -552,11 +559,7 @@ pub(crate) fn output_path(
     audio: Option<Arc<dyn AudioOutput>>,
     text: Option<Arc<dyn TextOutput>>,
     sync_transcription: bool,
-) -> (
-    Option<Arc<dyn AudioOutput>>,
-    Option<Arc<dyn TextOutput>>,
-    Option<Arc<TranscriptSynchronizer>>,
-) {
+) -> OutputPath {
     match (audio, text) {
         (Some(audio), Some(text)) => {
             let sync = Arc::new(TranscriptSynchronizer::new(
