@@ -5,9 +5,9 @@
 //! to play. Only forwarding to the outputs waits for authorization. After authorization:
 //!
 //! 1. after `min_consecutive_speech_delay` since the previous speech of the activity ended, audio is converted to
-//!    the output's rate and channels ([`convert`]) and forwarded to the [`AudioOutput`] (agent state `speaking` on
+//!    the output's rate and channels (`convert`) and forwarded to the [`AudioOutput`] (agent state `speaking` on
 //!    the first frame), with the TTS word timings; the reply text goes to the text output. When the session has
-//!    both outputs they are one [`TranscriptSynchronizer`] (see [`output_path`]), which releases the text in step
+//!    both outputs they are one [`TranscriptSynchronizer`] (see `output_path`), which releases the text in step
 //!    with playback;
 //! 2. the tool calls of the reply run concurrently with playout ([`crate::tools_exec`]);
 //! 3. on interruption the output buffer is cleared, the playback position read from the sink, and the assistant
@@ -544,7 +544,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
 #[error("{0}")]
 struct PipelineMisconfigured(&'static str);
 
-/// The audio output, the text output and the synchronizer behind both (see [`output_path`]).
+/// The audio output, the text output and the synchronizer behind both (see `output_path`).
 pub(crate) type OutputPath = (
     Option<Arc<dyn AudioOutput>>,
     Option<Arc<dyn TextOutput>>,
