@@ -478,3 +478,74 @@ async fn min_consecutive_speech_delay_spaces_agent_speeches_behaviour_128() {
     let gap = gap_between_two_says(Duration::ZERO).await;
     assert!(gap < ms(50), "default 0: next speech at once, gap {gap:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_false_interruption_pause_freezes_the_released_text_with_the_audio() {
+    // The user makes a noise from 0.5 s to 1.3 s with no transcript: the output pauses, then resumes (false
+    // interruption) and the speech plays out.
+    let words = "a b c d e f g h i j k l m n o p q r s t";
+    let parts = [(false, ms(500)), (true, ms(800)), (false, ms(6000))];
+    let out = Arc::new(FakeAudioOutput::new().with_pause(true));
+    let captions = Captions::new(out.clone());
+    let session = AgentSession::builder()
+        .llm(Arc::new(FakeLlm::new()))
+        .tts(Arc::new(FakeTts::new()))
+        .vad(Arc::new(FakeVad::scripted(vec![(ms(500), ms(1300))])))
+        .stt(Arc::new(
+            FakeStt::new()
+                .with_transcripts([""])
+                .with_min_silence(ms(100)),
+        ))
+        .options(
+            SessionOptions::default()
+                .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None))
+                .with_user_away_timeout(None),
+        )
+        .build();
+    let rec = Recorder::start(&session);
+    let (tx, input) = AudioInput::channel("user", 64);
+    session
+        .start(
+            Agent::new("x"),
+            SessionIo::new()
+                .with_audio_input(input)
+                .with_audio_output(out.clone())
+                .with_text_output(captions.clone()),
+        )
+        .await
+        .unwrap();
+    let frames = sequence(&parts, SampleRate::HZ_16000);
+    tokio::spawn(async move {
+        let mut at = Instant::now();
+        for f in frames {
+            tokio::time::sleep_until(at).await;
+            at += f.duration();
+            if tx.send(f).await.is_err() {
+                return;
+            }
+        }
+    });
+    let h = session.say_text(words).unwrap();
+    assert!(!h.wait_for_playout().await, "resumed and played out");
+    assert_eq!(
+        rec.count(|e| matches!(e, SessionEvent::AgentFalseInterruption { resumed: true })),
+        1
+    );
+    let (_, _, pauses, resumes) = out.call_counts();
+    assert!(
+        pauses >= 1 && resumes >= 1,
+        "the output was paused and resumed"
+    );
+    // Had the text clock run on while the audio was paused, words would have been released ahead of the audio.
+    let mut released = String::new();
+    for (_, heard, piece) in captions.pieces() {
+        released.push_str(&piece);
+        let n = released.split_whitespace().count() as u64;
+        assert!(
+            ms(300 * (n - 1)) <= heard,
+            "{n} words released with {heard:?} heard"
+        );
+    }
+    assert_eq!(released, words);
+    session.close().await.unwrap();
+}
