@@ -13,7 +13,7 @@ use crate::llm::{ChatRequest, Llm, LlmStream};
 use crate::realtime::RealtimeModel;
 use crate::session::SessionHandle;
 use crate::stream::EventStream;
-use crate::stt::Stt;
+use crate::stt::{SpeechEvent, Stt, SttError};
 use crate::tools::{FunctionTool, ToolDefinitionError, ToolSet};
 use crate::tts::Tts;
 use crate::vad::Vad;
@@ -82,6 +82,21 @@ pub trait AgentHooks: Send + Sync + 'static {
     /// The user has been silent (and the agent too) for the session's user-away timeout.
     async fn on_user_away(&self, session: &SessionHandle) {
         let _ = session;
+    }
+
+    /// The STT node: the user's speech events as the STT streams them (start and end of speech, interim and final
+    /// transcripts, usage), before the session's turn detection and interruption logic see them. The default
+    /// passes them through; override it to filter or rewrite transcripts (vocabulary fixes, profanity filter,
+    /// dropping filler-only finals) without forking the pipeline: the rewritten finals are what the user turn
+    /// commits. Runs once per STT stream (the stream is reopened after an STT error).
+    ///
+    /// Unlike LiveKit's `stt_node`, which takes the audio frames, this sees the events: audio processing belongs
+    /// before the STT (the session's audio input), and an events hook stays independent of the provider.
+    fn stt_node(
+        &self,
+        events: EventStream<Result<SpeechEvent, SttError>>,
+    ) -> EventStream<Result<SpeechEvent, SttError>> {
+        events
     }
 
     /// The LLM node: turns a chat request (context, tools, tool choice) into a stream of chunks. The default calls

@@ -211,8 +211,8 @@ async fn tool_calls_of_an_interrupted_reply_never_leave_a_dangling_call_in_conte
     assert!(said.interrupted);
     assert_eq!(
         said.text_content().as_deref(),
-        Some("Let me"),
-        "words whose middle was heard in 0.7 s (the third ends at 0.9 s)"
+        Some("Let me check"),
+        "the words the transcript synchronizer released by 0.7 s (the third starts at 0.6 s)"
     );
     r.session.close().await.unwrap();
 }

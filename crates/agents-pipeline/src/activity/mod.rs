@@ -58,6 +58,7 @@ pub(crate) enum ActivityCmd {
     SetOutputs {
         audio: Option<Arc<dyn AudioOutput>>,
         text: Option<Arc<dyn TextOutput>>,
+        sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
     },
     Close,
     /// An `AgentTask` takes over (see `session::task`): recognition stops, queued speech waits; acknowledged
@@ -83,6 +84,7 @@ pub(crate) struct ActivityDeps {
     pub(crate) session_tx: mpsc::Sender<crate::session::SessionCmd>,
     pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
     pub(crate) text_output: Option<Arc<dyn TextOutput>>,
+    pub(crate) transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
 }
 
 /// The session's handle on a running activity. Dropping it aborts the activity task.
@@ -200,6 +202,9 @@ struct Activity {
     session_tx: mpsc::Sender<crate::session::SessionCmd>,
     audio_output: Option<Arc<dyn AudioOutput>>,
     text_output: Option<Arc<dyn TextOutput>>,
+    transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
+    /// When the last agent speech of this activity ended (for `min_consecutive_speech_delay`).
+    last_speech_end: Arc<std::sync::Mutex<Option<Instant>>>,
     recognition: Option<AudioRecognition>,
     rec_events: Option<EventStream<RecognitionEvent>>,
     mode: Option<TurnDetectionMode>,
@@ -251,6 +256,8 @@ impl Activity {
             session_tx: deps.session_tx,
             audio_output: deps.audio_output,
             text_output: deps.text_output,
+            transcript_sync: deps.transcript_sync,
+            last_speech_end: Arc::default(),
             recognition: None,
             rec_events: None,
             mode: None,
@@ -302,6 +309,13 @@ impl Activity {
 
     fn start_recognition(&mut self) {
         let (vad, stt) = (self.vad(), self.stt());
+        // The agent's stt_node sees the STT events before the recognition does.
+        let stt = stt.map(|s| -> Arc<dyn agents_core::Stt> {
+            Arc::new(crate::recognition::stt_node::HookedStt::new(
+                s,
+                Arc::clone(self.agent.hooks()),
+            ))
+        });
         if vad.is_none() && stt.is_none() {
             return;
         }
@@ -498,10 +512,11 @@ impl Activity {
                 }
                 self.draining = Some(done);
             }
-            ActivityCmd::SetOutputs { audio, text } => {
+            ActivityCmd::SetOutputs { audio, text, sync } => {
                 self.resume_if_paused();
                 self.audio_output = audio;
                 self.text_output = text;
+                self.transcript_sync = sync;
             }
             ActivityCmd::Suspend(ack) => {
                 let _ = ack.send(());
@@ -968,6 +983,9 @@ impl Activity {
             tts: self.tts(),
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
+            transcript_sync: self.transcript_sync.clone(),
+            last_speech_end: Arc::clone(&self.last_speech_end),
+            min_consecutive_speech_delay: self.config.options.min_consecutive_speech_delay,
             shared: Arc::clone(&self.shared),
             tool_ctx: ToolContext::new(self.tool_session.clone(), self.shared.userdata(), handle),
             notify: tx,

@@ -4,12 +4,18 @@
 //! streams text, the TTS stage turns it into audio, both into bounded buffers, **before** the speech is authorized
 //! to play. Only forwarding to the outputs waits for authorization. After authorization:
 //!
-//! 1. audio is forwarded to the [`AudioOutput`] (agent state `speaking` on the first frame), the reply text is
-//!    released to the text output (see `release_transcript`, the seam where a transcript synchronizer plugs in);
+//! 1. after `min_consecutive_speech_delay` since the previous speech of the activity ended, audio is converted to
+//!    the output's rate and channels (`convert`) and forwarded to the [`AudioOutput`] (agent state `speaking` on
+//!    the first frame), with the TTS word timings; the reply text goes to the text output. When the session has
+//!    both outputs they are one [`TranscriptSynchronizer`] (see `output_path`), which releases the text in step
+//!    with playback;
 //! 2. the tool calls of the reply run concurrently with playout ([`crate::tools_exec`]);
 //! 3. on interruption the output buffer is cleared, the playback position read from the sink, and the assistant
-//!    message holds only the words heard ([`agents_core::tokenize::truncate_to_duration`]: from the TTS word
+//!    message holds only the words heard: the synchronizer's played text (what the user saw), or without a
+//!    synchronizer [`agents_core::tokenize::truncate_to_duration`] at the playback position (from the TTS word
 //!    timings when given, otherwise paced by syllables); tool results of an interrupted reply are discarded.
+
+mod convert;
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -38,6 +44,8 @@ use agents_core::tts_adapter::StreamAdapter;
 
 use crate::session::Shared;
 use crate::tools_exec::{self, ToolStep};
+use crate::transcription::{TranscriptSynchronizer, TranscriptionOptions};
+use convert::OutputConverter;
 
 /// Capacity of the pre-generation buffers (text chunks and 20 ms audio frames: about 20 s of audio).
 const BUFFER: usize = 1024;
@@ -82,6 +90,11 @@ pub(crate) struct GenerationContext {
     pub(crate) tts: Option<Arc<dyn Tts>>,
     pub(crate) audio_output: Option<Arc<dyn AudioOutput>>,
     pub(crate) text_output: Option<Arc<dyn TextOutput>>,
+    /// The synchronizer behind `audio_output` and `text_output`, when both exist.
+    pub(crate) transcript_sync: Option<Arc<TranscriptSynchronizer>>,
+    /// When the previous speech of the activity ended.
+    pub(crate) last_speech_end: Arc<Mutex<Option<Instant>>>,
+    pub(crate) min_consecutive_speech_delay: Duration,
     pub(crate) shared: Arc<Shared>,
     pub(crate) tool_ctx: ToolContext,
     pub(crate) notify: mpsc::Sender<Notice>,
@@ -171,8 +184,9 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 Some(audio) => {
                     stages.push(Owned(tokio::spawn(forward_given_audio(audio, audio_tx))))
                 }
-                None => {
-                    if let Some(tts) = ctx.tts.clone() {
+                None => match ctx.tts.clone() {
+                    None => drop(audio_tx),
+                    Some(tts) => {
                         let (text_tx, text_rx) = mpsc::channel(1);
                         let _ = text_tx.try_send(text);
                         drop(text_tx);
@@ -187,7 +201,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                             ctx.text_transforms,
                         ))));
                     }
-                }
+                },
             }
             drop(calls_tx);
         }
@@ -214,7 +228,11 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                     ))));
                     Some(text_tx)
                 }
-                None => None,
+                None => {
+                    // No audio will come: forwarding must not wait for it.
+                    drop(audio_tx);
+                    None
+                }
             };
             match ctx.llm.clone() {
                 Some(llm) => stages.push(Owned(tokio::spawn(llm_stage(
@@ -241,9 +259,16 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         }
     }
 
-    // Only forwarding waits for authorization.
+    // Only forwarding waits for authorization, then for the minimum gap after the previous speech.
+    let gap_over = async {
+        handle.wait_for_authorization().await;
+        let last_end = ctx.last_speech_end.lock().map(|l| *l).unwrap_or_default();
+        if let Some(end) = last_end {
+            tokio::time::sleep_until(end + ctx.min_consecutive_speech_delay).await;
+        }
+    };
     tokio::select! {
-        () = handle.wait_for_authorization() => {}
+        () = gap_over => {}
         () = handle.wait_for_interruption() => {
             drop(stages);
             handle.mark_done();
@@ -291,17 +316,70 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         }
     };
 
+    let sync = ctx.transcript_sync.as_ref();
     let forward_audio = async {
+        let Some(out) = &output else {
+            // Drain, so the producing stages are not held back.
+            while audio_rx.recv().await.is_some() {}
+            return;
+        };
+        let mut converter = OutputConverter::new(out.sample_rate(), out.num_channels());
+        let mut ended = true;
         while let Some(chunk) = audio_rx.recv().await {
-            let Some(out) = &output else { continue };
-            if let Err(e) = out.capture_frame(chunk.frame).await {
-                ctx.shared
-                    .emit_error(ErrorEvent::new(Component::Transport, out.label(), e, true));
-                break;
+            if let Some(sync) = sync {
+                sync.push_timings(chunk.words.iter().cloned());
             }
-            captured = true;
-            mark_started();
             words.extend(chunk.words);
+            let frames = match converter.push(chunk.frame) {
+                Ok(frames) => frames,
+                Err(e) => {
+                    ctx.shared.emit_error(ErrorEvent::new(
+                        Component::Transport,
+                        out.label(),
+                        e,
+                        true,
+                    ));
+                    ended = false;
+                    break;
+                }
+            };
+            for frame in frames {
+                if let Err(e) = out.capture_frame(frame).await {
+                    ctx.shared.emit_error(ErrorEvent::new(
+                        Component::Transport,
+                        out.label(),
+                        e,
+                        true,
+                    ));
+                    return;
+                }
+                captured = true;
+                mark_started();
+            }
+        }
+        if !ended {
+            return;
+        }
+        match converter.finish() {
+            Ok(tail) => {
+                for frame in tail {
+                    if let Err(e) = out.capture_frame(frame).await {
+                        ctx.shared.emit_error(ErrorEvent::new(
+                            Component::Transport,
+                            out.label(),
+                            e,
+                            true,
+                        ));
+                        return;
+                    }
+                    captured = true;
+                    mark_started();
+                }
+            }
+            Err(e) => {
+                ctx.shared
+                    .emit_error(ErrorEvent::new(Component::Transport, out.label(), e, true))
+            }
         }
     };
     let forward_text = async {
@@ -312,6 +390,10 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             }
         })
         .await;
+        // The synchronizer's segment for this speech ends on both sides, even without text.
+        if let Some(sync) = sync {
+            sync.flush_text();
+        }
     };
     let interrupted = tokio::select! {
         _ = futures::future::join(forward_audio, forward_text) => false,
@@ -357,6 +439,10 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
 
     let committed_text = if interrupted {
         match (&output, position) {
+            // What the synchronizer released is what the user saw and heard (behaviour 126).
+            (Some(_), Some(_)) if captured && let Some(sync) = sync => {
+                Some(sync.played_text().trim_end().to_owned())
+            }
             (Some(_), Some(pos)) => Some(
                 truncate_to_duration(&full_text, pos, Some(&words))
                     .trim_end()
@@ -413,6 +499,11 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
             )));
     }
 
+    if started_at.get().is_some()
+        && let Ok(mut last) = ctx.last_speech_end.lock()
+    {
+        *last = Some(Instant::now());
+    }
     // Playout is done before the tools are waited for (LiveKit §5.5).
     handle.mark_done();
     let _ = ctx
@@ -453,10 +544,39 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
 #[error("{0}")]
 struct PipelineMisconfigured(&'static str);
 
-/// Releases agent text to the text output as it is produced, calling `on_first` before the first piece.
-///
-/// This is the seam where a transcript synchronizer (pacing text with playback) plugs in: today text is released
-/// as soon as the speech is authorized.
+/// The audio output, the text output and the synchronizer behind both (see `output_path`).
+pub(crate) type OutputPath = (
+    Option<Arc<dyn AudioOutput>>,
+    Option<Arc<dyn TextOutput>>,
+    Option<Arc<TranscriptSynchronizer>>,
+);
+
+/// The session's outputs as the generations use them: with both an audio and a text output, both are one
+/// [`TranscriptSynchronizer`] over them (returned third as well), which paces the text with playback, or with
+/// `sync_transcription = false` forwards it at once while still counting the played words. A text-only or
+/// audio-only session keeps its output as is (text-only text is released unsynchronized).
+pub(crate) fn output_path(
+    audio: Option<Arc<dyn AudioOutput>>,
+    text: Option<Arc<dyn TextOutput>>,
+    sync_transcription: bool,
+) -> OutputPath {
+    match (audio, text) {
+        (Some(audio), Some(text)) => {
+            let sync = Arc::new(TranscriptSynchronizer::new(
+                audio,
+                text,
+                TranscriptionOptions::new().with_sync_transcription(sync_transcription),
+            ));
+            let a: Arc<dyn AudioOutput> = sync.clone();
+            let t: Arc<dyn TextOutput> = sync.clone();
+            (Some(a), Some(t), Some(sync))
+        }
+        (audio, text) => (audio, text, None),
+    }
+}
+
+/// Releases agent text to the text output as it is produced, calling `on_first` before the first piece. With a
+/// [`TranscriptSynchronizer`] as the output, the synchronizer holds the text back until playback reaches it.
 pub(crate) async fn release_transcript(
     output: Option<&Arc<dyn TextOutput>>,
     mut text: EventStream<String>,

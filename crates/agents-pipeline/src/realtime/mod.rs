@@ -173,6 +173,10 @@ struct RealtimeActivity {
     session_tx: mpsc::Sender<crate::session::SessionCmd>,
     audio_output: Option<Arc<dyn AudioOutput>>,
     text_output: Option<Arc<dyn TextOutput>>,
+    /// The session's transcript synchronizer (over the outputs above), for `say` speeches.
+    transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
+    /// When the last agent speech of this activity ended (for `min_consecutive_speech_delay`).
+    last_speech_end: Arc<std::sync::Mutex<Option<Instant>>>,
     rt: Option<Arc<dyn RealtimeSession>>,
     rt_events: Option<EventStream<RealtimeEvent>>,
     audio_pump: Option<mpsc::Sender<AudioFrame>>,
@@ -223,6 +227,8 @@ impl RealtimeActivity {
             session_tx: deps.session_tx,
             audio_output: deps.audio_output,
             text_output: deps.text_output,
+            transcript_sync: deps.transcript_sync,
+            last_speech_end: Arc::default(),
             rt: None,
             rt_events: None,
             audio_pump: None,
@@ -596,9 +602,10 @@ impl RealtimeActivity {
                 self.suspended = false;
                 then();
             }
-            ActivityCmd::SetOutputs { audio, text } => {
+            ActivityCmd::SetOutputs { audio, text, sync } => {
                 self.audio_output = audio;
                 self.text_output = text;
+                self.transcript_sync = sync;
             }
             // The model transcribes the user's audio itself; there is no local turn to commit on close.
             ActivityCmd::CloseUserTurn(done) => {
@@ -968,6 +975,9 @@ impl RealtimeActivity {
             tool_ctx: ToolContext::new(self.session.clone(), self.shared.userdata(), handle),
             notify: tx,
             text_transforms: self.config.options.tts_text_transforms,
+            transcript_sync: self.transcript_sync.clone(),
+            last_speech_end: Arc::clone(&self.last_speech_end),
+            min_consecutive_speech_delay: self.config.options.min_consecutive_speech_delay,
         };
         self.tasks.spawn(async move {
             let relay = async {

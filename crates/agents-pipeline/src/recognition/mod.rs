@@ -43,6 +43,7 @@
 mod actor;
 pub mod detector;
 pub mod endpointing;
+pub(crate) mod stt_node;
 pub mod user_state;
 
 use std::fmt;

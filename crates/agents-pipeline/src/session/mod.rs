@@ -81,6 +81,14 @@ pub struct SessionOptions {
     pub preemptive_generation: bool,
     /// Strip markdown and emoji from the text sent to the TTS (LiveKit 1.7 `tts_text_transforms`). Default true.
     pub tts_text_transforms: bool,
+    /// Release the agent's text to the text output in step with its audio playback (LiveKit
+    /// `use_tts_aligned_transcript` / `sync_transcription`, §6.9). Default true; with false the text goes out as fast
+    /// as it arrives. Either way the words committed for an interrupted speech are those the transcript
+    /// synchronizer counts as played (see docs/session.md, "Output path").
+    pub sync_transcription: bool,
+    /// Minimum gap between the end of one agent speech and the start of the next (LiveKit 1.7
+    /// `min_consecutive_speech_delay`). Default zero.
+    pub min_consecutive_speech_delay: Duration,
     /// Capacity of the command channels. Default 64.
     pub command_capacity: usize,
     /// Capacity of the event broadcast (slow subscribers skip what they missed). Default 512.
@@ -102,6 +110,8 @@ impl Default for SessionOptions {
             close_on_input_end: true,
             preemptive_generation: false,
             tts_text_transforms: true,
+            sync_transcription: true,
+            min_consecutive_speech_delay: Duration::ZERO,
             command_capacity: 64,
             event_capacity: 512,
         }
@@ -154,6 +164,16 @@ impl SessionOptions {
         self.tts_text_transforms = v;
         self
     }
+    /// Enables or disables transcript synchronization with playback.
+    pub fn with_sync_transcription(mut self, v: bool) -> Self {
+        self.sync_transcription = v;
+        self
+    }
+    /// Sets the minimum gap between consecutive agent speeches.
+    pub fn with_min_consecutive_speech_delay(mut self, v: Duration) -> Self {
+        self.min_consecutive_speech_delay = v;
+        self
+    }
     /// Sets the close drain bound.
     pub fn with_close_timeout(mut self, v: Duration) -> Self {
         self.close_timeout = v;
@@ -187,6 +207,11 @@ impl fmt::Debug for SessionOptions {
             )
             .field("close_on_input_end", &self.close_on_input_end)
             .field("preemptive_generation", &self.preemptive_generation)
+            .field("sync_transcription", &self.sync_transcription)
+            .field(
+                "min_consecutive_speech_delay",
+                &self.min_consecutive_speech_delay,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -536,6 +561,8 @@ impl AgentSession {
             audio_input: None,
             audio_output: None,
             text_output: None,
+            transcript_sync: None,
+            raw_outputs: (None, None),
             activity: None,
             draining: None,
             frames_dropped: 0,
@@ -973,6 +1000,9 @@ struct SessionActor {
     audio_input: Option<AudioInput>,
     audio_output: Option<Arc<dyn AudioOutput>>,
     text_output: Option<Arc<dyn TextOutput>>,
+    transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
+    /// The outputs as given (before the transcript synchronizer wraps them), kept to re-wrap on replacement.
+    raw_outputs: (Option<Arc<dyn AudioOutput>>, Option<Arc<dyn TextOutput>>),
     activity: Option<ActivityHandle>,
     draining: Option<Draining>,
     frames_dropped: u64,
@@ -1039,6 +1069,7 @@ impl SessionActor {
             session_tx: self.self_tx.clone(),
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
+            transcript_sync: self.transcript_sync.clone(),
         }
     }
 
@@ -1049,8 +1080,8 @@ impl SessionActor {
                     tracing::warn!("session starts without output");
                 }
                 self.audio_input = io.audio_input;
-                self.audio_output = io.audio_output;
-                self.text_output = io.text_output;
+                self.raw_outputs = (io.audio_output, io.text_output);
+                self.wrap_outputs();
                 self.activity = Some(ActivityHandle::spawn(agent, self.deps()));
                 self.shared.set_agent_state(AgentState::Listening);
             }
@@ -1109,15 +1140,27 @@ impl SessionActor {
                 self.audio_input = input;
             }
             SessionCmd::SetAudioOutput(output) => {
-                self.audio_output = output;
+                self.raw_outputs.0 = output;
+                self.wrap_outputs();
                 self.push_outputs();
             }
             SessionCmd::SetTextOutput(output) => {
-                self.text_output = output;
+                self.raw_outputs.1 = output;
+                self.wrap_outputs();
                 self.push_outputs();
             }
             SessionCmd::Close { .. } => {}
         }
+    }
+
+    /// Puts the outputs through a transcript synchronizer when both exist (generation::output_path).
+    fn wrap_outputs(&mut self) {
+        (self.audio_output, self.text_output, self.transcript_sync) =
+            crate::generation::output_path(
+                self.raw_outputs.0.clone(),
+                self.raw_outputs.1.clone(),
+                self.config.options.sync_transcription,
+            );
     }
 
     /// Gives the current outputs to the running (and draining) activity, for its next speeches.
@@ -1130,6 +1173,7 @@ impl SessionActor {
             a.send(ActivityCmd::SetOutputs {
                 audio: self.audio_output.clone(),
                 text: self.text_output.clone(),
+                sync: self.transcript_sync.clone(),
             });
         }
     }

@@ -7,6 +7,10 @@
 //!   to the playback position: what the session commits to the chat context.
 //! - [`UserTranscripts`] forwards the user's interim and final transcripts, one segment id per user turn.
 //!
+//! An [`AgentSession`](crate::AgentSession) started with both an audio and a text output puts one synchronizer over
+//! them by default (`SessionOptions::sync_transcription`, default true) and commits its played text for an
+//! interrupted speech; use the synchronizer directly only when driving outputs without a session.
+//!
 //! The pacing follows LiveKit Agents' `TranscriptSynchronizer` (`livekit/agents/voice/transcription/
 //! synchronizer.py`): text starts when the first audio of the segment is played, words are paced by their
 //! syllables at [`STANDARD_SPEECH_RATE`](agents_core::tokenize::STANDARD_SPEECH_RATE) (3.83 syllables/s) × speed
