@@ -983,6 +983,9 @@ impl SessionControl for ToolSession {
     }
 }
 
+/// The audio and text outputs as given to the session.
+type RawOutputs = (Option<Arc<dyn AudioOutput>>, Option<Arc<dyn TextOutput>>);
+
 struct Draining {
     old: ActivityHandle,
     done: oneshot::Receiver<()>,
@@ -1002,7 +1005,7 @@ struct SessionActor {
     text_output: Option<Arc<dyn TextOutput>>,
     transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
     /// The outputs as given (before the transcript synchronizer wraps them), kept to re-wrap on replacement.
-    raw_outputs: (Option<Arc<dyn AudioOutput>>, Option<Arc<dyn TextOutput>>),
+    raw_outputs: RawOutputs,
     activity: Option<ActivityHandle>,
     draining: Option<Draining>,
     frames_dropped: u64,
