@@ -8,16 +8,18 @@ pub mod message;
 pub mod registry;
 pub mod runner;
 pub mod types;
+pub mod voice;
 pub mod worker;
 
 pub use bus::{Bus, BusConfig, LocalBus, RedisBus, Subscription};
 pub use error::{BusError, JobError, JobGroupError, WorkerError, WorkersError};
 pub use job::{JobContext, JobGroupContext};
-pub use llm::{CHAT_JOB, LlmWorker, LlmWorkerOutput};
+pub use llm::{ACTIVATE_WORKER_TOOL, CHAT_JOB, LlmWorker, LlmWorkerOutput};
 pub use message::{BusMessage, MessageBody, Priority};
 pub use registry::{WatchHandler, WorkerRegistry};
 pub use runner::{WorkerHandle, WorkerRunner};
 pub use types::*;
+pub use voice::{BRIDGE_MESSAGE, BridgeFrame, JobGroupTool, VoiceBridge, job_group_tool};
 pub use worker::{
     Job, JobFailure, JobHandlers, JobResult, Worker, WorkerContext, WorkerSpec, to_response,
 };
