@@ -17,7 +17,9 @@ pub use job::{JobContext, JobGroupContext};
 pub use llm::{ACTIVATE_WORKER_TOOL, CHAT_JOB, LlmWorker, LlmWorkerOutput};
 pub use message::{BusMessage, MessageBody, Priority};
 pub use registry::{WatchHandler, WorkerRegistry};
-pub use runner::{WorkerHandle, WorkerRunner};
+pub use runner::{
+    DEFAULT_HEARTBEAT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL, WorkerHandle, WorkerRunner,
+};
 pub use types::*;
 pub use voice::{BRIDGE_MESSAGE, BridgeFrame, JobGroupTool, VoiceBridge, job_group_tool};
 pub use worker::{

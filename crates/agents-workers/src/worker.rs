@@ -1129,6 +1129,29 @@ impl WorkerContext {
         );
     }
 
+    /// Fails every group this worker requested that still waits for one of `lost` (workers of the dead runner
+    /// `runner`); the other workers of such a group get a cancel.
+    pub(crate) async fn fail_groups_waiting_for(&self, lost: &HashSet<String>, runner: &str) {
+        let hit: Vec<(String, String)> = lock(&self.inner.groups)
+            .iter()
+            .filter_map(|(id, g)| {
+                let st = g.lock();
+                g.worker_names
+                    .iter()
+                    .find(|w| lost.contains(*w) && !st.terminated.contains(*w))
+                    .map(|w| (id.clone(), w.clone()))
+            })
+            .collect();
+        for (job_id, worker) in hit {
+            let error = JobError::WorkerLost {
+                worker: worker.clone(),
+                runner: runner.to_owned(),
+            };
+            self.fail_group(&job_id, error, &format!("worker '{worker}' lost"))
+                .await;
+        }
+    }
+
     /// Stop path: answers in-flight jobs with `cancelled` and cancels the groups this worker started.
     pub(crate) async fn cancel_all_jobs(&self, reason: &str) {
         let inflight: Vec<(String, Inflight)> = lock(&self.inner.inflight).drain().collect();
