@@ -21,7 +21,9 @@ pub use runner::{
     DEFAULT_HEARTBEAT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL, WorkerHandle, WorkerRunner,
 };
 pub use types::*;
-pub use voice::{BRIDGE_MESSAGE, BridgeFrame, JobGroupTool, VoiceBridge, job_group_tool};
+pub use voice::{
+    BRIDGE_MESSAGE, BridgeFrame, DEFAULT_IDLE_TIMEOUT, JobGroupTool, VoiceBridge, job_group_tool,
+};
 pub use worker::{
     Job, JobFailure, JobHandlers, JobResult, Worker, WorkerContext, WorkerSpec, to_response,
 };

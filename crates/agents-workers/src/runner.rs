@@ -558,21 +558,34 @@ impl WorkerRunner {
 
     /// Cancels at once: a system-priority cancel to each root worker; `run` returns after they stopped.
     pub async fn cancel(&self, reason: &str) {
+        self.inner.cancel(reason).await;
+    }
+}
+
+impl RunnerInner {
+    fn roots(&self) -> Vec<String> {
+        lock(&self.workers)
+            .iter()
+            .filter(|(_, r)| r.parent.is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub(crate) async fn cancel(&self, reason: &str) {
         for root in self.roots() {
             let body = MessageBody::Cancel {
                 reason: reason.to_owned(),
             };
             if let Err(e) = self
-                .inner
                 .bus
-                .send(BusMessage::new(self.inner.address(), Some(root), body))
+                .send(BusMessage::new(self.address(), Some(root), body))
                 .await
             {
                 tracing::warn!(error = %e, "could not send a cancel");
             }
         }
-        self.inner.stop.cancel();
-        self.inner.changed.notify_waiters();
+        self.stop.cancel();
+        self.changed.notify_waiters();
     }
 }
 

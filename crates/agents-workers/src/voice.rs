@@ -50,6 +50,9 @@ use crate::message::{BusMessage, MessageBody};
 use crate::types::{JobEventKind, JobGroupParams};
 use crate::worker::{Worker, WorkerContext};
 
+/// Default idle timeout of a [`VoiceBridge`] (Pipecat's `PipelineWorker.IDLE_TIMEOUT_SECS`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Name of the [`MessageBody::Custom`](crate::MessageBody::Custom) messages that carry [`BridgeFrame`]s.
 pub const BRIDGE_MESSAGE: &str = "bridge_frame";
 
@@ -148,6 +151,18 @@ struct BridgeShared {
     speeches: Arc<Mutex<Vec<SpeechHandle>>>,
     reply_timeout: Duration,
     ready_timeout: Duration,
+    idle_timeout: Option<Duration>,
+    cancel_runner_on_idle_timeout: bool,
+    /// Last conversation activity (session events, bridged frames).
+    activity: Mutex<tokio::time::Instant>,
+    activity_notify: Notify,
+}
+
+impl BridgeShared {
+    fn touch(&self) {
+        *lock(&self.activity) = tokio::time::Instant::now();
+        self.activity_notify.notify_waiters();
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -191,6 +206,10 @@ impl VoiceBridge {
                 speeches: Arc::new(Mutex::new(Vec::new())),
                 reply_timeout: Duration::from_secs(15),
                 ready_timeout: Duration::from_secs(10),
+                idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+                cancel_runner_on_idle_timeout: true,
+                activity: Mutex::new(tokio::time::Instant::now()),
+                activity_notify: Notify::new(),
             }),
         }
     }
@@ -199,6 +218,19 @@ impl VoiceBridge {
     /// worker is active, or the active one's process died).
     pub fn with_reply_timeout(self, timeout: Duration) -> Self {
         self.rebuild(|s| s.reply_timeout = timeout)
+    }
+
+    /// Ends the bridge when the conversation was idle (no session event, no bridged frame) for `timeout`:
+    /// the session is closed and, with [`with_cancel_runner_on_idle_timeout`](Self::with_cancel_runner_on_idle_timeout)
+    /// (default `true`), the whole runner is cancelled. Default 300 s (Pipecat's `IDLE_TIMEOUT_SECS`); `None`
+    /// turns it off.
+    pub fn with_idle_timeout(self, timeout: Option<Duration>) -> Self {
+        self.rebuild(|s| s.idle_timeout = timeout)
+    }
+
+    /// Whether an idle timeout cancels the runner and all its workers (default `true`) or ends only the bridge.
+    pub fn with_cancel_runner_on_idle_timeout(self, cancel: bool) -> Self {
+        self.rebuild(|s| s.cancel_runner_on_idle_timeout = cancel)
     }
 
     fn rebuild(self, f: impl FnOnce(&mut BridgeShared)) -> Self {
@@ -227,15 +259,23 @@ impl VoiceBridge {
             tracing::warn!("VoiceBridge::attach called twice; keeping the first session");
             return;
         }
-        let speeches = Arc::clone(&self.shared.speeches);
+        let shared = Arc::downgrade(&self.shared);
         let mut events = session.events();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                if let SessionEvent::SpeechCreated { speech, .. } = event {
-                    let mut list = lock(&speeches);
-                    list.retain(|s| !s.done());
-                    list.push(speech);
+                let Some(shared) = shared.upgrade() else {
+                    break;
+                };
+                match event {
+                    SessionEvent::SpeechCreated { speech, .. } => {
+                        let mut list = lock(&shared.speeches);
+                        list.retain(|s| !s.done());
+                        list.push(speech);
+                    }
+                    SessionEvent::MetricsCollected(_) | SessionEvent::Error(_) => continue,
+                    _ => {}
                 }
+                shared.touch();
             }
         });
     }
@@ -243,6 +283,25 @@ impl VoiceBridge {
     /// The bridge's worker context once it runs.
     pub fn context(&self) -> Option<&WorkerContext> {
         self.shared.ctx.get()
+    }
+
+    /// Returns once the conversation was idle for the idle timeout (never when it is off).
+    async fn idle(&self) {
+        let Some(timeout) = self.shared.idle_timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            let notified = self.shared.activity_notify.notified();
+            let deadline = *lock(&self.shared.activity) + timeout;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => {
+                    if *lock(&self.shared.activity) + timeout <= tokio::time::Instant::now() {
+                        return;
+                    }
+                }
+                _ = notified => {}
+            }
+        }
     }
 
     async fn wait_for_playout(&self) {
@@ -275,7 +334,22 @@ impl Worker for VoiceBridge {
     async fn run(&self, ctx: &WorkerContext) -> Result<(), crate::WorkerError> {
         let _ = self.shared.ctx.set(ctx.clone());
         self.shared.ready.notify_waiters();
-        ctx.stopped().await;
+        self.shared.touch();
+        tokio::select! {
+            _ = ctx.stopped() => {}
+            _ = self.idle() => {
+                let timeout = self.shared.idle_timeout.unwrap_or_default();
+                tracing::info!(bridge = %ctx.name(), ?timeout, "conversation idle: ending");
+                if let Some(session) = self.shared.session.get()
+                    && let Err(e) = session.close().await
+                {
+                    tracing::debug!(error = %e, "session already closed");
+                }
+                if self.shared.cancel_runner_on_idle_timeout {
+                    ctx.cancel_runner("idle timeout").await;
+                }
+            }
+        }
         // End every open reply so the session does not wait for its timeout.
         for (_, tx) in lock(&self.shared.turns).drain() {
             let _ = tx.try_send(TurnEvent::Error("voice bridge stopped".to_owned()));
@@ -286,7 +360,10 @@ impl Worker for VoiceBridge {
     async fn on_bus_message(&self, ctx: &WorkerContext, message: &BusMessage) {
         let frame = match BridgeFrame::from_message(message) {
             None => return,
-            Some(Ok(f)) => f,
+            Some(Ok(f)) => {
+                self.shared.touch();
+                f
+            }
             Some(Err(e)) => {
                 tracing::warn!(bridge = %ctx.name(), from = %message.source, error = %e, "malformed bridge frame");
                 return;

@@ -630,6 +630,14 @@ impl WorkerContext {
         .await
     }
 
+    /// Cancels this worker's runner and every worker on it (e.g. an idle main worker bringing its peers down,
+    /// Pipecat's `cancel_runner_on_idle_timeout`). Does nothing when the runner is gone.
+    pub async fn cancel_runner(&self, reason: &str) {
+        if let Some(runner) = self.inner.runner.upgrade() {
+            runner.cancel(reason).await;
+        }
+    }
+
     /// Adds a child worker under this one (it stops when this worker stops; `on_worker_ready` fires here).
     pub async fn add_child(&self, spec: WorkerSpec) -> Result<WorkerHandle, WorkersError> {
         let runner = self
