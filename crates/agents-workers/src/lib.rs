@@ -5,6 +5,7 @@ pub mod error;
 pub mod job;
 pub mod llm;
 pub mod message;
+pub mod proxy;
 pub mod registry;
 pub mod runner;
 pub mod types;
@@ -16,6 +17,7 @@ pub use error::{BusError, JobError, JobGroupError, WorkerError, WorkersError};
 pub use job::{JobContext, JobGroupContext};
 pub use llm::{ACTIVATE_WORKER_TOOL, CHAT_JOB, LlmWorker, LlmWorkerOutput};
 pub use message::{BusMessage, MessageBody, Priority};
+pub use proxy::{ProxyError, ProxyHandle, WebSocketProxyClient, WebSocketProxyServer};
 pub use registry::{WatchHandler, WorkerRegistry};
 pub use runner::{
     DEFAULT_HEARTBEAT_EXPIRY, DEFAULT_HEARTBEAT_INTERVAL, WorkerHandle, WorkerRunner,

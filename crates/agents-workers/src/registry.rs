@@ -180,6 +180,11 @@ impl WorkerRegistry {
         removed
     }
 
+    /// A receiver that changes whenever a worker registers or leaves.
+    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.inner.version.subscribe()
+    }
+
     /// Forgets every worker of a remote runner.
     pub fn remove_runner(&self, runner: &str) {
         if self.state().remote.remove(runner).is_some() {
