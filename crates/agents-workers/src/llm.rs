@@ -22,7 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agents_core::chat::FunctionCall;
-use agents_core::tools::ToolDefinition;
+use agents_core::llm::ToolChoice;
+use agents_core::session::{SessionHandle, Userdata};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
+use agents_core::tools::{FunctionTool, ToolCallResult, ToolContext, ToolDefinition, ToolSet};
 use agents_core::{ChatChunk, ChatContext, ChatRequest, ChatRole, Llm, LlmError};
 use futures::StreamExt;
 use serde_json::{Value, json};
@@ -69,7 +72,44 @@ struct Inner {
     bridges: Option<Vec<String>>,
     handoff_targets: Vec<String>,
     playout_timeout: Duration,
+    tools: ToolSet,
+    tool_options: HashMap<String, ToolOptions>,
+    max_tool_steps: u32,
     state: std::sync::Mutex<BridgeState>,
+}
+
+/// Per-tool options of an [`LlmWorker`]'s tools (Pipecat's `@tool(cancel_on_interruption=True,
+/// timeout_secs=None)` defaults).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ToolOptions {
+    /// Whether a barge-in (the session dropping the reply) cancels the running tool. Default `true`.
+    pub cancel_on_interruption: bool,
+    /// How long the tool may run before it fails with a timeout error for the model. Default none.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for ToolOptions {
+    fn default() -> Self {
+        Self {
+            cancel_on_interruption: true,
+            timeout: None,
+        }
+    }
+}
+
+impl ToolOptions {
+    /// Sets [`cancel_on_interruption`](Self::cancel_on_interruption).
+    pub fn with_cancel_on_interruption(mut self, cancel: bool) -> Self {
+        self.cancel_on_interruption = cancel;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
 }
 
 /// A worker that answers with an LLM. See the module docs.
@@ -102,6 +142,9 @@ impl LlmWorker {
                 bridges: None,
                 handoff_targets: Vec::new(),
                 playout_timeout: Duration::from_secs(60),
+                tools: ToolSet::new(),
+                tool_options: HashMap::new(),
+                max_tool_steps: 3,
                 state: std::sync::Mutex::new(BridgeState::default()),
             }),
         }
@@ -159,6 +202,31 @@ impl LlmWorker {
         self.edit(|i| i.playout_timeout = timeout)
     }
 
+    /// Gives the model a tool for bridged turns. Its handler may take `RunContext<WorkerContext>` to reach the
+    /// bus (jobs, job groups) through `ctx.userdata()`; the session handle it sees is detached (the session is
+    /// on the other side of the bridge). A tool with the name of an existing one replaces it.
+    pub fn with_tool(self, tool: FunctionTool) -> Self {
+        self.edit(|i| {
+            if let Err(e) = i.tools.add(tool) {
+                tracing::warn!(error = %e, "tool not added");
+            }
+        })
+    }
+
+    /// Options of the tool named `name` (defaults: cancelled on interruption, no timeout).
+    pub fn with_tool_options(self, name: impl Into<String>, options: ToolOptions) -> Self {
+        let name = name.into();
+        self.edit(|i| {
+            i.tool_options.insert(name, options);
+        })
+    }
+
+    /// How many LLM follow-ups tool results may trigger in one bridged turn (default 3; the last one runs with
+    /// `tool_choice = none`).
+    pub fn with_max_tool_steps(self, steps: u32) -> Self {
+        self.edit(|i| i.max_tool_steps = steps)
+    }
+
     /// A copy of the context.
     pub async fn chat_context(&self) -> ChatContext {
         self.inner.chat_ctx.lock().await.clone()
@@ -212,7 +280,13 @@ impl Inner {
         }
     }
 
-    fn tools(&self) -> Vec<ToolDefinition> {
+    fn tool_definitions(&self) -> Vec<ToolDefinition> {
+        let mut defs = self.tools.definitions();
+        defs.extend(self.handoff_tool());
+        defs
+    }
+
+    fn handoff_tool(&self) -> Vec<ToolDefinition> {
         if self.handoff_targets.is_empty() {
             return Vec::new();
         }
@@ -284,7 +358,60 @@ impl Inner {
         Ok((target.to_owned(), reason))
     }
 
-    /// One bridged turn: run the LLM, stream the text to the bridge, then hand off if the model asked to.
+    /// Runs one tool call with its options (timeout; a tool that must survive barge-in runs in its own task).
+    async fn invoke_tool(
+        self: &Arc<Self>,
+        ctx: &WorkerContext,
+        call: FunctionCall,
+    ) -> (FunctionCall, String, bool) {
+        let Some(tool) = self.tools.get(&call.name).cloned() else {
+            let msg = format!("unknown tool {:?}", call.name);
+            return (call, msg, true);
+        };
+        let options = self
+            .tool_options
+            .get(&call.name)
+            .cloned()
+            .unwrap_or_default();
+        let userdata: Userdata = Arc::new(ctx.clone());
+        let tool_ctx = ToolContext::new(
+            SessionHandle::detached(),
+            Some(userdata),
+            SpeechHandle::new(SpeechOptions::default()),
+        );
+        let run = {
+            let call = call.clone();
+            async move {
+                let invoke = tool.invoke(call.clone(), tool_ctx);
+                match options.timeout {
+                    Some(t) => match tokio::time::timeout(t, invoke).await {
+                        Ok(r) => r,
+                        Err(_) => {
+                            ToolCallResult::error(call, format!("the tool timed out after {t:?}"))
+                        }
+                    },
+                    None => invoke.await,
+                }
+            }
+        };
+        let result = if options.cancel_on_interruption {
+            run.await
+        } else {
+            // Not cancelled with the turn: the tool finishes even if the user barges in (its result is then
+            // only logged, the turn being gone).
+            match tokio::spawn(run).await {
+                Ok(r) => r,
+                Err(e) => ToolCallResult::error(call.clone(), format!("the tool failed: {e}")),
+            }
+        };
+        match result.output {
+            Some(out) => (call, out.output, out.is_error),
+            None => (call, String::new(), false),
+        }
+    }
+
+    /// One bridged turn: run the LLM (and the worker's tools, up to `max_tool_steps` follow-ups), stream the text
+    /// to the bridge, then hand off if the model asked to.
     async fn run_turn(
         self: Arc<Self>,
         ctx: WorkerContext,
@@ -298,90 +425,120 @@ impl Inner {
         if let Some(t) = &text {
             chat.add_message(ChatRole::User, t.clone());
         }
-        let mut request_ctx = chat.clone();
-        if text.is_none()
-            && let Some(i) = instructions
-        {
-            request_ctx.add_message(ChatRole::Developer, i);
-        }
-        let mut stream = self
-            .llm
-            .chat(ChatRequest::new(request_ctx).with_tools(self.tools()));
         let mut reply = String::new();
         let mut handoff: Option<HandoffRequest> = None;
-        let mut rejected: Vec<(FunctionCall, String)> = Vec::new();
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(ChatChunk::Text(t)) => {
-                    reply.push_str(&t);
-                    let frame = BridgeFrame::TextDelta {
-                        turn_id: turn_id.clone(),
-                        text: t,
-                    };
-                    if let Err(e) = frame.send(&ctx, Some(&bridge)).await {
-                        tracing::warn!(worker = %me, error = %e, "reply text not sent to the bridge");
-                    }
-                }
-                Ok(ChatChunk::ToolCall(call)) => {
-                    if call.name != ACTIVATE_WORKER_TOOL {
-                        rejected.push((call.clone(), format!("unknown tool {:?}", call.name)));
-                        continue;
-                    }
-                    match (self.parse_handoff(&me, &call), &handoff) {
-                        (Ok((target, reason)), None) => {
-                            handoff = Some(HandoffRequest {
-                                call,
-                                target,
-                                reason,
-                            })
+        let mut step = 0_u32;
+        loop {
+            let mut request_ctx = chat.clone();
+            if text.is_none()
+                && let Some(i) = &instructions
+            {
+                request_ctx.add_message(ChatRole::Developer, i.clone());
+            }
+            let mut request = ChatRequest::new(request_ctx).with_tools(self.tool_definitions());
+            if step >= self.max_tool_steps && !self.tools.is_empty() {
+                request = request.with_tool_choice(ToolChoice::None);
+            }
+            let mut stream = self.llm.chat(request);
+            let mut step_text = String::new();
+            let mut rejected: Vec<(FunctionCall, String)> = Vec::new();
+            let mut tool_calls: Vec<FunctionCall> = Vec::new();
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(ChatChunk::Text(t)) => {
+                        step_text.push_str(&t);
+                        let frame = BridgeFrame::TextDelta {
+                            turn_id: turn_id.clone(),
+                            text: t,
+                        };
+                        if let Err(e) = frame.send(&ctx, Some(&bridge)).await {
+                            tracing::warn!(worker = %me, error = %e, "reply text not sent to the bridge");
                         }
-                        (Ok(_), Some(_)) => {
-                            rejected.push((call, "only one hand-off per reply".to_owned()))
-                        }
-                        (Err(e), _) => rejected.push((call, e)),
                     }
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    drop(chat);
-                    let frame = BridgeFrame::ReplyError {
-                        turn_id: turn_id.clone(),
-                        error: e.to_string(),
-                    };
-                    let _ = frame.send(&ctx, Some(&bridge)).await;
-                    lock(&self.state).turns.remove(&turn_id);
-                    return;
+                    Ok(ChatChunk::ToolCall(call)) if call.name == ACTIVATE_WORKER_TOOL => {
+                        match (self.parse_handoff(&me, &call), &handoff) {
+                            (Ok((target, reason)), None) => {
+                                handoff = Some(HandoffRequest {
+                                    call,
+                                    target,
+                                    reason,
+                                })
+                            }
+                            (Ok(_), Some(_)) => {
+                                rejected.push((call, "only one hand-off per reply".to_owned()))
+                            }
+                            (Err(e), _) => rejected.push((call, e)),
+                        }
+                    }
+                    Ok(ChatChunk::ToolCall(call)) if self.tools.contains(&call.name) => {
+                        tool_calls.push(call)
+                    }
+                    Ok(ChatChunk::ToolCall(call)) => {
+                        let msg = format!("unknown tool {:?}", call.name);
+                        rejected.push((call, msg));
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        drop(chat);
+                        let frame = BridgeFrame::ReplyError {
+                            turn_id: turn_id.clone(),
+                            error: e.to_string(),
+                        };
+                        let _ = frame.send(&ctx, Some(&bridge)).await;
+                        lock(&self.state).turns.remove(&turn_id);
+                        return;
+                    }
                 }
             }
-        }
-        if let Some(h) = &handoff
-            && reply.trim().is_empty()
-        {
-            // The model called the tool without a transition line: speak a default one.
-            let line = format!("One moment, I'm handing you over to {}.", h.target);
-            reply.push_str(&line);
-            let frame = BridgeFrame::TextDelta {
-                turn_id: turn_id.clone(),
-                text: line,
-            };
-            let _ = frame.send(&ctx, Some(&bridge)).await;
-        }
-        if !reply.is_empty() {
-            chat.add_message(ChatRole::Assistant, reply.clone());
-        }
-        // Complete every tool call in the context; no new LLM run.
-        for (call, error) in &rejected {
-            chat.add_function_call(&call.call_id, &call.name, &call.arguments);
-            chat.add_function_output(&call.call_id, &call.name, error, true);
-        }
-        if let Some(h) = &handoff {
-            chat.add_function_call(&h.call.call_id, &h.call.name, &h.call.arguments);
-            chat.add_function_output(
-                &h.call.call_id,
-                &h.call.name,
-                format!("Handed over to {}.", h.target),
-                false,
-            );
+            // The worker's tools run concurrently; their frames (the follow-up text) are released only once
+            // every tool of the step finished.
+            let results = futures::future::join_all(
+                tool_calls
+                    .into_iter()
+                    .map(|call| self.invoke_tool(&ctx, call)),
+            )
+            .await;
+            if let Some(h) = &handoff
+                && step_text.trim().is_empty()
+                && reply.trim().is_empty()
+            {
+                // The model called the hand-off without a transition line: speak a default one.
+                let line = format!("One moment, I'm handing you over to {}.", h.target);
+                step_text.push_str(&line);
+                let frame = BridgeFrame::TextDelta {
+                    turn_id: turn_id.clone(),
+                    text: line,
+                };
+                let _ = frame.send(&ctx, Some(&bridge)).await;
+            }
+            if !step_text.is_empty() {
+                chat.add_message(ChatRole::Assistant, step_text.clone());
+                reply.push_str(&step_text);
+            }
+            // Complete every tool call in the context.
+            for (call, error) in &rejected {
+                chat.add_function_call(&call.call_id, &call.name, &call.arguments);
+                chat.add_function_output(&call.call_id, &call.name, error, true);
+            }
+            let ran_tools = !results.is_empty();
+            for (call, output, is_error) in &results {
+                chat.add_function_call(&call.call_id, &call.name, &call.arguments);
+                chat.add_function_output(&call.call_id, &call.name, output, *is_error);
+            }
+            if let Some(h) = &handoff {
+                chat.add_function_call(&h.call.call_id, &h.call.name, &h.call.arguments);
+                chat.add_function_output(
+                    &h.call.call_id,
+                    &h.call.name,
+                    format!("Handed over to {}.", h.target),
+                    false,
+                );
+            }
+            // A hand-off completes the turn without a new LLM run; so does a step without (working) tools.
+            if handoff.is_some() || !ran_tools || step >= self.max_tool_steps {
+                break;
+            }
+            step += 1;
         }
         drop(chat);
         if let Some(out) = &self.output

@@ -713,3 +713,203 @@ async fn b47_activity_defers_idle_and_peers_survive_without_runner_cancel() {
     assert!(!peer.is_finished(), "peers keep running");
     assert!(session.say_text("bye").is_err());
 }
+
+/// Arguments of the worker tool in the tests below.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct LookupArgs {
+    /// The order number.
+    order: u64,
+}
+
+async fn lookup(
+    ctx: agents_core::tools::RunContext<WorkerContext>,
+    args: LookupArgs,
+) -> Result<String, agents_core::tools::ToolError> {
+    // The tool reaches the bus through its worker's context: a job on the "orders" worker.
+    let job = ctx
+        .userdata()
+        .job(
+            "orders",
+            JobParams::new()
+                .with_name("status")
+                .with_payload(json!({"order": args.order}))
+                .with_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .map_err(|e| agents_core::tools::ToolError::new(e.to_string()))?;
+    let status = job
+        .response()
+        .await
+        .map_err(|e| agents_core::tools::ToolError::new(e.to_string()))?;
+    Ok(status.to_string())
+}
+
+struct Orders;
+
+#[async_trait::async_trait]
+impl Worker for Orders {
+    fn job_handlers(&self) -> JobHandlers<Self> {
+        JobHandlers::new().job("status", |_w: Arc<Self>, job: Job| async move {
+            let order = job.payload().and_then(|p| p.get("order")).cloned();
+            if order == Some(json!(0)) {
+                std::future::pending::<()>().await;
+            }
+            Ok(json!({"order": order, "status": "shipped"}))
+        })
+    }
+}
+
+fn lookup_tool() -> agents_core::tools::FunctionTool {
+    agents_core::tools::FunctionTool::builder(lookup)
+        .name("lookup")
+        .description("Looks an order up.")
+        .build()
+        .unwrap()
+}
+
+// A worker's own tool in a bridged turn: it runs a job over the bus, its output goes back to the model, and the
+// follow-up is streamed to the session and spoken (one turn, two LLM runs).
+#[tokio::test]
+async fn worker_tool_runs_over_the_bus_and_the_follow_up_is_spoken() {
+    let (_bus, runner) = local_runner();
+    runner
+        .add_worker(WorkerSpec::new("orders", Orders))
+        .await
+        .unwrap();
+    let llm = llm_with(vec![
+        FakeResponse::text("Let me check. ").then_tool_call("lookup", r#"{"order": 42}"#),
+        FakeResponse::text("Order 42 has shipped."),
+    ]);
+    let worker = Arc::new(
+        LlmWorker::new(llm.clone())
+            .with_bridges(["voice"])
+            .with_tool(lookup_tool()),
+    );
+    runner
+        .add_worker(WorkerSpec::from_arc("agent", worker.clone()).active())
+        .await
+        .unwrap();
+    let rig = voice_rig(&runner, "voice").await;
+    let h = rig
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("where is order 42?"))
+        .unwrap();
+    within("reply", h.wait_for_playout()).await;
+    assert_eq!(rig.text.all_text(), "Let me check. Order 42 has shipped.");
+    assert_eq!(llm.request_count(), 2);
+    let second = &llm.requests()[1];
+    assert_eq!(second.tools.len(), 1);
+    let out = second
+        .chat_ctx
+        .items()
+        .iter()
+        .find_map(ChatItem::as_function_call_output)
+        .unwrap();
+    assert!(!out.is_error);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out.output).unwrap(),
+        json!({"order": 42, "status": "shipped"})
+    );
+}
+
+// 48: a tool timeout turns into an error output for the model (default: none; set per tool).
+#[tokio::test]
+async fn worker_tool_timeout_is_reported_to_the_model() {
+    let (_bus, runner) = local_runner();
+    runner
+        .add_worker(WorkerSpec::new("orders", Orders))
+        .await
+        .unwrap();
+    let llm = llm_with(vec![
+        FakeResponse::tool_call("lookup", r#"{"order": 0}"#),
+        FakeResponse::text("Sorry, the order system is slow."),
+    ]);
+    let worker = Arc::new(
+        LlmWorker::new(llm.clone())
+            .with_bridges(["voice"])
+            .with_tool(lookup_tool())
+            .with_tool_options(
+                "lookup",
+                ToolOptions::default().with_timeout(Duration::from_millis(100)),
+            ),
+    );
+    runner
+        .add_worker(WorkerSpec::from_arc("agent", worker).active())
+        .await
+        .unwrap();
+    let rig = voice_rig(&runner, "voice").await;
+    let h = rig
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("order 0?"))
+        .unwrap();
+    within("reply", h.wait_for_playout()).await;
+    assert_eq!(rig.text.all_text(), "Sorry, the order system is slow.");
+    let out = llm.requests()[1]
+        .chat_ctx
+        .items()
+        .iter()
+        .find_map(ChatItem::as_function_call_output)
+        .cloned()
+        .unwrap();
+    assert!(out.is_error && out.output.contains("timed out"), "{out:?}");
+    assert_eq!(
+        ToolOptions::default(),
+        ToolOptions::default().with_cancel_on_interruption(true)
+    );
+    assert_eq!(ToolOptions::default().timeout, None);
+}
+
+/// Counts completed runs of a slow tool.
+static SLOW_DONE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Arguments of the slow tool.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct SlowArgs {}
+
+async fn slow(_args: SlowArgs) -> Result<String, agents_core::tools::ToolError> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    SLOW_DONE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok("done".to_owned())
+}
+
+// 48: barge-in cancels a running tool by default; a tool with cancel_on_interruption = false completes.
+#[tokio::test]
+async fn barge_in_cancels_tools_unless_they_opt_out() {
+    for (cancel, expected) in [(true, 0), (false, 1)] {
+        SLOW_DONE.store(0, std::sync::atomic::Ordering::SeqCst);
+        let (_bus, runner) = local_runner();
+        let llm = llm_with(vec![
+            FakeResponse::text("Working on it. ").then_tool_call("slow", "{}"),
+        ]);
+        let tool = agents_core::tools::FunctionTool::builder(slow)
+            .name("slow")
+            .description("Slow.")
+            .build()
+            .unwrap();
+        let worker = LlmWorker::new(llm)
+            .with_bridges(["voice"])
+            .with_tool(tool)
+            .with_tool_options(
+                "slow",
+                ToolOptions::default().with_cancel_on_interruption(cancel),
+            );
+        runner
+            .add_worker(WorkerSpec::new("agent", worker).active())
+            .await
+            .unwrap();
+        let rig = voice_rig(&runner, "voice").await;
+        let h = rig
+            .session
+            .generate_reply(ReplyRequest::new().with_user_input("go"))
+            .unwrap();
+        until("first words", || rig.text.all_text().contains("Working")).await;
+        rig.session.interrupt().await.unwrap();
+        within("interrupted", h.wait_for_playout()).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            SLOW_DONE.load(std::sync::atomic::Ordering::SeqCst),
+            expected,
+            "cancel_on_interruption = {cancel}"
+        );
+    }
+}
