@@ -8,7 +8,7 @@
 //!
 //! Pipecat tees pipeline frames onto the bus. Here the session keeps its audio path (VAD, STT, turn detection,
 //! TTS, playout) in its own process, and only the *conversation* crosses the bus, as [`BridgeFrame`]s carried in
-//! [`MessageBody::Custom`](crate::MessageBody::Custom) messages named [`BRIDGE_MESSAGE`]:
+//! [`MessageBody::Custom`] messages named [`BRIDGE_MESSAGE`]:
 //!
 //! - session → workers (broadcast): [`BridgeFrame::UserTurn`] (the user's committed turn, or a reply request with
 //!   one-off instructions) and [`BridgeFrame::CancelTurn`] (barge-in: the session dropped the reply);
@@ -53,7 +53,7 @@ use crate::worker::{Worker, WorkerContext};
 /// Default idle timeout of a [`VoiceBridge`] (Pipecat's `PipelineWorker.IDLE_TIMEOUT_SECS`).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Name of the [`MessageBody::Custom`](crate::MessageBody::Custom) messages that carry [`BridgeFrame`]s.
+/// Name of the [`MessageBody::Custom`] messages that carry [`BridgeFrame`]s.
 pub const BRIDGE_MESSAGE: &str = "bridge_frame";
 
 /// The conversation traffic between a session and its agent workers. See the module docs.
