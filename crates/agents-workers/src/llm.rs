@@ -13,9 +13,13 @@
 //! **Hand-off** ([`LlmWorker::with_handoff_targets`]): the model gets the tool [`ACTIVATE_WORKER_TOOL`]
 //! (`{"target", "reason"}`). When it calls it during a bridged turn, the reply text (or a default transition
 //! line) is streamed to the session, the tool call is completed in the context **without a new LLM run**, the
-//! worker stops accepting turns, waits until the session reports that the reply was played out (or interrupted),
-//! and only then activates the target with `deactivate_self = true` and a developer message carrying the reason
-//! (behaviour 44). The target is never active before this worker was deactivated (38).
+//! worker defers the turns that arrive meanwhile, waits until the session reports that the reply was played out
+//! (or interrupted), and only then activates the target with `deactivate_self = true`, a developer message
+//! carrying the reason and the deferred user texts (behaviour 44). The target is never active before this worker
+//! was deactivated (38).
+//!
+//! The `with_*` settings apply only before the worker is shared (e.g. put in an `Arc`); later calls keep the old
+//! values.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,8 +63,10 @@ struct BridgeState {
     playouts: HashMap<String, oneshot::Sender<()>>,
     /// The bridge that sent the last turn (where activation replies go when no bridge is named).
     last_bridge: Option<String>,
-    /// A hand-off is under way: new turns are dropped.
+    /// A hand-off is under way: new turns are answered empty and their text deferred to the target.
     handing_off: bool,
+    /// User texts of the turns that arrived during the hand-off, passed to the target on activation.
+    deferred: Vec<String>,
     /// Turns dropped because the worker was inactive or handing off.
     dropped: u64,
 }
@@ -584,10 +590,14 @@ impl Inner {
                 h.reason
             )
         };
-        let args = LlmWorkerActivationArgs::with_messages(vec![ActivationMessage::new(
-            ChatRole::Developer,
-            reason,
-        )]);
+        let mut messages = vec![ActivationMessage::new(ChatRole::Developer, reason)];
+        let deferred = std::mem::take(&mut lock(&self.state).deferred);
+        messages.extend(
+            deferred
+                .into_iter()
+                .map(|t| ActivationMessage::new(ChatRole::User, t)),
+        );
+        let args = LlmWorkerActivationArgs::with_messages(messages);
         let result = match ActivationArgs::encode(&args) {
             Ok(args) => ctx
                 .activate_worker(&h.target, args, true)
@@ -661,9 +671,23 @@ impl Worker for LlmWorker {
                     return;
                 }
                 let mut st = lock(&self.inner.state);
-                if !ctx.is_active() || st.handing_off {
+                if !ctx.is_active() {
                     st.dropped += 1;
                     tracing::debug!(worker = %ctx.name(), turn = %turn_id, "bridged turn dropped: not active");
+                    return;
+                }
+                if st.handing_off {
+                    // The caller spoke during the transition: answer nothing now and pass the words on, so the
+                    // target's first reply addresses them (Pipecat defers frames queued while tools run).
+                    st.deferred.extend(text);
+                    let (ctx, bridge) = (ctx.clone(), message.source.clone());
+                    tokio::spawn(async move {
+                        let end = BridgeFrame::ReplyEnd {
+                            turn_id,
+                            handoff: None,
+                        };
+                        let _ = end.send(&ctx, Some(&bridge)).await;
+                    });
                     return;
                 }
                 st.last_bridge = Some(message.source.clone());

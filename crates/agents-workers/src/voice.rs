@@ -173,7 +173,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// bridge name that [`LlmWorker::with_bridges`](crate::LlmWorker::with_bridges) filters on.
 ///
 /// Use: build the session with [`VoiceBridge::llm`] as its LLM, [`attach`](Self::attach) the session before
-/// starting it, and add the bridge to a runner (`WorkerSpec::from_arc(name, bridge)`).
+/// starting it, and add the bridge to a runner (`WorkerSpec::new(name, bridge.clone())`). The `with_*` settings
+/// apply only before the bridge is shared (before `llm`, `attach` or `clone`); later calls keep the old values.
 #[derive(Clone)]
 pub struct VoiceBridge {
     shared: Arc<BridgeShared>,

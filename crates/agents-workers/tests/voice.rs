@@ -913,3 +913,95 @@ async fn barge_in_cancels_tools_unless_they_opt_out() {
         );
     }
 }
+
+// A user turn arriving while the transition line plays is not lost: the handing-off worker answers it empty (no
+// error, no wait) and passes the words to the target, whose first reply sees them.
+#[tokio::test]
+async fn turn_during_handoff_is_deferred_to_the_target() {
+    let (_bus, runner) = local_runner();
+    let greeter_llm = llm_with(vec![
+        FakeResponse::text("One moment please, I am transferring you to support now.")
+            .then_tool_call(ACTIVATE_WORKER_TOOL, r#"{"target": "support"}"#),
+    ]);
+    let support_llm = llm_with(vec![FakeResponse::text("Support here, about your card.")]);
+    let greeter = Arc::new(
+        LlmWorker::new(greeter_llm)
+            .with_bridges(["voice"])
+            .with_handoff_targets(["support"]),
+    );
+    let g = runner
+        .add_worker(WorkerSpec::from_arc("greeter", greeter.clone()).active())
+        .await
+        .unwrap();
+    let s = runner
+        .add_worker(WorkerSpec::new(
+            "support",
+            LlmWorker::new(support_llm.clone()).with_bridges(["voice"]),
+        ))
+        .await
+        .unwrap();
+    // Slow words: the transition line plays for about a second.
+    let bridge = VoiceBridge::new().with_reply_timeout(Duration::from_secs(5));
+    let text = Arc::new(FakeTextOutput::new());
+    let session = AgentSession::builder()
+        .llm(bridge.llm())
+        .tts(Arc::new(
+            FakeTts::new().with_word_duration(Duration::from_millis(100)),
+        ))
+        .build();
+    bridge.attach(&session);
+    runner
+        .add_worker(WorkerSpec::new("voice", bridge))
+        .await
+        .unwrap();
+    let mut events = session.events();
+    session
+        .start(
+            Agent::new(""),
+            SessionIo::new()
+                .with_audio_output(Arc::new(FakeAudioOutput::new()))
+                .with_text_output(text.clone()),
+        )
+        .await
+        .unwrap();
+    let h = session
+        .generate_reply(ReplyRequest::new().with_user_input("my card was stolen"))
+        .unwrap();
+    until("transition text", || {
+        text.all_text().contains("support now.")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(g.is_active() && !h.done(), "still playing the transition");
+    let h2 = session
+        .generate_reply(ReplyRequest::new().with_user_input("please hurry"))
+        .unwrap();
+    within("transition", h.wait_for_playout()).await;
+    within("deferred turn answered empty", h2.wait_for_playout()).await;
+    until("support active", || s.is_active()).await;
+    until("support greeting", || {
+        text.all_text().contains("Support here")
+    })
+    .await;
+    let req = &support_llm.requests()[0];
+    assert_eq!(
+        req.chat_ctx
+            .last_message(ChatRole::User)
+            .and_then(|m| m.text_content())
+            .as_deref(),
+        Some("please hurry")
+    );
+    assert_eq!(greeter.dropped_turns(), 0);
+    // No error event: the deferred turn did not time out.
+    while let Ok(Some(e)) = tokio::time::timeout(
+        Duration::from_millis(10),
+        futures::StreamExt::next(&mut events),
+    )
+    .await
+    {
+        assert!(
+            !matches!(e, agents_core::events::SessionEvent::Error(_)),
+            "{e:?}"
+        );
+    }
+}
