@@ -136,6 +136,11 @@ impl BridgeFrame {
     }
 }
 
+struct OpenTurn {
+    tx: mpsc::Sender<TurnEvent>,
+    owner: Option<String>,
+}
+
 /// What a reply stream receives.
 enum TurnEvent {
     Text(String),
@@ -146,7 +151,8 @@ enum TurnEvent {
 struct BridgeShared {
     ctx: OnceLock<WorkerContext>,
     ready: Notify,
-    turns: Mutex<HashMap<String, mpsc::Sender<TurnEvent>>>,
+    /// Open replies: their channel, and the worker answering (the first one that sent a frame for it).
+    turns: Mutex<HashMap<String, OpenTurn>>,
     session: OnceLock<SessionHandle>,
     speeches: Arc<Mutex<Vec<SpeechHandle>>>,
     reply_timeout: Duration,
@@ -242,7 +248,10 @@ impl VoiceBridge {
                     shared: Arc::new(shared),
                 }
             }
-            Err(shared) => Self { shared },
+            Err(shared) => {
+                tracing::warn!("VoiceBridge setting ignored: the bridge is already shared");
+                Self { shared }
+            }
         }
     }
 
@@ -353,7 +362,9 @@ impl Worker for VoiceBridge {
         }
         // End every open reply so the session does not wait for its timeout.
         for (_, tx) in lock(&self.shared.turns).drain() {
-            let _ = tx.try_send(TurnEvent::Error("voice bridge stopped".to_owned()));
+            let _ = tx
+                .tx
+                .try_send(TurnEvent::Error("voice bridge stopped".to_owned()));
         }
         Ok(())
     }
@@ -370,14 +381,25 @@ impl Worker for VoiceBridge {
                 return;
             }
         };
+        // A reply belongs to the first worker that answers it; frames from another worker (two workers active by
+        // mistake) are ignored.
         let route = |turn_id: &str, event: TurnEvent, last: bool| {
             let mut turns = lock(&self.shared.turns);
-            let tx = if last {
-                turns.remove(turn_id)
-            } else {
-                turns.get(turn_id).cloned()
-            };
-            tx.map(|tx| (tx, event))
+            let open = turns.get_mut(turn_id)?;
+            match &open.owner {
+                Some(owner) if *owner != message.source => {
+                    tracing::warn!(turn = %turn_id, owner = %owner, from = %message.source,
+                        "reply frame from a second worker ignored");
+                    return None;
+                }
+                Some(_) => {}
+                None => open.owner = Some(message.source.clone()),
+            }
+            let tx = open.tx.clone();
+            if last {
+                turns.remove(turn_id);
+            }
+            Some((tx, event))
         };
         match frame {
             BridgeFrame::TextDelta { turn_id, text } => {
@@ -548,7 +570,7 @@ async fn reply_step(state: ReplyState) -> Option<(Result<ChatChunk, LlmError>, R
                 ));
             };
             let (tx, rx) = mpsc::channel(256);
-            lock(&shared.turns).insert(turn_id.clone(), tx);
+            lock(&shared.turns).insert(turn_id.clone(), OpenTurn { tx, owner: None });
             let timeout = shared.reply_timeout;
             let mut guard = TurnGuard {
                 shared,

@@ -1005,3 +1005,35 @@ async fn turn_during_handoff_is_deferred_to_the_target() {
         );
     }
 }
+
+// Two workers active by mistake: the reply belongs to the first that answers; the other's frames are ignored, so
+// the session never speaks a mix of two replies.
+#[tokio::test]
+async fn a_reply_belongs_to_the_first_worker_that_answers() {
+    let (_bus, runner) = local_runner();
+    let a = llm_with(vec![
+        FakeResponse::chunks(["Alpha ", "one ", "two."])
+            .with_inter_token_delay(Duration::from_millis(20)),
+    ]);
+    let b = llm_with(vec![
+        FakeResponse::chunks(["Beta ", "three ", "four."])
+            .with_inter_token_delay(Duration::from_millis(20)),
+    ]);
+    for (name, llm) in [("a", a), ("b", b)] {
+        runner
+            .add_worker(WorkerSpec::new(name, LlmWorker::new(llm).with_bridges(["voice"])).active())
+            .await
+            .unwrap();
+    }
+    let rig = voice_rig(&runner, "voice").await;
+    let h = rig
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("who?"))
+        .unwrap();
+    within("reply", h.wait_for_playout()).await;
+    let said = rig.text.all_text();
+    assert!(
+        said == "Alpha one two." || said == "Beta three four.",
+        "{said}"
+    );
+}
