@@ -4,21 +4,41 @@
 //! answer to the next turn travel back over Redis and are spoken here. Then the second process is killed and the
 //! next turn fails by the bridge's reply timeout instead of hanging.
 //!
-//! Needs `AGENTS_TEST_REDIS_URL`; without it the test prints SKIP and returns.
+//! The shared voice suite (`suite/voice.rs`) runs here too, over Redis with a fresh channel per test.
+//!
+//! Needs `AGENTS_TEST_REDIS_URL`; without it every test prints SKIP and returns.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 mod voice_common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use agents_core::SessionControl;
+use agents_core::chat::ChatItem;
 use agents_core::session::ReplyRequest;
-use agents_testkit::{FakeLlm, FakeResponse};
+use agents_core::{Agent, ChatRole, SessionControl, SessionIo};
+use agents_pipeline::AgentSession;
+use agents_testkit::{FakeAudioOutput, FakeLlm, FakeResponse, FakeTextOutput, FakeTts};
 use agents_workers::*;
 use common::*;
+use serde_json::{Value, json};
 use voice_common::*;
+
+async fn new_bus() -> Option<Arc<dyn Bus>> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        eprintln!("SKIP: {URL_VAR} is not set (CI starts redis-server and sets it)");
+        return None;
+    };
+    let channel = format!("agents-voice-test:{}", uuid::Uuid::new_v4());
+    Some(Arc::new(
+        RedisBus::connect_with(&url, &channel, BusConfig::default())
+            .await
+            .unwrap(),
+    ))
+}
+
+include!("suite/voice.rs");
 
 const URL_VAR: &str = "AGENTS_TEST_REDIS_URL";
 const ROLE_VAR: &str = "AGENTS_WORKERS_VOICE_ROLE";
