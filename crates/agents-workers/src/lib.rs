@@ -15,7 +15,9 @@ pub mod worker;
 pub use bus::{Bus, BusConfig, LocalBus, RedisBus, Subscription};
 pub use error::{BusError, JobError, JobGroupError, WorkerError, WorkersError};
 pub use job::{JobContext, JobGroupContext};
-pub use llm::{ACTIVATE_WORKER_TOOL, CHAT_JOB, LlmWorker, LlmWorkerOutput, ToolOptions};
+pub use llm::{
+    ACTIVATE_WORKER_TOOL, CHAT_JOB, LlmWorker, LlmWorkerOutput, ToolOptions, WorkerToolContext,
+};
 pub use message::{BusMessage, MessageBody, Priority};
 pub use proxy::{ProxyError, ProxyHandle, WebSocketProxyClient, WebSocketProxyServer};
 pub use registry::{WatchHandler, WorkerRegistry};

@@ -35,6 +35,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use crate::error::BusError;
 use crate::message::BusMessage;
 use crate::types::{ActivationArgs, ActivationMessage, LlmWorkerActivationArgs};
 use crate::voice::BridgeFrame;
@@ -208,9 +209,10 @@ impl LlmWorker {
         self.edit(|i| i.playout_timeout = timeout)
     }
 
-    /// Gives the model a tool for bridged turns. Its handler may take `RunContext<WorkerContext>` to reach the
-    /// bus (jobs, job groups) through `ctx.userdata()`; the session handle it sees is detached (the session is
-    /// on the other side of the bridge). A tool with the name of an existing one replaces it.
+    /// Gives the model a tool for bridged turns. Its handler may take `RunContext<WorkerToolContext>` to reach the
+    /// bus (jobs, job groups) through `ctx.userdata()` (it derefs to the [`WorkerContext`]) and to speak progress
+    /// lines inside the current reply ([`WorkerToolContext::say_progress`]); the session handle it sees is
+    /// detached (the session is on the other side of the bridge). A tool whose name is taken is not added.
     pub fn with_tool(self, tool: FunctionTool) -> Self {
         self.edit(|i| {
             if let Err(e) = i.tools.add(tool) {
@@ -268,6 +270,44 @@ impl LlmWorker {
             .await
             .map_err(|e| JobFailure::Error(e.to_string()))?;
         Ok(json!({ "text": reply }))
+    }
+}
+
+/// What a worker tool sees as userdata (`RunContext<WorkerToolContext>`): the worker's context (through `Deref`)
+/// and the bridged turn it runs in.
+#[derive(Debug, Clone)]
+pub struct WorkerToolContext {
+    worker: WorkerContext,
+    bridge: String,
+    turn_id: String,
+}
+
+impl WorkerToolContext {
+    /// The worker running the tool.
+    pub fn worker(&self) -> &WorkerContext {
+        &self.worker
+    }
+
+    /// The bridge (voice session) of the turn.
+    pub fn bridge(&self) -> &str {
+        &self.bridge
+    }
+
+    /// Speaks `text` now, inside the current reply (e.g. a progress line while a job group runs). It is spoken,
+    /// not added to the worker's context.
+    pub async fn say_progress(&self, text: impl Into<String>) -> Result<(), BusError> {
+        let frame = BridgeFrame::TextDelta {
+            turn_id: self.turn_id.clone(),
+            text: text.into(),
+        };
+        frame.send(&self.worker, Some(&self.bridge)).await
+    }
+}
+
+impl std::ops::Deref for WorkerToolContext {
+    type Target = WorkerContext;
+    fn deref(&self) -> &WorkerContext {
+        &self.worker
     }
 }
 
@@ -368,6 +408,8 @@ impl Inner {
     async fn invoke_tool(
         self: &Arc<Self>,
         ctx: &WorkerContext,
+        bridge: &str,
+        turn_id: &str,
         call: FunctionCall,
     ) -> (FunctionCall, String, bool) {
         let Some(tool) = self.tools.get(&call.name).cloned() else {
@@ -379,7 +421,11 @@ impl Inner {
             .get(&call.name)
             .cloned()
             .unwrap_or_default();
-        let userdata: Userdata = Arc::new(ctx.clone());
+        let userdata: Userdata = Arc::new(WorkerToolContext {
+            worker: ctx.clone(),
+            bridge: bridge.to_owned(),
+            turn_id: turn_id.to_owned(),
+        });
         let tool_ctx = ToolContext::new(
             SessionHandle::detached(),
             Some(userdata),
@@ -501,7 +547,7 @@ impl Inner {
             let results = futures::future::join_all(
                 tool_calls
                     .into_iter()
-                    .map(|call| self.invoke_tool(&ctx, call)),
+                    .map(|call| self.invoke_tool(&ctx, &bridge, &turn_id, call)),
             )
             .await;
             if let Some(h) = &handoff

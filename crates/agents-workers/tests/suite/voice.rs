@@ -648,7 +648,7 @@ struct LookupArgs {
 }
 
 async fn lookup(
-    ctx: agents_core::tools::RunContext<WorkerContext>,
+    ctx: agents_core::tools::RunContext<WorkerToolContext>,
     args: LookupArgs,
 ) -> Result<String, agents_core::tools::ToolError> {
     // The tool reaches the bus through its worker's context: a job on the "orders" worker.
@@ -972,4 +972,88 @@ async fn a_reply_belongs_to_the_first_worker_that_answers() {
         said == "Alpha one two." || said == "Beta three four.",
         "{said}"
     );
+}
+
+/// Arguments of the trip tool.
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct TripArgs {
+    /// Where to.
+    city: String,
+}
+
+/// A worker tool: a job group over three specialists, each progress update spoken inside the reply.
+async fn plan_trip(
+    ctx: agents_core::tools::RunContext<WorkerToolContext>,
+    args: TripArgs,
+) -> Result<String, agents_core::tools::ToolError> {
+    use futures::StreamExt;
+    let err = |e: String| agents_core::tools::ToolError::new(e);
+    let mut group = ctx
+        .userdata()
+        .job_group(
+            ["flights", "hotels", "weather"],
+            JobGroupParams::new()
+                .with_name("advise")
+                .with_payload(json!({"query": args.city}))
+                .with_timeout(Duration::from_secs(5)),
+        )
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    while let Some(event) = group.next().await {
+        if let Some(text) = event.data.as_ref().and_then(|d| d.get("text")).and_then(Value::as_str) {
+            ctx.userdata()
+                .say_progress(format!("{text} "))
+                .await
+                .map_err(|e| err(e.to_string()))?;
+        }
+    }
+    let responses = group.responses().await.map_err(|e| err(e.to_string()))?;
+    serde_json::to_string(&responses).map_err(|e| err(e.to_string()))
+}
+
+// A tool of the agent behind the bridge runs a job group over three specialists, streams their progress as
+// spoken lines inside the reply, and the follow-up answers from the combined result.
+#[tokio::test]
+async fn worker_tool_job_group_speaks_progress_inside_the_reply() {
+    let Some((_bus, runner)) = setup().await else {
+        return;
+    };
+    for name in ["flights", "hotels", "weather"] {
+        runner.add_worker(WorkerSpec::new(name, Specialist)).await.unwrap();
+    }
+    let llm = llm_with(vec![
+        FakeResponse::text("Let me ask our desks. ").then_tool_call("plan_trip", r#"{"city": "Lisbon"}"#),
+        FakeResponse::text("Everything is set for Lisbon."),
+    ]);
+    let tool = agents_core::tools::FunctionTool::builder(plan_trip)
+        .name("plan_trip")
+        .description("Plans a trip with the specialists.")
+        .build()
+        .unwrap();
+    runner
+        .add_worker(WorkerSpec::new("agent", LlmWorker::new(llm.clone()).with_bridges(["voice"]).with_tool(tool)).active())
+        .await
+        .unwrap();
+    let rig = voice_rig(&runner, "voice").await;
+    let h = rig
+        .session
+        .generate_reply(ReplyRequest::new().with_user_input("plan Lisbon"))
+        .unwrap();
+    within("reply", h.wait_for_playout()).await;
+    let said = rig.text.all_text();
+    assert!(said.starts_with("Let me ask our desks. "), "{said}");
+    assert!(said.ends_with("Everything is set for Lisbon."), "{said}");
+    for name in ["flights", "hotels", "weather"] {
+        assert!(said.contains(&format!("The {name} desk is on it.")), "{said}");
+    }
+    let out = llm.requests()[1]
+        .chat_ctx
+        .items()
+        .iter()
+        .find_map(ChatItem::as_function_call_output)
+        .cloned()
+        .unwrap();
+    let combined: Value = serde_json::from_str(&out.output).unwrap();
+    assert_eq!(combined["hotels"], json!({"advice": "hotels advice for Lisbon"}));
+    assert_eq!(combined.as_object().unwrap().len(), 3);
 }
