@@ -51,6 +51,15 @@ pub enum JobError {
         /// Why.
         reason: String,
     },
+    /// A worker of the group was on a runner that stopped sending heartbeats (its process died or lost the bus):
+    /// the group fails at once instead of waiting for its timeout.
+    #[error("worker '{worker}' lost: runner '{runner}' stopped sending heartbeats")]
+    WorkerLost {
+        /// The lost worker.
+        worker: String,
+        /// Its runner.
+        runner: String,
+    },
     /// The request could not be sent.
     #[error("bus error: {0}")]
     Bus(String),

@@ -151,6 +151,40 @@ impl WorkerRegistry {
         removed
     }
 
+    /// Names of the workers registered under the remote runner `runner`.
+    pub fn workers_of(&self, runner: &str) -> Vec<String> {
+        self.state()
+            .remote
+            .get(runner)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Forgets one worker of a remote runner (it is no longer in that runner's snapshot). Returns whether it was
+    /// registered.
+    pub fn unregister_remote(&self, runner: &str, worker_name: &str) -> bool {
+        let removed = {
+            let mut state = self.state();
+            let removed = state
+                .remote
+                .get_mut(runner)
+                .is_some_and(|m| m.remove(worker_name).is_some());
+            if state.remote.get(runner).is_some_and(BTreeMap::is_empty) {
+                state.remote.remove(runner);
+            }
+            removed
+        };
+        if removed {
+            self.inner.version.send_modify(|v| *v += 1);
+        }
+        removed
+    }
+
+    /// A receiver that changes whenever a worker registers or leaves.
+    pub(crate) fn subscribe_changes(&self) -> watch::Receiver<u64> {
+        self.inner.version.subscribe()
+    }
+
     /// Forgets every worker of a remote runner.
     pub fn remove_runner(&self, runner: &str) {
         if self.state().remote.remove(runner).is_some() {

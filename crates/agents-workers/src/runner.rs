@@ -17,6 +17,11 @@ use crate::worker::{RouterSpec, StopKind, WorkerContext, WorkerSpec, run_hooks};
 
 /// Capacity of each worker's hook queue (router → hook task).
 const HOOK_QUEUE: usize = 256;
+/// Default interval of the runner heartbeat (Pipecat's `HEARTBEAT_SECS`).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time without a heartbeat after which a remote runner is considered dead (Pipecat's
+/// `HEARTBEAT_MONITOR_SECS`).
+pub const DEFAULT_HEARTBEAT_EXPIRY: Duration = Duration::from_secs(10);
 /// How long `run` waits for workers to finish after a cancel before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -43,7 +48,12 @@ pub(crate) struct RunnerInner {
     stop: CancellationToken,
     ending: AtomicBool,
     known_runners: Mutex<HashSet<String>>,
+    /// When each remote runner was last heard from (its registry snapshot).
+    last_seen: Mutex<HashMap<String, tokio::time::Instant>>,
+    /// `(interval, expiry)`; `None` turns heartbeats and expiry off.
+    heartbeat: Mutex<Option<(Duration, Duration)>>,
     listener: Mutex<Option<AbortOnDrop>>,
+    heartbeat_task: Mutex<Option<AbortOnDrop>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -90,7 +100,17 @@ impl RunnerInner {
             if *runner == self.name {
                 return;
             }
+            lock(&self.last_seen).insert(runner.clone(), tokio::time::Instant::now());
             let new_runner = lock(&self.known_runners).insert(runner.clone());
+            // A worker missing from the runner's full snapshot has stopped there.
+            for gone in self
+                .registry
+                .workers_of(runner)
+                .into_iter()
+                .filter(|w| !workers.iter().any(|e| e.name == *w))
+            {
+                self.registry.unregister_remote(runner, &gone);
+            }
             for entry in workers {
                 self.registry
                     .register(WorkerReadyData {
@@ -104,6 +124,47 @@ impl RunnerInner {
                 if let Err(e) = self.broadcast_registry().await {
                     tracing::warn!(error = %e, "could not reply with the registry");
                 }
+            }
+        }
+    }
+
+    /// One heartbeat: broadcast the registry, then expire the remote runners not heard from within `expiry`.
+    async fn heartbeat(&self, expiry: Duration) {
+        if let Err(e) = self.broadcast_registry().await {
+            tracing::debug!(runner = %self.name, error = %e, "heartbeat not sent");
+        }
+        let now = tokio::time::Instant::now();
+        let dead: Vec<String> = {
+            let mut seen = lock(&self.last_seen);
+            let dead: Vec<String> = seen
+                .iter()
+                .filter(|(_, t)| now.saturating_duration_since(**t) > expiry)
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in &dead {
+                seen.remove(r);
+            }
+            dead
+        };
+        for runner in dead {
+            lock(&self.known_runners).remove(&runner);
+            let workers = self.registry.workers_of(&runner);
+            self.registry.remove_runner(&runner);
+            tracing::warn!(runner = %self.name, dead = %runner, ?workers, "remote runner expired: no heartbeat");
+            // Names still known elsewhere (a local worker, another runner) are not lost.
+            let lost: HashSet<String> = workers
+                .into_iter()
+                .filter(|w| !self.registry.contains(w))
+                .collect();
+            if lost.is_empty() {
+                continue;
+            }
+            let local: Vec<WorkerContext> = lock(&self.workers)
+                .values()
+                .map(|r| r.ctx.clone())
+                .collect();
+            for ctx in local {
+                ctx.fail_groups_waiting_for(&lost, &runner).await;
             }
         }
     }
@@ -315,7 +376,10 @@ impl WorkerRunner {
             stop: CancellationToken::new(),
             ending: AtomicBool::new(false),
             known_runners: Mutex::new(HashSet::new()),
+            last_seen: Mutex::new(HashMap::new()),
+            heartbeat: Mutex::new(Some((DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_HEARTBEAT_EXPIRY))),
             listener: Mutex::new(None),
+            heartbeat_task: Mutex::new(None),
         });
         let mut sub = inner.bus.subscribe(&inner.address())?;
         let weak = Arc::downgrade(&inner);
@@ -326,6 +390,29 @@ impl WorkerRunner {
             }
         });
         *lock(&inner.listener) = Some(AbortOnDrop(task.abort_handle()));
+        let weak = Arc::downgrade(&inner);
+        let beat = handle.spawn(async move {
+            loop {
+                let settings = match weak.upgrade() {
+                    Some(inner) => *lock(&inner.heartbeat),
+                    None => break,
+                };
+                let Some((interval, expiry)) = settings else {
+                    // Off: look again later (the setting may change before `run`).
+                    tokio::time::sleep(DEFAULT_HEARTBEAT_INTERVAL).await;
+                    continue;
+                };
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { break };
+                if inner.stop.is_cancelled() {
+                    break;
+                }
+                if lock(&inner.heartbeat).is_some() {
+                    inner.heartbeat(expiry).await;
+                }
+            }
+        });
+        *lock(&inner.heartbeat_task) = Some(AbortOnDrop(beat.abort_handle()));
         Ok(Self {
             inner,
             handle_sigint: true,
@@ -335,6 +422,21 @@ impl WorkerRunner {
     /// Whether [`run`](Self::run) cancels everything on Ctrl-C (SIGINT). Default `true`.
     pub fn with_sigint_handling(mut self, enabled: bool) -> Self {
         self.handle_sigint = enabled;
+        self
+    }
+
+    /// Heartbeats: every `interval` the runner re-broadcasts its registry snapshot, and a remote runner not heard
+    /// from for `expiry` is removed from the registry; job groups still waiting for one of its workers fail at once
+    /// with [`JobError::WorkerLost`](crate::JobError::WorkerLost). Defaults: 1 s and 10 s (Pipecat's
+    /// `HEARTBEAT_SECS` / `HEARTBEAT_MONITOR_SECS`). `expiry` should be several intervals.
+    pub fn with_heartbeat(self, interval: Duration, expiry: Duration) -> Self {
+        *lock(&self.inner.heartbeat) = Some((interval.max(Duration::from_millis(1)), expiry));
+        self
+    }
+
+    /// Turns heartbeats and remote-runner expiry off (remote entries then stay until their runner says otherwise).
+    pub fn without_heartbeat(self) -> Self {
+        *lock(&self.inner.heartbeat) = None;
         self
     }
 
@@ -456,21 +558,34 @@ impl WorkerRunner {
 
     /// Cancels at once: a system-priority cancel to each root worker; `run` returns after they stopped.
     pub async fn cancel(&self, reason: &str) {
+        self.inner.cancel(reason).await;
+    }
+}
+
+impl RunnerInner {
+    fn roots(&self) -> Vec<String> {
+        lock(&self.workers)
+            .iter()
+            .filter(|(_, r)| r.parent.is_none())
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    pub(crate) async fn cancel(&self, reason: &str) {
         for root in self.roots() {
             let body = MessageBody::Cancel {
                 reason: reason.to_owned(),
             };
             if let Err(e) = self
-                .inner
                 .bus
-                .send(BusMessage::new(self.inner.address(), Some(root), body))
+                .send(BusMessage::new(self.address(), Some(root), body))
                 .await
             {
                 tracing::warn!(error = %e, "could not send a cancel");
             }
         }
-        self.inner.stop.cancel();
-        self.inner.changed.notify_waiters();
+        self.stop.cancel();
+        self.changed.notify_waiters();
     }
 }
 

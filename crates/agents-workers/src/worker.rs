@@ -630,6 +630,14 @@ impl WorkerContext {
         .await
     }
 
+    /// Cancels this worker's runner and every worker on it (e.g. an idle main worker bringing its peers down,
+    /// Pipecat's `cancel_runner_on_idle_timeout`). Does nothing when the runner is gone.
+    pub async fn cancel_runner(&self, reason: &str) {
+        if let Some(runner) = self.inner.runner.upgrade() {
+            runner.cancel(reason).await;
+        }
+    }
+
     /// Adds a child worker under this one (it stops when this worker stops; `on_worker_ready` fires here).
     pub async fn add_child(&self, spec: WorkerSpec) -> Result<WorkerHandle, WorkersError> {
         let runner = self
@@ -1127,6 +1135,29 @@ impl WorkerContext {
                 task: task.abort_handle(),
             },
         );
+    }
+
+    /// Fails every group this worker requested that still waits for one of `lost` (workers of the dead runner
+    /// `runner`); the other workers of such a group get a cancel.
+    pub(crate) async fn fail_groups_waiting_for(&self, lost: &HashSet<String>, runner: &str) {
+        let hit: Vec<(String, String)> = lock(&self.inner.groups)
+            .iter()
+            .filter_map(|(id, g)| {
+                let st = g.lock();
+                g.worker_names
+                    .iter()
+                    .find(|w| lost.contains(*w) && !st.terminated.contains(*w))
+                    .map(|w| (id.clone(), w.clone()))
+            })
+            .collect();
+        for (job_id, worker) in hit {
+            let error = JobError::WorkerLost {
+                worker: worker.clone(),
+                runner: runner.to_owned(),
+            };
+            self.fail_group(&job_id, error, &format!("worker '{worker}' lost"))
+                .await;
+        }
     }
 
     /// Stop path: answers in-flight jobs with `cancelled` and cancels the groups this worker started.

@@ -376,3 +376,48 @@ async fn runner_killed_mid_job_fails_by_timeout() {
         Err(JobError::Timeout)
     );
 }
+
+// A runner killed mid-job with heartbeats on: the requester's runner expires it and the job fails with
+// `WorkerLost` long before its 30 s timeout (the child beats every second; expiry here is 3 s).
+#[tokio::test]
+async fn killed_runner_expires_and_job_fails_fast() {
+    let Some(url) = redis_url("killed_runner_expires_and_job_fails_fast") else {
+        return;
+    };
+    let ch = channel();
+    let log = Log::default();
+    let runner = redis_runner(&url, &ch, "A")
+        .await
+        .with_heartbeat(Duration::from_millis(100), Duration::from_secs(3));
+    let req = runner.add_worker(Probe::spec("req", &log)).await.unwrap();
+    runner
+        .add_worker(Probe::spec("local-echo", &log))
+        .await
+        .unwrap();
+    let mut child = spawn_child(&url, &ch);
+    until_known(&runner, &["remote-echo"]).await;
+    let mut job = req
+        .context()
+        .job(
+            "remote-echo",
+            JobParams::new()
+                .with_name("block")
+                .with_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        within("started", job.next()).await.unwrap().data,
+        Some(json!("started"))
+    );
+    child.0.start_kill().unwrap();
+    let _ = within("child exit", child.0.wait()).await;
+    assert_eq!(
+        within("requester", job.response()).await,
+        Err(JobError::WorkerLost {
+            worker: "remote-echo".into(),
+            runner: "B".into()
+        })
+    );
+    assert!(!runner.registry().contains("remote-echo"));
+}
