@@ -400,6 +400,11 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         () = handle.wait_for_interruption() => true,
     };
     let mut interrupted = interrupted;
+    if interrupted {
+        // Stop producing at once: the LLM and TTS of an interrupted speech are cancelled (a provider or a bus
+        // worker behind the LLM sees its stream dropped), before waiting for the sink's playback report.
+        stages.clear();
+    }
     let mut position = None;
     if let Some(out) = &output {
         if !interrupted {
@@ -425,7 +430,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         }
     }
     if interrupted {
-        // Stop producing: the LLM and TTS of an interrupted speech are cancelled.
+        // Interrupted while waiting for the playout above.
         drop(stages);
     }
 

@@ -374,7 +374,7 @@ async fn barge_in_cancels_the_workers_turn() {
         .session
         .generate_reply(ReplyRequest::new().with_user_input("count"))
         .unwrap();
-    until("first words", || rig.text.all_text().contains("one")).await;
+    until("first words at the TTS", || rig.tts.pushed_texts().concat().contains("one")).await;
     rig.session.interrupt().await.unwrap();
     within("interrupted", h.wait_for_playout()).await;
     assert!(h.interrupted());
@@ -834,7 +834,9 @@ async fn barge_in_cancels_tools_unless_they_opt_out() {
             .session
             .generate_reply(ReplyRequest::new().with_user_input("go"))
             .unwrap();
-        until("first words", || rig.text.all_text().contains("Working")).await;
+        until("first words at the TTS", || {
+            rig.tts.pushed_texts().concat().contains("Working")
+        }).await;
         rig.session.interrupt().await.unwrap();
         within("interrupted", h.wait_for_playout()).await;
         tokio::time::sleep(Duration::from_millis(600)).await;
