@@ -198,3 +198,33 @@ async fn review_agent_state_returns_to_listening_after_tools_without_follow_up()
         r.rec.agent_states()
     );
 }
+
+struct PanicsOnEnter;
+
+#[async_trait]
+impl AgentHooks for PanicsOnEnter {
+    async fn on_enter(&self, _session: &SessionHandle) {
+        panic!("application bug in on_enter");
+    }
+}
+
+/// Finding 7: a hook task that panics never reports `HookDone`, so `outstanding` never returns to 0: the activity
+/// never becomes idle and every later handoff (unbounded drain) hangs forever.
+#[tokio::test(start_paused = true)]
+async fn review_a_panicking_hook_does_not_wedge_later_handoffs() {
+    let r = rig(FakeLlm::new());
+    r.start(Agent::builder("front").id("front").hooks(PanicsOnEnter).build().unwrap())
+        .await;
+    tokio::time::sleep(ms(100)).await;
+    r.session
+        .update_agent(Agent::builder("billing").id("billing").build().unwrap())
+        .unwrap();
+    let end = tokio::time::Instant::now() + ms(60_000);
+    while r.session.current_agent().map(|a| a.id().to_owned()).as_deref() != Some("billing") {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "handoff not done 60 s after a hook panicked"
+        );
+        tokio::time::sleep(ms(10)).await;
+    }
+}
