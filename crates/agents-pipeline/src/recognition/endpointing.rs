@@ -138,12 +138,15 @@ impl Endpointing {
             && !self.agent_spoke_since
         {
             let pause = at.saturating_duration_since(ended).as_secs_f64();
-            if pause > 0.0 {
+            // A non-finite alpha (NaN) is not a smoothing factor: nothing is learned.
+            if pause > 0.0 && alpha.is_finite() {
                 let alpha = f64::from(alpha.clamp(f32::MIN_POSITIVE, 1.0));
                 let next = alpha * self.learned_min.as_secs_f64() + (1.0 - alpha) * pause;
                 let lo = self.options.min_delay.as_secs_f64();
                 let hi = self.options.max_delay.as_secs_f64().max(lo);
-                self.learned_min = Duration::from_secs_f64(next.clamp(lo, hi));
+                // `try_`: a maximum such as `Duration::MAX` does not round-trip through f64.
+                self.learned_min = Duration::try_from_secs_f64(next.clamp(lo, hi))
+                    .unwrap_or(self.options.max_delay);
             }
         }
         self.agent_spoke_since = false;

@@ -1,5 +1,6 @@
-//! Review reproductions (see /work/briefs/review-findings.md). Each test FAILS on b8e32f7 and describes the
-//! expected behaviour; they are not fixes.
+//! Regression tests for the session actor's robustness (review findings F1–F3, F5–F7, F11, F12, F15): closes
+//! asked from inside the session, bounded handoffs, speech handles always finished, hook panics, agent state
+//! after tools, configuration that must not panic. Deterministic, on a paused clock.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -20,10 +21,10 @@ use agents_testkit::{FakeLlm, FakeResponse};
 
 use session_common::{ms, rig};
 
-/// Finding 1: an "end call" tool that awaits `close()` wedges the close: the activity's drain waits for the tool,
+/// Review finding 1: an "end call" tool that awaits `close()` wedges the close: the activity's drain waits for the tool,
 /// the tool waits for the close, so every such close takes `close_timeout` (10 s) and ends by aborting the tool.
 #[tokio::test(start_paused = true)]
-async fn review_a_tool_awaiting_close_does_not_stall_the_close_for_close_timeout() {
+async fn a_tool_awaiting_close_does_not_stall_the_close_for_close_timeout() {
     let llm = FakeLlm::new()
         .push_response(FakeResponse::text("Goodbye.").then_tool_call("end_call", "{}"));
     let r = rig(llm);
@@ -63,10 +64,10 @@ impl AgentHooks for SayOnExit {
     }
 }
 
-/// Finding 2: `say` from `on_exit` is queued for the *next* agent, which starts only after the drain, and the
+/// Review finding 2: `say` from `on_exit` is queued for the *next* agent, which starts only after the drain, and the
 /// drain waits for `on_exit`: the handoff never completes (the handoff drain has no bound at all).
 #[tokio::test(start_paused = true)]
-async fn review_on_exit_waiting_for_its_goodbye_does_not_wedge_the_handoff() {
+async fn on_exit_waiting_for_its_goodbye_does_not_wedge_the_handoff() {
     let r = rig(FakeLlm::new());
     let front = Agent::builder("front")
         .id("front")
@@ -79,7 +80,12 @@ async fn review_on_exit_waiting_for_its_goodbye_does_not_wedge_the_handoff() {
         .unwrap();
     let end = tokio::time::Instant::now() + ms(60_000);
     loop {
-        if r.session.current_agent().map(|a| a.id().to_owned()).as_deref() == Some("billing") {
+        if r.session
+            .current_agent()
+            .map(|a| a.id().to_owned())
+            .as_deref()
+            == Some("billing")
+        {
             break;
         }
         assert!(
@@ -91,10 +97,10 @@ async fn review_on_exit_waiting_for_its_goodbye_does_not_wedge_the_handoff() {
     }
 }
 
-/// Finding 3: a handoff while a task runs drops (aborts) the suspended caller without its shutdown: a speech
+/// Review finding 3: a handoff while a task runs drops (aborts) the suspended caller without its shutdown: a speech
 /// queued on the caller is never marked done, so whoever waits for it waits forever.
 #[tokio::test(start_paused = true)]
-async fn review_handoff_during_a_task_completes_the_callers_queued_speech() {
+async fn handoff_during_a_task_completes_the_callers_queued_speech() {
     let llm = FakeLlm::new()
         .push_response(FakeResponse::text("One moment please.").then_tool_call("start", "{}"));
     let r = rig(llm);
@@ -112,23 +118,39 @@ async fn review_handoff_during_a_task_completes_the_callers_queued_speech() {
                 *held.lock().unwrap() = Some(queued);
                 let (completer, result) = completion::<String>();
                 *keep.lock().unwrap() = Some(completer);
-                let task = AgentTask::new(Agent::builder("task").id("task").build().unwrap(), result);
+                let task =
+                    AgentTask::new(Agent::builder("task").id("task").build().unwrap(), result);
                 let _ = ctx.session().run_task(task).await;
                 Ok(ToolOutcome::stop_response())
             }
         },
     )
     .unwrap();
-    r.start(Agent::builder("caller").id("caller").tool(start).build().unwrap())
-        .await;
+    r.start(
+        Agent::builder("caller")
+            .id("caller")
+            .tool(start)
+            .build()
+            .unwrap(),
+    )
+    .await;
     r.session.generate_reply(ReplyRequest::new()).unwrap();
     let end = tokio::time::Instant::now() + ms(30_000);
-    while r.session.current_agent().map(|a| a.id().to_owned()).as_deref() != Some("task") {
+    while r
+        .session
+        .current_agent()
+        .map(|a| a.id().to_owned())
+        .as_deref()
+        != Some("task")
+    {
         assert!(tokio::time::Instant::now() < end, "the task never started");
         tokio::time::sleep(ms(10)).await;
     }
     let queued = held.lock().unwrap().clone().unwrap();
-    assert!(!queued.done(), "the caller's say is queued while the caller is suspended");
+    assert!(
+        !queued.done(),
+        "the caller's say is queued while the caller is suspended"
+    );
     r.session
         .update_agent(Agent::builder("other").id("other").build().unwrap())
         .unwrap();
@@ -149,13 +171,19 @@ impl AgentHooks for SlowExit {
     }
 }
 
-/// Finding 5: requests made during a handoff are parked in `Draining::pending`; a close meanwhile drops them
+/// Review finding 5: requests made during a handoff are parked in `Draining::pending`; a close meanwhile drops them
 /// without completing their handles, so `wait_for_playout` never returns.
 #[tokio::test(start_paused = true)]
-async fn review_close_during_a_handoff_completes_requests_parked_for_the_next_agent() {
+async fn close_during_a_handoff_completes_requests_parked_for_the_next_agent() {
     let r = rig(FakeLlm::new());
-    r.start(Agent::builder("front").id("front").hooks(SlowExit).build().unwrap())
-        .await;
+    r.start(
+        Agent::builder("front")
+            .id("front")
+            .hooks(SlowExit)
+            .build()
+            .unwrap(),
+    )
+    .await;
     r.session
         .update_agent(Agent::builder("billing").id("billing").build().unwrap())
         .unwrap();
@@ -170,10 +198,10 @@ async fn review_close_during_a_handoff_completes_requests_parked_for_the_next_ag
     );
 }
 
-/// Finding 6: after playout, a reply whose tools still run puts the agent in `thinking`; when the tools end without
+/// Review finding 6: after playout, a reply whose tools still run puts the agent in `thinking`; when the tools end without
 /// a follow-up (`StopResponse`, or no output) nothing sets the state back: the agent stays `thinking` forever.
 #[tokio::test(start_paused = true)]
-async fn review_agent_state_returns_to_listening_after_tools_without_follow_up() {
+async fn agent_state_returns_to_listening_after_tools_without_follow_up() {
     let llm = FakeLlm::new()
         .push_response(FakeResponse::text("Let me note that.").then_tool_call("note", "{}"));
     let r = rig(llm);
@@ -187,7 +215,8 @@ async fn review_agent_state_returns_to_listening_after_tools_without_follow_up()
         },
     )
     .unwrap();
-    r.start(Agent::builder("x").tool(note).build().unwrap()).await;
+    r.start(Agent::builder("x").tool(note).build().unwrap())
+        .await;
     let h = r.session.generate_reply(ReplyRequest::new()).unwrap();
     h.wait_for_playout().await;
     tokio::time::sleep(ms(10_000)).await;
@@ -208,19 +237,31 @@ impl AgentHooks for PanicsOnEnter {
     }
 }
 
-/// Finding 7: a hook task that panics never reports `HookDone`, so `outstanding` never returns to 0: the activity
+/// Review finding 7: a hook task that panics never reports `HookDone`, so `outstanding` never returns to 0: the activity
 /// never becomes idle and every later handoff (unbounded drain) hangs forever.
 #[tokio::test(start_paused = true)]
-async fn review_a_panicking_hook_does_not_wedge_later_handoffs() {
+async fn a_panicking_hook_does_not_wedge_later_handoffs() {
     let r = rig(FakeLlm::new());
-    r.start(Agent::builder("front").id("front").hooks(PanicsOnEnter).build().unwrap())
-        .await;
+    r.start(
+        Agent::builder("front")
+            .id("front")
+            .hooks(PanicsOnEnter)
+            .build()
+            .unwrap(),
+    )
+    .await;
     tokio::time::sleep(ms(100)).await;
     r.session
         .update_agent(Agent::builder("billing").id("billing").build().unwrap())
         .unwrap();
     let end = tokio::time::Instant::now() + ms(60_000);
-    while r.session.current_agent().map(|a| a.id().to_owned()).as_deref() != Some("billing") {
+    while r
+        .session
+        .current_agent()
+        .map(|a| a.id().to_owned())
+        .as_deref()
+        != Some("billing")
+    {
         assert!(
             tokio::time::Instant::now() < end,
             "handoff not done 60 s after a hook panicked"

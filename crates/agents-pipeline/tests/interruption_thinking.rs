@@ -1,4 +1,5 @@
-//! Review reproductions on the audio path (see /work/briefs/review-findings.md). Each test FAILS on b8e32f7.
+//! Regression tests for behaviour 56 (§5.3 step 3, review finding F4): a user turn that ends while the current
+//! speech is authorized but still "thinking" (no audio yet) respects its interruptibility.
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
@@ -13,7 +14,9 @@ use agents_core::{Agent, AudioInput, SessionControl, SessionIo};
 use agents_pipeline::interruption::InterruptionOptions;
 use agents_pipeline::{AgentSession, SessionOptions};
 use agents_testkit::signal::sequence;
-use agents_testkit::{FakeAudioOutput, FakeLlm, FakeResponse, FakeStt, FakeTextOutput, FakeTts, FakeVad};
+use agents_testkit::{
+    FakeAudioOutput, FakeLlm, FakeResponse, FakeStt, FakeTextOutput, FakeTts, FakeVad,
+};
 
 use session_common::ms;
 
@@ -64,18 +67,22 @@ async fn user_says_hello(llm: FakeLlm) -> AgentSession {
     session
 }
 
-/// Finding 4a (behaviour 56, §5.3 step 3): a user turn that ends while the current speech is NOT interruptible
+/// Review finding 4a (behaviour 56, §5.3 step 3): a user turn that ends while the current speech is NOT interruptible
 /// must not produce a reply. The activity asks the interruption policy, which only knows a speech once its first
 /// frame played, so during the speech's "thinking" phase (authorized, LLM not answered yet) the turn gets a reply.
 #[tokio::test(start_paused = true)]
-async fn review_no_reply_to_a_turn_ending_while_a_non_interruptible_speech_is_thinking() {
+async fn no_reply_to_a_turn_ending_while_a_non_interruptible_speech_is_thinking() {
     let llm = FakeLlm::new()
         .push_response(FakeResponse::text("A long considered answer.").with_ttft(ms(4000)))
         .push_response(FakeResponse::text("Hello there."));
     let session = user_says_hello(llm.clone()).await;
     // After the VAD's end of speech, before the end of turn fires (min endpointing delay 0.5 s).
     tokio::time::sleep(ms(1150)).await;
-    assert_eq!(llm.request_count(), 0, "precondition: the user's turn has not ended yet");
+    assert_eq!(
+        llm.request_count(),
+        0,
+        "precondition: the user's turn has not ended yet"
+    );
     let first = session
         .generate_reply(ReplyRequest::new().with_allow_interruptions(false))
         .unwrap();
@@ -88,16 +95,20 @@ async fn review_no_reply_to_a_turn_ending_while_a_non_interruptible_speech_is_th
     );
 }
 
-/// Finding 4b (§5.3 step 3): a user turn that ends while the current speech is interruptible interrupts it. During
+/// Review finding 4b (§5.3 step 3): a user turn that ends while the current speech is interruptible interrupts it. During
 /// the thinking phase it is not interrupted: the stale answer plays in full, then the reply to the new turn.
 #[tokio::test(start_paused = true)]
-async fn review_a_new_user_turn_interrupts_a_current_speech_that_is_still_thinking() {
+async fn a_new_user_turn_interrupts_a_current_speech_that_is_still_thinking() {
     let llm = FakeLlm::new()
         .push_response(FakeResponse::text("A long considered answer.").with_ttft(ms(4000)))
         .push_response(FakeResponse::text("Hello there."));
     let session = user_says_hello(llm.clone()).await;
     tokio::time::sleep(ms(1150)).await;
-    assert_eq!(llm.request_count(), 0, "precondition: the user's turn has not ended yet");
+    assert_eq!(
+        llm.request_count(),
+        0,
+        "precondition: the user's turn has not ended yet"
+    );
     let first = session.generate_reply(ReplyRequest::new()).unwrap();
     tokio::time::sleep(ms(8000)).await;
     assert_eq!(llm.request_count(), 2, "the user turn is answered");
