@@ -19,7 +19,13 @@ use agents_core::tools::{FunctionTool, ToolOutcome};
 use agents_core::{Agent, AgentHooks, SessionControl};
 use agents_testkit::{FakeLlm, FakeResponse};
 
-use session_common::{ms, rig};
+use agents_core::events::Component;
+use agents_core::stream::EventStream;
+use agents_pipeline::SessionOptions;
+use agents_pipeline::interruption::InterruptionOptions;
+use agents_testkit::{FakeAudioOutput, FakeTts};
+
+use session_common::{ms, rig, rig_with};
 
 /// Review finding 1: an "end call" tool that awaits `close()` wedges the close: the activity's drain waits for the tool,
 /// the tool waits for the close, so every such close takes `close_timeout` (10 s) and ends by aborting the tool.
@@ -268,4 +274,238 @@ async fn a_panicking_hook_does_not_wedge_later_handoffs() {
         );
         tokio::time::sleep(ms(10)).await;
     }
+}
+
+/// Review finding F7: the caught panic is reported as an error of the agent's own code, recoverable.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_hook_is_reported_as_a_recoverable_agent_error() {
+    let r = rig(FakeLlm::new());
+    r.start(
+        Agent::builder("front")
+            .hooks(PanicsOnEnter)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    r.rec
+        .wait_for(ms(5_000), |e| {
+            matches!(e, SessionEvent::Error(err)
+                if err.component == Component::Agent && err.label == "on_enter" && err.recoverable)
+        })
+        .await;
+    // The session still works.
+    let h = r.session.say_text("Still here.").unwrap();
+    assert!(
+        tokio::time::timeout(ms(10_000), h.wait_for_playout())
+            .await
+            .is_ok()
+    );
+    assert!(!h.interrupted());
+}
+
+struct PanicsInTranscriptionNode;
+
+#[async_trait]
+impl AgentHooks for PanicsInTranscriptionNode {
+    fn transcription_node(&self, _text: EventStream<String>) -> EventStream<String> {
+        panic!("application bug in transcription_node");
+    }
+}
+
+/// Review finding F7: a generation that panics (here in the agent's transcription node) still ends its speech, so
+/// the handle completes and the next speech is scheduled.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_generation_finishes_its_speech_and_the_queue_goes_on() {
+    let r = rig(FakeLlm::new());
+    r.start(
+        Agent::builder("x")
+            .hooks(PanicsInTranscriptionNode)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let first = r.session.say_text("One.").unwrap();
+    let second = r.session.say_text("Two.").unwrap();
+    assert!(
+        tokio::time::timeout(ms(10_000), first.wait_for_playout())
+            .await
+            .is_ok()
+    );
+    assert!(
+        first.interrupted(),
+        "the panicked speech ends as interrupted"
+    );
+    assert!(
+        tokio::time::timeout(ms(10_000), second.wait_for_playout())
+            .await
+            .is_ok()
+    );
+    assert!(
+        r.rec
+            .count(|e| matches!(e, SessionEvent::Error(err) if err.component == Component::Agent))
+            >= 1
+    );
+}
+
+/// Review finding F2: the draining agent's own `on_exit` speech plays on the old agent, before the handoff.
+#[tokio::test(start_paused = true)]
+async fn the_goodbye_said_in_on_exit_plays_on_the_old_agent_before_the_handoff() {
+    let r = rig(FakeLlm::new());
+    r.start(
+        Agent::builder("front")
+            .id("front")
+            .hooks(SayOnExit)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    r.session
+        .update_agent(Agent::builder("billing").id("billing").build().unwrap())
+        .unwrap();
+    let end = tokio::time::Instant::now() + ms(30_000);
+    while r
+        .session
+        .current_agent()
+        .map(|a| a.id().to_owned())
+        .as_deref()
+        != Some("billing")
+    {
+        assert!(tokio::time::Instant::now() < end, "handoff not done");
+        tokio::time::sleep(ms(10)).await;
+    }
+    let messages = r.messages();
+    assert!(
+        messages
+            .iter()
+            .any(|(_, text, interrupted)| text == "Goodbye from the front desk." && !interrupted),
+        "{messages:?}"
+    );
+}
+
+struct NeverExits;
+
+#[async_trait]
+impl AgentHooks for NeverExits {
+    async fn on_exit(&self, _session: &SessionHandle) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Review finding F2: a hook that never returns delays a handoff by `close_timeout`, not forever.
+#[tokio::test(start_paused = true)]
+async fn a_handoff_drain_is_bounded_by_close_timeout() {
+    let r = rig_with(
+        FakeLlm::new(),
+        FakeTts::new(),
+        FakeAudioOutput::new(),
+        SessionOptions::default().with_close_timeout(ms(2_000)),
+    );
+    r.start(
+        Agent::builder("front")
+            .id("front")
+            .hooks(NeverExits)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    let t0 = tokio::time::Instant::now();
+    r.session
+        .update_agent(Agent::builder("billing").id("billing").build().unwrap())
+        .unwrap();
+    while r
+        .session
+        .current_agent()
+        .map(|a| a.id().to_owned())
+        .as_deref()
+        != Some("billing")
+    {
+        assert!(t0.elapsed() < ms(10_000), "handoff not done");
+        tokio::time::sleep(ms(10)).await;
+    }
+    let took = t0.elapsed();
+    assert!(
+        took >= ms(2_000) && took < ms(2_500),
+        "handoff after {took:?}"
+    );
+    // The new agent works.
+    let h = r.session.say_text("Billing here.").unwrap();
+    assert!(
+        tokio::time::timeout(ms(10_000), h.wait_for_playout())
+            .await
+            .is_ok()
+    );
+    assert!(!h.interrupted());
+}
+
+/// Review finding F11 (behaviour 54): `interrupt()` during a handoff also cancels requests parked for the next
+/// agent.
+#[tokio::test(start_paused = true)]
+async fn interrupt_during_a_handoff_cancels_requests_parked_for_the_next_agent() {
+    let r = rig(FakeLlm::new());
+    r.start(
+        Agent::builder("front")
+            .id("front")
+            .hooks(SlowExit)
+            .build()
+            .unwrap(),
+    )
+    .await;
+    r.session
+        .update_agent(Agent::builder("billing").id("billing").build().unwrap())
+        .unwrap();
+    tokio::time::sleep(ms(100)).await;
+    let parked = r.session.say_text("Hello from billing.").unwrap();
+    r.session.interrupt().await.unwrap();
+    assert!(parked.done() && parked.interrupted());
+    // Nothing of it plays once billing starts.
+    tokio::time::sleep(ms(10_000)).await;
+    assert!(
+        !r.messages()
+            .iter()
+            .any(|(_, text, _)| text == "Hello from billing."),
+        "{:?}",
+        r.messages()
+    );
+}
+
+/// Review finding F15: durations meaning "never" (`Duration::MAX`) do not overflow the clock.
+#[tokio::test(start_paused = true)]
+async fn huge_durations_in_the_options_do_not_panic() {
+    let r = rig_with(
+        FakeLlm::new(),
+        FakeTts::new(),
+        FakeAudioOutput::new(),
+        SessionOptions::default()
+            .with_close_timeout(std::time::Duration::MAX)
+            .with_user_away_timeout(Some(std::time::Duration::MAX))
+            .with_interruption(
+                InterruptionOptions::default()
+                    .with_false_interruption_timeout(std::time::Duration::MAX),
+            ),
+    );
+    r.start(Agent::builder("front").id("front").build().unwrap())
+        .await;
+    let h = r.session.say_text("Hello.").unwrap();
+    assert!(
+        tokio::time::timeout(ms(10_000), h.wait_for_playout())
+            .await
+            .is_ok()
+    );
+    r.session
+        .update_agent(Agent::builder("billing").id("billing").build().unwrap())
+        .unwrap();
+    tokio::time::sleep(ms(1_000)).await;
+    assert_eq!(
+        r.session
+            .current_agent()
+            .map(|a| a.id().to_owned())
+            .as_deref(),
+        Some("billing")
+    );
+    assert!(
+        tokio::time::timeout(ms(10_000), r.session.close())
+            .await
+            .is_ok()
+    );
+    assert_eq!(r.rec.count(|e| matches!(e, SessionEvent::Close { .. })), 1);
 }

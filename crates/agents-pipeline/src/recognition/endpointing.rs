@@ -213,6 +213,29 @@ mod tests {
     }
 
     #[test]
+    fn nan_alpha_and_an_unbounded_max_delay_do_not_panic() {
+        let t0 = Instant::now();
+        let mut nan = Endpointing::new(
+            EndpointingOptions::default().with_mode(EndpointingMode::Dynamic { alpha: f32::NAN }),
+        );
+        nan.user_speech_ended(t0);
+        nan.user_speech_started(t0 + Duration::from_secs(2));
+        assert_eq!(
+            nan.min_delay(),
+            Duration::from_millis(500),
+            "NaN learns nothing"
+        );
+        let mut huge = Endpointing::new(
+            EndpointingOptions::default()
+                .with_mode(EndpointingMode::Dynamic { alpha: 0.0 })
+                .with_max_delay(Duration::MAX),
+        );
+        huge.user_speech_ended(t0);
+        huge.user_speech_started(t0 + Duration::from_secs(2));
+        assert_eq!(huge.min_delay(), Duration::from_secs(2));
+    }
+
+    #[test]
     fn dynamic_mode_ignores_pauses_spanning_agent_speech_and_fixed_mode_never_learns() {
         let mut e =
             Endpointing::new(EndpointingOptions::default().with_mode(EndpointingMode::dynamic()));
