@@ -789,6 +789,10 @@ impl Activity {
 
     async fn on_recognition(&mut self, ev: RecognitionEvent) {
         let now = Instant::now();
+        // Interruptibility is read from the handle at decision time (`set_allow_interruptions` may change it).
+        if let Some(c) = &self.current {
+            self.policy.set_interruptible(c.allow_interruptions());
+        }
         match ev {
             RecognitionEvent::UserStartedSpeaking => self.policy.user_speech_started(),
             RecognitionEvent::UserStoppedSpeaking { .. } => self.policy.user_speech_ended(now),
