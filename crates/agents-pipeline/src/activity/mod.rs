@@ -282,6 +282,10 @@ impl ActivityHandle {
 
     /// Stops the activity (bounded wait, then abort; the activity's drop guard finishes its speech handles).
     pub(crate) async fn close(mut self) {
+        if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
+            // Drained and gone already (the usual end of a handoff).
+            return;
+        }
         self.send(ActivityCmd::Close);
         if let Some(mut task) = self.task.take()
             && tokio::time::timeout(Duration::from_secs(5), &mut task)
