@@ -70,6 +70,8 @@ pub enum Component {
     Transport,
     /// A tool.
     Tool,
+    /// The agent's own code (a hook such as `on_enter`, or a node), e.g. a panic caught there.
+    Agent,
 }
 
 /// An error reported on the event stream.

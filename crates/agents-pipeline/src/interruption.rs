@@ -329,6 +329,11 @@ impl InterruptionPolicy {
         join(&self.finals, &self.interim)
     }
 
+    /// Whether the policy knows a current agent speech (from its first played frame until it ended).
+    pub fn has_speech(&self) -> bool {
+        self.speech.is_some()
+    }
+
     /// When the false-interruption timer fires, if armed.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
@@ -451,7 +456,8 @@ impl InterruptionPolicy {
     }
 
     fn arm(&mut self, now: Instant) {
-        self.deadline = Some(now + self.options.false_interruption_timeout);
+        // A timeout too large for the clock means "never resume".
+        self.deadline = now.checked_add(self.options.false_interruption_timeout);
     }
 
     fn resume(&mut self) -> InterruptionDecision {

@@ -435,6 +435,39 @@ async fn the_close_commits_a_final_that_arrives_within_the_transcript_timeout() 
     );
 }
 
+struct SlowExit;
+
+#[async_trait::async_trait]
+impl agents_core::AgentHooks for SlowExit {
+    async fn on_exit(&self, _session: &agents_core::session::SessionHandle) {
+        tokio::time::sleep(ms(5000)).await;
+    }
+}
+
+/// Review finding F13 (behaviour 128): a close during a handoff commits the user's last transcript on the draining
+/// agent.
+#[tokio::test(start_paused = true)]
+async fn a_close_during_a_handoff_still_commits_the_users_last_transcript() {
+    let r = audio_rig(
+        &[(true, 3000)],
+        stt(&["call me back"]).with_final_delay(ms(500)),
+        FakeLlm::new(),
+        Agent::builder("x").hooks(SlowExit).build().unwrap(),
+        audio_options().with_session_close_transcript_timeout(ms(3000)),
+        AfterAudio::StayConnected,
+    )
+    .await;
+    tokio::time::sleep(ms(1000)).await;
+    r.session.update_agent(Agent::new("y")).unwrap();
+    tokio::time::sleep(ms(100)).await;
+    r.session.close().await.unwrap();
+    assert_eq!(
+        messages(&r.session),
+        vec![(ChatRole::User, "call me back".to_owned())]
+    );
+    assert_eq!(r.llm.request_count(), 0, "no reply is generated on close");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_close_does_not_wait_for_a_final_beyond_the_transcript_timeout() {
     let r = close_mid_sentence(ms(500)).await;

@@ -72,10 +72,15 @@ pub(crate) enum ActivityCmd {
     },
     /// As `Drain`, then report the agent's final chat context.
     DrainInto(oneshot::Sender<ChatContext>),
+    /// The agent loses control for good while suspended (a handoff during a task): its queued speech is
+    /// cancelled, `on_exit` runs, then it reports as `Drain`.
+    Abandon(oneshot::Sender<()>),
 }
 
 /// What an activity is built from.
 pub(crate) struct ActivityDeps {
+    /// The activity's id (the origin of its hooks' and tools' requests).
+    pub(crate) id: u64,
     pub(crate) shared: Arc<Shared>,
     pub(crate) config: Config,
     pub(crate) session: SessionHandle,
@@ -87,12 +92,126 @@ pub(crate) struct ActivityDeps {
     pub(crate) transcript_sync: Option<Arc<crate::transcription::TranscriptSynchronizer>>,
 }
 
-/// The session's handle on a running activity. Dropping it aborts the activity task.
+/// The session's handle on a running activity. Dropping it aborts the activity task; the activity's drop guard
+/// (`Drop for Activity`) then finishes every speech handle it owned, so nobody waits forever.
 pub(crate) struct ActivityHandle {
     pub(crate) agent_id: String,
+    /// Identifies the activity as the origin of requests made by its own hooks and tools.
+    pub(crate) id: u64,
+    /// Lifecycle commands (suspend, resume, drain, close): a channel of their own, read first, so they are never
+    /// lost behind speech requests.
+    lifecycle: mpsc::Sender<ActivityCmd>,
     control: mpsc::Sender<ActivityCmd>,
     frames: mpsc::Sender<AudioFrame>,
     task: Option<JoinHandle<()>>,
+}
+
+/// Capacity of the lifecycle channel. The session sends at most a few lifecycle commands to one activity (suspend,
+/// resume, close-user-turn, drain, close), so this bound is never reached by construction.
+const LIFECYCLE_CAPACITY: usize = 16;
+
+/// How long a lifecycle command may wait for room in the lifecycle channel before it is refused.
+const LIFECYCLE_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// An activity's two command channels, lifecycle first.
+pub(crate) struct Inbox {
+    lifecycle: mpsc::Receiver<ActivityCmd>,
+    control: mpsc::Receiver<ActivityCmd>,
+    lifecycle_open: bool,
+    control_open: bool,
+}
+
+impl Inbox {
+    /// The next command, lifecycle commands first; `None` once both channels are closed.
+    pub(crate) async fn recv(&mut self) -> Option<ActivityCmd> {
+        loop {
+            if !self.lifecycle_open && !self.control_open {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                cmd = self.lifecycle.recv(), if self.lifecycle_open => match cmd {
+                    Some(c) => return Some(c),
+                    None => self.lifecycle_open = false,
+                },
+                cmd = self.control.recv(), if self.control_open => match cmd {
+                    Some(c) => return Some(c),
+                    None => self.control_open = false,
+                },
+            }
+        }
+    }
+}
+
+fn is_lifecycle(cmd: &ActivityCmd) -> bool {
+    matches!(
+        cmd,
+        ActivityCmd::Drain(_)
+            | ActivityCmd::DrainInto(_)
+            | ActivityCmd::CloseUserTurn(_)
+            | ActivityCmd::Close
+            | ActivityCmd::Suspend(_)
+            | ActivityCmd::Resume { .. }
+            | ActivityCmd::Abandon(_)
+    )
+}
+
+/// Fails a command that no activity will run: speech handles are finished (interrupted), waiters are answered.
+/// Replies to `Drain`/`Suspend`/`CloseUserTurn` are dropped, which their waiters read as "the activity is gone".
+pub(crate) fn reject(cmd: ActivityCmd) {
+    match cmd {
+        ActivityCmd::Say { handle, .. } | ActivityCmd::Reply { handle, .. } => {
+            handle.force_interrupt();
+            handle.mark_done();
+        }
+        ActivityCmd::Interrupt(reply) => {
+            let _ = reply.send(Err(SessionError::NotRunning));
+        }
+        ActivityCmd::Resume { then, .. } => then(),
+        ActivityCmd::Drain(_)
+        | ActivityCmd::Abandon(_)
+        | ActivityCmd::CloseUserTurn(_)
+        | ActivityCmd::Suspend(_)
+        | ActivityCmd::Close
+        | ActivityCmd::UserTurn(_)
+        | ActivityCmd::SetOutputs { .. }
+        | ActivityCmd::DrainInto(_) => {}
+    }
+}
+
+/// Runs `fut`, catching a panic (an application bug in a hook, a tool or a node): the panic is reported as an
+/// error event and the caller's bookkeeping still runs. Returns `None` when it panicked.
+pub(crate) async fn catch_panic<T>(
+    shared: &Shared,
+    what: &'static str,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".to_owned());
+            tracing::error!(what, %message, "panic caught in an agent task");
+            shared.emit_error(ErrorEvent::new(
+                Component::Agent,
+                what,
+                SessionError::Invalid {
+                    reason: format!("{what} panicked: {message}"),
+                },
+                true,
+            ));
+            None
+        }
+    }
+}
+
+/// Adds `d` to `now`; `None` (no deadline) when the sum does not fit (a huge duration means "never").
+pub(crate) fn deadline_after(now: Instant, d: Duration) -> Option<Instant> {
+    now.checked_add(d)
 }
 
 impl ActivityHandle {
@@ -100,48 +219,58 @@ impl ActivityHandle {
     pub(crate) fn spawn(agent: Agent, deps: ActivityDeps) -> Self {
         let capacity = deps.config.options.command_capacity.max(1);
         let (control, control_rx) = mpsc::channel(capacity);
+        let (lifecycle, lifecycle_rx) = mpsc::channel(LIFECYCLE_CAPACITY);
         let (frames, frames_rx) = mpsc::channel(capacity);
+        let inbox = Inbox {
+            lifecycle: lifecycle_rx,
+            control: control_rx,
+            lifecycle_open: true,
+            control_open: true,
+        };
         let agent_id = agent.id().to_owned();
+        let id = deps.id;
         let task = match crate::realtime::model_for(&agent, &deps.config) {
-            Some(model) => tokio::spawn(crate::realtime::run(
-                agent, model, deps, control_rx, frames_rx,
-            )),
-            None => tokio::spawn(Activity::new(agent, deps).run(control_rx, frames_rx)),
+            Some(model) => tokio::spawn(crate::realtime::run(agent, model, deps, inbox, frames_rx)),
+            None => tokio::spawn(Activity::new(agent, deps).run(inbox, frames_rx)),
         };
         Self {
             agent_id,
+            id,
+            lifecycle,
             control,
             frames,
             task: Some(task),
         }
     }
 
-    /// Sends a command; when the activity cannot take it the request fails cleanly.
+    /// Sends a command; when the activity cannot take it the request fails cleanly ([`reject`]). Lifecycle
+    /// commands go through their own channel; should it ever be full, the send waits (bounded) in the background
+    /// rather than dropping the command.
     pub(crate) fn send(&self, cmd: ActivityCmd) {
-        if let Err(e) = self.control.try_send(cmd) {
-            let cmd = match e {
-                mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
-            };
-            tracing::error!("agent activity unavailable; request dropped");
-            match cmd {
-                ActivityCmd::Say { handle, .. } | ActivityCmd::Reply { handle, .. } => {
-                    handle.force_interrupt();
-                    handle.mark_done();
-                }
-                ActivityCmd::Interrupt(reply) => {
-                    let _ = reply.send(Err(SessionError::NotRunning));
-                }
-                ActivityCmd::Drain(reply) | ActivityCmd::CloseUserTurn(reply) => {
-                    let _ = reply.send(());
-                }
-                ActivityCmd::Suspend(reply) => {
-                    let _ = reply.send(());
-                }
-                ActivityCmd::Resume { then, .. } => then(),
-                ActivityCmd::Close
-                | ActivityCmd::UserTurn(_)
-                | ActivityCmd::SetOutputs { .. }
-                | ActivityCmd::DrainInto(_) => {}
+        let channel = if is_lifecycle(&cmd) {
+            &self.lifecycle
+        } else {
+            &self.control
+        };
+        match channel.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) if is_lifecycle(&cmd) => {
+                let channel = channel.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(LIFECYCLE_SEND_TIMEOUT, channel.reserve()).await {
+                        Ok(Ok(permit)) => permit.send(cmd),
+                        Ok(Err(_)) | Err(_) => {
+                            tracing::error!(
+                                "agent activity unresponsive; lifecycle command failed"
+                            );
+                            reject(cmd);
+                        }
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Full(cmd) | mpsc::error::TrySendError::Closed(cmd)) => {
+                tracing::error!("agent activity unavailable; request dropped");
+                reject(cmd);
             }
         }
     }
@@ -151,9 +280,13 @@ impl ActivityHandle {
         self.frames.try_send(frame).is_ok()
     }
 
-    /// Stops the activity (bounded wait, then abort).
+    /// Stops the activity (bounded wait, then abort; the activity's drop guard finishes its speech handles).
     pub(crate) async fn close(mut self) {
-        let _ = self.control.try_send(ActivityCmd::Close);
+        if self.task.as_ref().is_some_and(JoinHandle::is_finished) {
+            // Drained and gone already (the usual end of a handoff).
+            return;
+        }
+        self.send(ActivityCmd::Close);
         if let Some(mut task) = self.task.take()
             && tokio::time::timeout(Duration::from_secs(5), &mut task)
                 .await
@@ -161,6 +294,21 @@ impl ActivityHandle {
         {
             task.abort();
         }
+    }
+
+    /// Drains the activity (its `on_exit`, its queue; `abandon`: its queue is cancelled) bounded by `limit`, then
+    /// closes it. For activities the session lets go of in the background.
+    pub(crate) async fn drain_and_close(self, limit: Duration, abandon: bool) {
+        let (tx, rx) = oneshot::channel();
+        self.send(if abandon {
+            ActivityCmd::Abandon(tx)
+        } else {
+            ActivityCmd::Drain(tx)
+        });
+        if tokio::time::timeout(limit, rx).await.is_err() {
+            tracing::warn!(agent = %self.agent_id, "agent did not drain in time; cancelled");
+        }
+        self.close().await;
     }
 }
 
@@ -231,6 +379,8 @@ struct Activity {
     suspended: bool,
     suspend_ack: Option<oneshot::Sender<()>>,
     drain_ctx: Option<oneshot::Sender<ChatContext>>,
+    /// Lost control for good (a handoff while suspended under a task): no follow-up, no handoff of its own.
+    abandoned: bool,
 }
 
 /// A speculative reply: kept only if the turn commits with the same transcript, context and tools.
@@ -279,6 +429,7 @@ impl Activity {
             suspended: false,
             suspend_ack: None,
             drain_ctx: None,
+            abandoned: false,
         }
     }
 
@@ -365,11 +516,7 @@ impl Activity {
         ));
     }
 
-    async fn run(
-        mut self,
-        mut control: mpsc::Receiver<ActivityCmd>,
-        mut frames: mpsc::Receiver<AudioFrame>,
-    ) {
+    async fn run(mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
         self.start_recognition();
         // on_enter runs first, as a lifecycle task.
         self.spawn_lifecycle(true);
@@ -454,9 +601,10 @@ impl Activity {
         let hooks = Arc::clone(self.agent.hooks());
         let session = self.session.clone();
         let tx = self.internal_tx.clone();
+        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
         self.tasks.spawn(async move {
-            hooks.on_user_away(&session).await;
+            catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await;
             let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
         });
     }
@@ -465,12 +613,13 @@ impl Activity {
         let hooks = Arc::clone(self.agent.hooks());
         let session = self.session.clone();
         let tx = self.internal_tx.clone();
+        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
         self.tasks.spawn(async move {
             if enter {
-                hooks.on_enter(&session).await;
+                catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await;
             } else {
-                hooks.on_exit(&session).await;
+                catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await;
             }
             let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
         });
@@ -502,6 +651,16 @@ impl Activity {
                 self.on_command(ActivityCmd::Drain(done));
             }
             ActivityCmd::Resume { task_ctx, then } => self.resume(&task_ctx, then),
+            ActivityCmd::Abandon(done) => {
+                // A handoff while this agent was suspended under a task: it never speaks again; its queue is
+                // cancelled, its `on_exit` runs.
+                self.abandoned = true;
+                for h in self.queue.drain() {
+                    h.force_interrupt();
+                    h.mark_done();
+                }
+                self.on_command(ActivityCmd::Drain(done));
+            }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
                 self.suspended = false;
@@ -577,14 +736,19 @@ impl Activity {
             tracing::warn!("commit/clear_user_turn without audio recognition (no VAD and no STT)");
             return;
         };
+        // Bounded: the recognition's queue is shared with frames and its events are read by this task, so an
+        // unbounded wait could deadlock with a recognition blocked on its full event queue.
+        let limit = USER_TURN_COMMAND_TIMEOUT;
         let result = if commit {
-            rec.commit_user_turn().await
+            tokio::time::timeout(limit, rec.commit_user_turn()).await
         } else {
             self.turn_transcript.clear();
-            rec.clear_user_turn().await
+            tokio::time::timeout(limit, rec.clear_user_turn()).await
         };
-        if result.is_err() {
-            tracing::warn!("audio recognition closed; user turn command ignored");
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => tracing::warn!("audio recognition closed; user turn command ignored"),
+            Err(_) => tracing::warn!("audio recognition busy; user turn command dropped"),
         }
         if !commit {
             self.cancel_preemptive();
@@ -629,6 +793,10 @@ impl Activity {
 
     async fn on_recognition(&mut self, ev: RecognitionEvent) {
         let now = Instant::now();
+        // Interruptibility is read from the handle at decision time (`set_allow_interruptions` may change it).
+        if let Some(c) = &self.current {
+            self.policy.set_interruptible(c.allow_interruptions());
+        }
         match ev {
             RecognitionEvent::UserStartedSpeaking => self.policy.user_speech_started(),
             RecognitionEvent::UserStoppedSpeaking { .. } => self.policy.user_speech_ended(now),
@@ -800,7 +968,17 @@ impl Activity {
             return;
         }
         let now = Instant::now();
-        if self.current.is_some() {
+        if let Some(current) = self.current.clone().filter(|_| !self.policy.has_speech()) {
+            // The current speech is authorized but has not played its first frame yet ("thinking"): the policy
+            // does not know it, so the rule of §5.3 step 3 is applied here (behaviour 56).
+            if !current.allow_interruptions() || !self.policy.options().enabled {
+                self.cancel_preemptive();
+                tracing::debug!(transcript = %turn.transcript, "user turn kept out of the reply path (speech not interruptible)");
+                return;
+            }
+            let _ = current.interrupt();
+        } else if let Some(current) = &self.current {
+            self.policy.set_interruptible(current.allow_interruptions());
             let verdict = self.policy.user_turn_completed(now, &turn.transcript);
             self.apply(verdict.decision);
             if !verdict.reply {
@@ -813,15 +991,21 @@ impl Activity {
         let session = self.session.clone();
         let chat_ctx = self.agent.chat_ctx().clone();
         let tx = self.internal_tx.clone();
+        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
         let span = tracing::info_span!("user_turn", agent = %self.agent.id());
         self.tasks.spawn(
             async move {
                 let mut message = ChatMessage::new(ChatRole::User, turn.transcript.clone());
                 let started = Instant::now();
-                let decision = hooks
-                    .on_user_turn_completed(&session, &chat_ctx, &mut message)
-                    .await;
+                let decision = catch_panic(
+                    &shared,
+                    "on_user_turn_completed",
+                    hooks.on_user_turn_completed(&session, &chat_ctx, &mut message),
+                )
+                .await
+                // A panicking hook gets the turn committed without a reply.
+                .unwrap_or(TurnDecision::StopResponse);
                 let done = TurnHookDone {
                     message,
                     decision,
@@ -997,6 +1181,7 @@ impl Activity {
             step = ctx.handle.step_index(),
             agent = %self.agent.id()
         );
+        let shared = Arc::clone(&self.shared);
         self.tasks.spawn(
             async move {
                 let relay = async {
@@ -1006,7 +1191,27 @@ impl Activity {
                         }
                     }
                 };
-                let ((), ()) = futures::join!(generation::run(ctx, source), relay);
+                let generation = async {
+                    let handle = ctx.handle.clone();
+                    let notify = ctx.notify.clone();
+                    if catch_panic(&shared, "speech generation", generation::run(ctx, source))
+                        .await
+                        .is_none()
+                    {
+                        // The generation died: its speech ends here, so the activity schedules the next one.
+                        handle.force_interrupt();
+                        handle.mark_done();
+                        let _ = notify
+                            .send(Notice::PlayoutDone {
+                                speech_id: handle.id().to_owned(),
+                                message: None,
+                                interrupted: true,
+                                tools_running: false,
+                            })
+                            .await;
+                    }
+                };
+                let ((), ()) = futures::join!(generation, relay);
                 let _ = internal.send(Internal::Generation(Notice::Finished)).await;
             }
             .instrument(span),
@@ -1072,7 +1277,16 @@ impl Activity {
                 step,
                 tool_choice,
             } => self.on_tools_done(&handle, step, tool_choice),
-            Notice::Finished => self.outstanding = self.outstanding.saturating_sub(1),
+            Notice::Finished => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                // A generation (and its tools) ended without scheduling a follow-up: the agent no longer thinks.
+                if self.current.is_none()
+                    && self.queue.is_empty()
+                    && self.shared.agent_state() == AgentState::Thinking
+                {
+                    self.shared.set_agent_state(AgentState::Listening);
+                }
+            }
         }
     }
 
@@ -1110,6 +1324,10 @@ impl Activity {
                 None
             }
         };
+        if self.abandoned {
+            // The waiting tool got its error; the session has moved on to another agent.
+            return;
+        }
         let handing_off = handoff.is_some();
         if let Some(agent) = handoff
             && self
@@ -1150,6 +1368,26 @@ impl Activity {
         });
         let source = self.reply_source(None, choice);
         self.spawn_speech(handle, source);
+    }
+}
+
+/// How long `commit_user_turn` / `clear_user_turn` may wait for room in the recognition's queue.
+const USER_TURN_COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The drop guard: an activity dropped without its shutdown (its task aborted) still finishes every speech handle
+/// it owned and resumes an output it paused, so no `wait_for_playout` waits forever (after `shutdown` this finds
+/// nothing left to do).
+impl Drop for Activity {
+    fn drop(&mut self) {
+        let mut pending: Vec<SpeechHandle> = self.live.drain(..).collect();
+        pending.extend(self.queue.drain());
+        pending.extend(self.current.take());
+        pending.extend(self.preemptive.take().map(|p| p.handle));
+        for h in pending {
+            h.force_interrupt();
+            h.mark_done();
+        }
+        self.resume_if_paused();
     }
 }
 

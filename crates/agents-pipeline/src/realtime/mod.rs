@@ -54,7 +54,7 @@ use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::tools::ToolContext;
 
-use crate::activity::{ActivityCmd, ActivityDeps};
+use crate::activity::{ActivityCmd, ActivityDeps, Inbox, catch_panic};
 use crate::generation::{self, GenerationContext, Notice, Source};
 use crate::interruption::{InterruptionDecision, InterruptionPolicy};
 use crate::recognition::{
@@ -147,7 +147,7 @@ pub(crate) async fn run(
     agent: Agent,
     model: Arc<dyn RealtimeModel>,
     deps: ActivityDeps,
-    control: mpsc::Receiver<ActivityCmd>,
+    control: Inbox,
     frames: mpsc::Receiver<AudioFrame>,
 ) {
     if let Err(e) = validate(&agent, &deps.config) {
@@ -403,11 +403,7 @@ impl RealtimeActivity {
         ));
     }
 
-    async fn run(
-        &mut self,
-        mut control: mpsc::Receiver<ActivityCmd>,
-        mut frames: mpsc::Receiver<AudioFrame>,
-    ) {
+    async fn run(&mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
         self.open().await;
         self.start_recognition();
         self.spawn_hook(Hook::Enter);
@@ -506,13 +502,17 @@ impl RealtimeActivity {
         let hooks = Arc::clone(self.agent.hooks());
         let session = self.session.clone();
         let tx = self.internal_tx.clone();
+        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
         self.tasks.spawn(async move {
+            // A panicking hook is reported and still counted as finished.
             match hook {
-                Hook::Enter => hooks.on_enter(&session).await,
-                Hook::Exit => hooks.on_exit(&session).await,
-                Hook::UserAway => hooks.on_user_away(&session).await,
-            }
+                Hook::Enter => catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await,
+                Hook::Exit => catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await,
+                Hook::UserAway => {
+                    catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await
+                }
+            };
             let _ = tx.send(Internal::Lifecycle).await;
         });
     }
@@ -562,6 +562,18 @@ impl RealtimeActivity {
                 let _ = reply.send(result);
             }
             ActivityCmd::UserTurn(commit) => self.on_user_turn_command(commit).await,
+            ActivityCmd::Abandon(done) => {
+                // A handoff while suspended under a task: this agent never speaks again.
+                for h in self.queue.drain() {
+                    h.force_interrupt();
+                    h.mark_done();
+                }
+                for p in self.pending.drain(..) {
+                    p.handle.force_interrupt();
+                    p.handle.mark_done();
+                }
+                Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
+            }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
                 self.suspended = false;
@@ -623,7 +635,7 @@ impl RealtimeActivity {
             handle.mark_done();
             return;
         };
-        match rt.generate_reply(instructions).await {
+        match model_call(rt.generate_reply(instructions)).await {
             Ok(()) => self.pending.push_back(PendingReply {
                 handle,
                 asked_at: Instant::now(),
@@ -639,7 +651,7 @@ impl RealtimeActivity {
 
     async fn set_tool_choice(&mut self, choice: ToolChoice, speech_id: &str) {
         if let Some(rt) = &self.rt {
-            match rt.update_tool_choice(choice).await {
+            match model_call(rt.update_tool_choice(choice)).await {
                 Ok(()) => self.restore_tool_choice = Some(speech_id.to_owned()),
                 Err(e) => self.report(e, true),
             }
@@ -690,7 +702,7 @@ impl RealtimeActivity {
         if commit {
             self.user_stopped_at = Some(Instant::now());
             self.commit_turn_and_reply(&rt).await;
-        } else if let Err(e) = rt.clear_audio().await {
+        } else if let Err(e) = model_call(rt.clear_audio()).await {
             self.report(e, true);
         }
     }
@@ -708,11 +720,11 @@ impl RealtimeActivity {
         }
         if !self.routes.is_empty() {
             // A response is still active on the server: cancel it now, or the reply asked below is refused.
-            if let Err(e) = rt.interrupt().await {
+            if let Err(e) = model_call(rt.interrupt()).await {
                 tracing::debug!(error = %e, "realtime interrupt before a new turn");
             }
         }
-        if let Err(e) = rt.commit_audio().await {
+        if let Err(e) = model_call(rt.commit_audio()).await {
             self.report(e, true);
             return;
         }
@@ -935,6 +947,7 @@ impl RealtimeActivity {
             user_stopped_at,
         };
         let internal = self.internal_tx.clone();
+        let shared = Arc::clone(&self.shared);
         let span =
             tracing::info_span!("realtime_response", %response_id, speech_id = %ctx.handle.id());
         self.tasks.spawn(
@@ -946,7 +959,18 @@ impl RealtimeActivity {
                         }
                     }
                 };
-                let ((), ()) = futures::join!(response::run(ctx, rx), relay);
+                // The clones live inside the block: the relay ends once every notice sender is gone.
+                let response = async move {
+                    let handle = ctx.handle.clone();
+                    let notify = ctx.notify.clone();
+                    if catch_panic(&shared, "realtime response", response::run(ctx, rx))
+                        .await
+                        .is_none()
+                    {
+                        speech_died(&handle, &notify).await;
+                    }
+                };
+                let ((), ()) = futures::join!(response, relay);
                 let _ = internal.send(Internal::Notice(Notice::Finished)).await;
             }
             .instrument(span),
@@ -979,6 +1003,7 @@ impl RealtimeActivity {
             last_speech_end: Arc::clone(&self.last_speech_end),
             min_consecutive_speech_delay: self.config.options.min_consecutive_speech_delay,
         };
+        let shared = Arc::clone(&self.shared);
         self.tasks.spawn(async move {
             let relay = async {
                 while let Some(n) = rx.recv().await {
@@ -987,7 +1012,17 @@ impl RealtimeActivity {
                     }
                 }
             };
-            let ((), ()) = futures::join!(generation::run(ctx, source), relay);
+            let generation = async move {
+                let handle = ctx.handle.clone();
+                let notify = ctx.notify.clone();
+                if catch_panic(&shared, "speech generation", generation::run(ctx, source))
+                    .await
+                    .is_none()
+                {
+                    speech_died(&handle, &notify).await;
+                }
+            };
+            let ((), ()) = futures::join!(generation, relay);
             let _ = internal.send(Internal::Notice(Notice::Finished)).await;
         });
     }
@@ -1025,8 +1060,9 @@ impl RealtimeActivity {
                 interrupted: _,
                 tools_running,
             } => {
+                // Removed on every playout end (committed or not), so the set never grows.
+                let said = self.said.remove(&speech_id);
                 if let Some(m) = message {
-                    let said = self.said.remove(&speech_id);
                     self.commit(ChatItem::Message(m.clone()));
                     if said {
                         self.sync_to_model(vec![ChatItem::Message(m)]).await;
@@ -1035,7 +1071,7 @@ impl RealtimeActivity {
                 if self.restore_tool_choice.as_deref() == Some(speech_id.as_str()) {
                     self.restore_tool_choice = None;
                     if let Some(rt) = &self.rt
-                        && let Err(e) = rt.update_tool_choice(ToolChoice::Auto).await
+                        && let Err(e) = model_call(rt.update_tool_choice(ToolChoice::Auto)).await
                     {
                         self.report(e, true);
                     }
@@ -1058,7 +1094,17 @@ impl RealtimeActivity {
                 }
             }
             Notice::ToolsDone { handle, step, .. } => self.on_tools_done(&handle, step).await,
-            Notice::Finished => self.outstanding = self.outstanding.saturating_sub(1),
+            Notice::Finished => {
+                self.outstanding = self.outstanding.saturating_sub(1);
+                // A response (and its tools) ended without a follow-up: the agent no longer thinks.
+                if self.current.is_none()
+                    && self.queue.is_empty()
+                    && self.pending.is_empty()
+                    && self.shared.agent_state() == AgentState::Thinking
+                {
+                    self.shared.set_agent_state(AgentState::Listening);
+                }
+            }
         }
     }
 
@@ -1147,7 +1193,7 @@ impl RealtimeActivity {
                 ctx.push(item);
             }
         }
-        if let Err(e) = rt.update_chat_ctx(&ctx).await {
+        if let Err(e) = model_call(rt.update_chat_ctx(&ctx)).await {
             self.report(e, true);
         }
     }
@@ -1267,6 +1313,54 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// How long one call to the realtime model (generate, interrupt, commit, context or tool-choice update) may hold
+/// the activity's loop, which is also the only reader of the model's events.
+const MODEL_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A model call bounded by [`MODEL_CALL_TIMEOUT`]; running out of time reads as a protocol error.
+async fn model_call(
+    call: impl std::future::Future<Output = Result<(), RealtimeError>>,
+) -> Result<(), RealtimeError> {
+    tokio::time::timeout(MODEL_CALL_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(RealtimeError::Protocol {
+                reason: format!(
+                    "the realtime model did not answer within {} s",
+                    MODEL_CALL_TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
+/// A speech whose task panicked ends here (interrupted), so the activity schedules the next one.
+async fn speech_died(handle: &SpeechHandle, notify: &mpsc::Sender<Notice>) {
+    handle.force_interrupt();
+    handle.mark_done();
+    let _ = notify
+        .send(Notice::PlayoutDone {
+            speech_id: handle.id().to_owned(),
+            message: None,
+            interrupted: true,
+            tools_running: false,
+        })
+        .await;
+}
+
+/// The drop guard: an activity dropped without its shutdown (its task aborted) still finishes its speech handles.
+impl Drop for RealtimeActivity {
+    fn drop(&mut self) {
+        let mut all: Vec<SpeechHandle> = self.live.drain(..).collect();
+        all.extend(self.queue.drain());
+        all.extend(self.current.take());
+        all.extend(self.pending.drain(..).map(|p| p.handle));
+        for h in all {
+            h.force_interrupt();
+            h.mark_done();
+        }
     }
 }
 

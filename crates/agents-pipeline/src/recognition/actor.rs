@@ -516,8 +516,12 @@ impl Actor {
             {
                 threshold = d.unlikely_threshold(language.as_deref());
                 ctx.add_message(ChatRole::User, transcript);
-                let limit = last + max_delay;
-                match timeout_at(limit, d.predict_end_of_turn(&ctx)).await {
+                // A maximum delay too large for the clock means no limit.
+                let prediction = match last.checked_add(max_delay) {
+                    Some(limit) => timeout_at(limit, d.predict_end_of_turn(&ctx)).await,
+                    None => Ok(d.predict_end_of_turn(&ctx).await),
+                };
+                match prediction {
                     Ok(Ok(p)) if (0.0..=1.0).contains(&p) => probability = Some(p),
                     Ok(Ok(p)) => error = Some(TurnDetectorError::InvalidProbability { value: p }),
                     Ok(Err(e)) => error = Some(e),
@@ -525,7 +529,11 @@ impl Actor {
                 }
             }
             let delay = endpointing.delay_for(probability, threshold);
-            sleep_until(last + delay).await;
+            match last.checked_add(delay) {
+                Some(at) => sleep_until(at).await,
+                // A delay too large for the clock: the turn only ends by a manual commit.
+                None => std::future::pending::<()>().await,
+            }
             EouOutcome {
                 probability,
                 delay,

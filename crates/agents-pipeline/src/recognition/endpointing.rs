@@ -138,12 +138,15 @@ impl Endpointing {
             && !self.agent_spoke_since
         {
             let pause = at.saturating_duration_since(ended).as_secs_f64();
-            if pause > 0.0 {
+            // A non-finite alpha (NaN) is not a smoothing factor: nothing is learned.
+            if pause > 0.0 && alpha.is_finite() {
                 let alpha = f64::from(alpha.clamp(f32::MIN_POSITIVE, 1.0));
                 let next = alpha * self.learned_min.as_secs_f64() + (1.0 - alpha) * pause;
                 let lo = self.options.min_delay.as_secs_f64();
                 let hi = self.options.max_delay.as_secs_f64().max(lo);
-                self.learned_min = Duration::from_secs_f64(next.clamp(lo, hi));
+                // `try_`: a maximum such as `Duration::MAX` does not round-trip through f64.
+                self.learned_min = Duration::try_from_secs_f64(next.clamp(lo, hi))
+                    .unwrap_or(self.options.max_delay);
             }
         }
         self.agent_spoke_since = false;
@@ -207,6 +210,29 @@ mod tests {
         }
         assert_eq!(e.min_delay(), Duration::from_secs(3));
         assert_eq!(e.delay_for(None, None), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn nan_alpha_and_an_unbounded_max_delay_do_not_panic() {
+        let t0 = Instant::now();
+        let mut nan = Endpointing::new(
+            EndpointingOptions::default().with_mode(EndpointingMode::Dynamic { alpha: f32::NAN }),
+        );
+        nan.user_speech_ended(t0);
+        nan.user_speech_started(t0 + Duration::from_secs(2));
+        assert_eq!(
+            nan.min_delay(),
+            Duration::from_millis(500),
+            "NaN learns nothing"
+        );
+        let mut huge = Endpointing::new(
+            EndpointingOptions::default()
+                .with_mode(EndpointingMode::Dynamic { alpha: 0.0 })
+                .with_max_delay(Duration::MAX),
+        );
+        huge.user_speech_ended(t0);
+        huge.user_speech_started(t0 + Duration::from_secs(2));
+        assert_eq!(huge.min_delay(), Duration::from_secs(2));
     }
 
     #[test]

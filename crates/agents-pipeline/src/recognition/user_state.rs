@@ -87,7 +87,9 @@ impl UserStateTracker {
 
     fn rearm(&mut self, now: Instant) {
         self.deadline = match self.timeout {
-            Some(t) if !self.agent_speaking && self.state == UserState::Listening => Some(now + t),
+            Some(t) if !self.agent_speaking && self.state == UserState::Listening => {
+                now.checked_add(t)
+            }
             _ => None,
         };
     }

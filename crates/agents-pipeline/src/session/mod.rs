@@ -314,6 +314,10 @@ impl Shared {
 
     /// Sets the user state, emitting `UserStateChanged` on change only, then `UserStartedSpeaking` /
     /// `UserStoppedSpeaking` when the change enters / leaves `Speaking` (under the state lock, in order).
+    pub(crate) fn agent_state(&self) -> AgentState {
+        self.with(|s| s.agent_state)
+    }
+
     pub(crate) fn set_user_state(&self, new: UserState) {
         self.with(|s| {
             let old = std::mem::replace(&mut s.user_state, new);
@@ -359,7 +363,11 @@ pub(crate) enum SessionCmd {
         agent: Agent,
         io: SessionIo,
     },
-    Speech(ActivityCmd),
+    /// A request for the current agent; `origin`: the activity whose own hook or tool made it.
+    Speech {
+        cmd: ActivityCmd,
+        origin: Option<u64>,
+    },
     Interrupt(oneshot::Sender<Result<(), SessionError>>),
     UpdateAgent(Agent),
     SetAudioInput(Option<AudioInput>),
@@ -567,17 +575,24 @@ impl AgentSession {
             draining: None,
             frames_dropped: 0,
             task: None,
+            next_activity_id: 0,
         };
         self.owner.shared.set_agent(agent.clone());
         self.owner.shared.set_agent_state(AgentState::Initializing);
         let task = tokio::spawn(actor.run());
         *self.owner.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
-        self.owner.shared.with(|s| s.phase = Phase::Running);
+        // `Start` is queued before the session reads as running, so no request can be queued ahead of it.
         self.owner
             .commands
             .send(SessionCmd::Start { agent, io })
             .await
-            .map_err(|_| SessionError::NotRunning)
+            .map_err(|_| SessionError::NotRunning)?;
+        self.owner.shared.with(|s| {
+            if s.phase == Phase::NotStarted {
+                s.phase = Phase::Running;
+            }
+        });
+        Ok(())
     }
 
     /// Subscribes to the session's events (from now on; subscribe before `start` to see everything).
@@ -610,7 +625,10 @@ impl AgentSession {
 
     /// A [`SessionHandle`] for tools and hooks (does not keep the session alive).
     pub fn handle(&self) -> SessionHandle {
-        SessionHandle::new(Arc::new(WeakSession(Arc::downgrade(&self.owner))))
+        SessionHandle::new(Arc::new(WeakSession {
+            owner: Arc::downgrade(&self.owner),
+            origin: None,
+        }))
     }
 
     /// The agent running now (the handoff target once a handoff was requested and started).
@@ -650,7 +668,10 @@ impl AgentSession {
     /// [`SessionError::NotRunning`] when the session is not running.
     pub fn commit_user_turn(&self) -> Result<(), SessionError> {
         self.check_running("commit_user_turn")?;
-        self.send(SessionCmd::Speech(ActivityCmd::UserTurn(true)))
+        self.send(SessionCmd::Speech {
+            cmd: ActivityCmd::UserTurn(true),
+            origin: None,
+        })
     }
 
     /// Manual turn detection: forgets the user's turn in progress (transcript and pending end of turn).
@@ -659,7 +680,10 @@ impl AgentSession {
     /// [`SessionError::NotRunning`] when the session is not running.
     pub fn clear_user_turn(&self) -> Result<(), SessionError> {
         self.check_running("clear_user_turn")?;
-        self.send(SessionCmd::Speech(ActivityCmd::UserTurn(false)))
+        self.send(SessionCmd::Speech {
+            cmd: ActivityCmd::UserTurn(false),
+            origin: None,
+        })
     }
 
     /// Replaces the audio input after start (`None` detaches it); the forwarding loop goes on with the new input
@@ -794,9 +818,13 @@ impl fmt::Debug for AgentSession {
     }
 }
 
-#[async_trait]
-impl SessionControl for AgentSession {
-    fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
+impl AgentSession {
+    /// `say`, made by the activity `origin` (its hook or tool) when given.
+    fn say_from(
+        &self,
+        request: SayRequest,
+        origin: Option<u64>,
+    ) -> Result<SpeechHandle, SessionError> {
         self.check_running("say")?;
         if request.audio.is_none() {
             let agent_tts = self
@@ -812,10 +840,13 @@ impl SessionControl for AgentSession {
                 .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions))
                 .with_priority(request.priority),
         );
-        self.send(SessionCmd::Speech(ActivityCmd::Say {
-            request,
-            handle: handle.clone(),
-        }))?;
+        self.send(SessionCmd::Speech {
+            cmd: ActivityCmd::Say {
+                request,
+                handle: handle.clone(),
+            },
+            origin,
+        })?;
         self.owner.shared.emit(SessionEvent::SpeechCreated {
             speech: handle.clone(),
             source: SpeechSource::Say,
@@ -824,17 +855,25 @@ impl SessionControl for AgentSession {
         Ok(handle)
     }
 
-    fn generate_reply(&self, request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
+    /// `generate_reply`, made by the activity `origin` (its hook or tool) when given.
+    fn generate_reply_from(
+        &self,
+        request: ReplyRequest,
+        origin: Option<u64>,
+    ) -> Result<SpeechHandle, SessionError> {
         self.check_running("generate_reply")?;
         let handle = SpeechHandle::new(
             SpeechOptions::default()
                 .with_allow_interruptions(self.allow_interruptions(request.allow_interruptions))
                 .with_priority(request.priority),
         );
-        self.send(SessionCmd::Speech(ActivityCmd::Reply {
-            request,
-            handle: handle.clone(),
-        }))?;
+        self.send(SessionCmd::Speech {
+            cmd: ActivityCmd::Reply {
+                request,
+                handle: handle.clone(),
+            },
+            origin,
+        })?;
         self.owner.shared.emit(SessionEvent::SpeechCreated {
             speech: handle.clone(),
             source: SpeechSource::GenerateReply,
@@ -843,9 +882,51 @@ impl SessionControl for AgentSession {
         Ok(handle)
     }
 
-    async fn interrupt(&self) -> Result<(), SessionError> {
-        if self.owner.shared.with(|s| s.phase) != Phase::Running {
+    /// A close asked from inside the session (a hook or a tool): the session starts closing and this returns at
+    /// once. Waiting would deadlock: the close drains the activity, which waits for that very hook or tool.
+    async fn request_close(&self) -> Result<(), SessionError> {
+        let phase = self.owner.shared.with(|s| {
+            let p = s.phase;
+            if p == Phase::Running {
+                s.phase = Phase::Closing;
+            }
+            p
+        });
+        if phase != Phase::Running {
             return Err(SessionError::NotRunning);
+        }
+        let (tx, _rx) = oneshot::channel();
+        self.owner
+            .commands
+            .send(SessionCmd::Close {
+                reason: CloseReason::UserInitiated,
+                reply: tx,
+            })
+            .await
+            .map_err(|_| SessionError::NotRunning)
+    }
+}
+
+#[async_trait]
+impl SessionControl for AgentSession {
+    fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
+        self.say_from(request, None)
+    }
+
+    fn generate_reply(&self, request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
+        self.generate_reply_from(request, None)
+    }
+
+    async fn interrupt(&self) -> Result<(), SessionError> {
+        match self.owner.shared.with(|s| s.phase) {
+            Phase::Running => {}
+            // The close interrupts or drains everything itself; its actor does not read commands meanwhile.
+            Phase::Closing => {
+                return Err(SessionError::Closing {
+                    operation: "interrupt",
+                });
+            }
+            Phase::NotStarted | Phase::Closed => return Err(SessionError::NotRunning),
         }
         let (tx, rx) = oneshot::channel();
         self.owner
@@ -889,23 +970,30 @@ impl SessionControl for AgentSession {
 }
 
 /// A session handle that does not keep the session alive (given to tools and hooks).
-struct WeakSession(Weak<Owner>);
+struct WeakSession {
+    owner: Weak<Owner>,
+    /// The activity whose hooks and tools hold this handle (`None`: the application's [`AgentSession::handle`]).
+    /// Its speech requests go to that activity while it drains, and its `close` does not wait for itself.
+    origin: Option<u64>,
+}
 
 impl WeakSession {
     fn get(&self) -> Option<AgentSession> {
-        self.0.upgrade().map(|owner| AgentSession { owner })
+        self.owner.upgrade().map(|owner| AgentSession { owner })
     }
 }
 
 #[async_trait]
 impl SessionControl for WeakSession {
     fn say(&self, request: SayRequest) -> Result<SpeechHandle, SessionError> {
-        self.get().ok_or(SessionError::NotRunning)?.say(request)
+        self.get()
+            .ok_or(SessionError::NotRunning)?
+            .say_from(request, self.origin)
     }
     fn generate_reply(&self, request: ReplyRequest) -> Result<SpeechHandle, SessionError> {
         self.get()
             .ok_or(SessionError::NotRunning)?
-            .generate_reply(request)
+            .generate_reply_from(request, self.origin)
     }
     async fn interrupt(&self) -> Result<(), SessionError> {
         let s = self.get().ok_or(SessionError::NotRunning)?;
@@ -930,7 +1018,11 @@ impl SessionControl for WeakSession {
     }
     async fn close(&self) -> Result<(), SessionError> {
         let s = self.get().ok_or(SessionError::NotRunning)?;
-        s.close().await
+        if self.origin.is_some() {
+            s.request_close().await
+        } else {
+            s.close().await
+        }
     }
     async fn run_task_erased(&self, task: ErasedTask) -> Result<TaskOutput, TaskError> {
         let s = self
@@ -989,6 +1081,8 @@ type RawOutputs = (Option<Arc<dyn AudioOutput>>, Option<Arc<dyn TextOutput>>);
 struct Draining {
     old: ActivityHandle,
     done: oneshot::Receiver<()>,
+    /// The drain's bound (`close_timeout`); `None` when the timeout is too large for the clock.
+    deadline: Option<tokio::time::Instant>,
     next: Agent,
     pending: VecDeque<ActivityCmd>,
 }
@@ -1011,6 +1105,8 @@ struct SessionActor {
     frames_dropped: u64,
     /// An `AgentTask` in progress (`task.rs`).
     task: Option<task::RunningTask>,
+    /// The id of the next activity.
+    next_activity_id: u64,
 }
 
 async fn next_frame(input: &mut Option<AudioInput>) -> Option<AudioFrame> {
@@ -1020,11 +1116,19 @@ async fn next_frame(input: &mut Option<AudioInput>) -> Option<AudioFrame> {
     }
 }
 
+/// The draining agent reported, or its drain ran out of time (`close_timeout`, F2): either way the handoff goes on.
 async fn drained(draining: &mut Option<Draining>) {
     match draining {
-        Some(d) => {
-            let _ = (&mut d.done).await;
-        }
+        Some(d) => match d.deadline {
+            Some(at) => {
+                if tokio::time::timeout_at(at, &mut d.done).await.is_err() {
+                    tracing::warn!(agent = %d.old.agent_id, "the agent did not drain before the close timeout; handing off");
+                }
+            }
+            None => {
+                let _ = (&mut d.done).await;
+            }
+        },
         None => std::future::pending().await,
     }
 }
@@ -1063,12 +1167,19 @@ impl SessionActor {
         }
     }
 
-    fn deps(&self) -> ActivityDeps {
+    fn deps(&mut self) -> ActivityDeps {
+        let id = self.next_activity_id;
+        self.next_activity_id += 1;
+        let weak = || WeakSession {
+            owner: self.weak.clone(),
+            origin: Some(id),
+        };
         ActivityDeps {
+            id,
             shared: Arc::clone(&self.shared),
             config: self.config.clone(),
-            session: SessionHandle::new(Arc::new(WeakSession(self.weak.clone()))),
-            tool_session: SessionHandle::new(Arc::new(ToolSession(WeakSession(self.weak.clone())))),
+            session: SessionHandle::new(Arc::new(weak())),
+            tool_session: SessionHandle::new(Arc::new(ToolSession(weak()))),
             session_tx: self.self_tx.clone(),
             audio_output: self.audio_output.clone(),
             text_output: self.text_output.clone(),
@@ -1088,8 +1199,16 @@ impl SessionActor {
                 self.activity = Some(ActivityHandle::spawn(agent, self.deps()));
                 self.shared.set_agent_state(AgentState::Listening);
             }
-            SessionCmd::Speech(cmd) => {
-                let Some(cmd) = self.hold_for_caller(cmd) else {
+            SessionCmd::Speech { cmd, origin } => {
+                if let Some(d) = &self.draining
+                    && origin == Some(d.old.id)
+                {
+                    // The draining agent's own `on_exit` or tool speaks: it plays before the handoff (as LiveKit
+                    // runs `on_exit` inside the old activity).
+                    d.old.send(cmd);
+                    return;
+                }
+                let Some(cmd) = self.hold_for_caller(cmd, origin) else {
                     return;
                 };
                 if let Some(d) = &mut self.draining {
@@ -1097,9 +1216,25 @@ impl SessionActor {
                     d.pending.push_back(cmd);
                 } else if let Some(a) = &self.activity {
                     a.send(cmd);
+                } else {
+                    crate::activity::reject(cmd);
                 }
             }
             SessionCmd::Interrupt(reply) => {
+                // Requests parked for the next agent (or for a task's caller) are interrupted too (behaviour 54).
+                let parked = self
+                    .draining
+                    .iter_mut()
+                    .flat_map(|d| d.pending.iter_mut())
+                    .chain(self.task.iter_mut().flat_map(|t| t.pending.iter_mut()));
+                for cmd in parked {
+                    if let ActivityCmd::Say { handle, .. } | ActivityCmd::Reply { handle, .. } = cmd
+                        && handle.allow_interruptions()
+                    {
+                        handle.force_interrupt();
+                        handle.mark_done();
+                    }
+                }
                 let target = self
                     .draining
                     .as_ref()
@@ -1114,8 +1249,11 @@ impl SessionActor {
             }
             SessionCmd::RunTask(request) => self.start_task(request),
             SessionCmd::UpdateAgent(agent) => {
-                // A handoff ends a running task; its suspended caller does not come back (as in LiveKit).
-                drop(self.abandon_task(TaskError::HandedOff));
+                // A handoff ends a running task; its suspended caller does not come back (as in LiveKit): it runs
+                // its `on_exit` and its queued speech is cancelled, in the background (bounded by close_timeout).
+                if let Some(caller) = self.abandon_task(TaskError::HandedOff) {
+                    tokio::spawn(caller.drain_and_close(self.config.options.close_timeout, true));
+                }
                 if let Some(d) = &mut self.draining {
                     // A handoff is under way: the latest requested agent is the one started after it.
                     d.next = agent;
@@ -1128,6 +1266,10 @@ impl SessionActor {
                         self.draining = Some(Draining {
                             old,
                             done: rx,
+                            deadline: crate::activity::deadline_after(
+                                tokio::time::Instant::now(),
+                                self.config.options.close_timeout,
+                            ),
                             next: agent,
                             pending: VecDeque::new(),
                         });
@@ -1186,7 +1328,9 @@ impl SessionActor {
             return;
         };
         let old_id = d.old.agent_id.clone();
-        drop(d.old);
+        // Usually done already; after a drain timeout the old agent is closed (bounded) in the background, its
+        // speech handles finished by its shutdown or drop guard.
+        tokio::spawn(d.old.close());
         let new_id = d.next.id().to_owned();
         let mut history_item = ChatContext::new();
         history_item.add_agent_handoff(Some(old_id.clone()), new_id);
@@ -1233,7 +1377,10 @@ impl SessionActor {
         self.audio_input = None;
         let options = &self.config.options;
         if reason != CloseReason::Error
-            && let Some(a) = &self.activity
+            && let Some(a) = self
+                .activity
+                .as_ref()
+                .or(self.draining.as_ref().map(|d| &d.old))
         {
             let (tx, rx) = oneshot::channel();
             a.send(ActivityCmd::CloseUserTurn(tx));
@@ -1245,10 +1392,13 @@ impl SessionActor {
             }
         }
         let drain = matches!(reason, CloseReason::UserInitiated | CloseReason::Shutdown);
-        let deadline = tokio::time::Instant::now() + options.close_timeout;
+        let deadline =
+            crate::activity::deadline_after(tokio::time::Instant::now(), options.close_timeout);
         let mut activities = Vec::new();
         if let Some(d) = self.draining.take() {
             activities.push(d.old);
+            // Requests parked for a next agent that will never start.
+            d.pending.into_iter().for_each(crate::activity::reject);
         }
         if let Some(a) = self.activity.take() {
             activities.push(a);
@@ -1260,7 +1410,14 @@ impl SessionActor {
             if drain {
                 let (tx, rx) = oneshot::channel();
                 a.send(ActivityCmd::Drain(tx));
-                if tokio::time::timeout_at(deadline, rx).await.is_err() {
+                let drained = match deadline {
+                    Some(at) => tokio::time::timeout_at(at, rx).await.is_ok(),
+                    None => {
+                        let _ = rx.await;
+                        true
+                    }
+                };
+                if !drained {
                     tracing::warn!(
                         "queued speech did not drain before the close timeout; cancelled"
                     );

@@ -42,7 +42,7 @@ pub(super) struct RunningTask {
     stage: Stage,
     /// `say` / `generate_reply` made while the task's agent drains: they go to the caller once it resumes (as
     /// requests made during a handoff go to the next agent).
-    pending: Vec<ActivityCmd>,
+    pub(super) pending: Vec<ActivityCmd>,
 }
 
 enum Stage {
@@ -57,7 +57,8 @@ enum Stage {
     Finishing {
         result: Option<Result<ErasedValue, TaskError>>,
         ctx: oneshot::Receiver<ChatContext>,
-        deadline: Instant,
+        /// `None`: the close timeout is too large for the clock (no bound).
+        deadline: Option<Instant>,
     },
 }
 
@@ -81,7 +82,11 @@ pub(super) async fn progress(task: &mut Option<RunningTask>) -> Progress {
         }
         Stage::Running { outcome } => Progress::Completed(outcome.wait().await),
         Stage::Finishing { ctx, deadline, .. } => {
-            match tokio::time::timeout_at(*deadline, ctx).await {
+            let received = match *deadline {
+                Some(at) => tokio::time::timeout_at(at, ctx).await,
+                None => Ok(ctx.await),
+            };
+            match received {
                 Ok(Ok(ctx)) => Progress::Finished(Some(ctx)),
                 Ok(Err(_)) => Progress::Finished(None),
                 Err(_) => {
@@ -156,7 +161,10 @@ impl SessionActor {
                 task.stage = Stage::Finishing {
                     result: Some(result),
                     ctx,
-                    deadline: Instant::now() + self.config.options.close_timeout,
+                    deadline: crate::activity::deadline_after(
+                        Instant::now(),
+                        self.config.options.close_timeout,
+                    ),
                 };
                 self.task = Some(task);
             }
@@ -168,9 +176,13 @@ impl SessionActor {
                 .unwrap_or(Err(TaskError::NotCompleted));
                 let finished = self.activity.take();
                 let task_id = finished.as_ref().map(|a| a.agent_id.clone());
-                drop(finished);
+                if let Some(finished) = finished {
+                    // Drained already, or out of time: closed (bounded) in the background.
+                    tokio::spawn(finished.close());
+                }
                 let Some(caller) = task.caller.take() else {
                     let _ = task.reply.send(Err(TaskError::NotCompleted));
+                    task.pending.into_iter().for_each(crate::activity::reject);
                     return;
                 };
                 if let Some(agent) = task.caller_agent.take() {
@@ -194,11 +206,20 @@ impl SessionActor {
         }
     }
 
-    /// Keeps a speech request made while the task's agent drains for the caller; gives it back otherwise.
-    pub(super) fn hold_for_caller(&mut self, cmd: ActivityCmd) -> Option<ActivityCmd> {
+    /// Keeps a speech request made while the task's agent drains for the caller; gives it back otherwise. The
+    /// draining task agent's own requests (its `on_exit`, its tools) go to it, so they play before it finishes.
+    pub(super) fn hold_for_caller(
+        &mut self,
+        cmd: ActivityCmd,
+        origin: Option<u64>,
+    ) -> Option<ActivityCmd> {
         match &mut self.task {
             Some(task) if matches!(task.stage, Stage::Finishing { .. }) => {
-                task.pending.push(cmd);
+                if let Some(a) = self.activity.as_ref().filter(|a| Some(a.id) == origin) {
+                    a.send(cmd);
+                } else {
+                    task.pending.push(cmd);
+                }
                 None
             }
             _ => Some(cmd),
@@ -210,6 +231,8 @@ impl SessionActor {
     pub(super) fn abandon_task(&mut self, error: TaskError) -> Option<ActivityHandle> {
         let task = self.task.take()?;
         let _ = task.reply.send(Err(error));
+        // Requests parked for the caller, which will not resume.
+        task.pending.into_iter().for_each(crate::activity::reject);
         task.caller
     }
 
