@@ -11,7 +11,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn two_sessions_take_turns_and_reply_without_drops() {
-    let vad = agents::silero::SileroVad::load().unwrap();
+    let vad: Arc<dyn agents::core::Vad> = Arc::new(agents::silero::SileroVad::load().unwrap());
     let frames = Arc::new(harness::load_frames(&harness::fixture_path()));
     let config = harness::Config {
         sessions: 2,

@@ -27,9 +27,8 @@ use agents::audio::{AudioFrame, SampleRate};
 use agents::core::audio_io::AudioInput;
 use agents::core::events::{AgentState, SessionEvent};
 use agents::core::metrics::Metrics;
-use agents::core::{Agent, SessionControl, SessionIo};
+use agents::core::{Agent, SessionControl, SessionIo, Vad};
 use agents::pipeline::{AgentSession, TurnDetectionMode};
-use agents::silero::SileroVad;
 use agents_testkit::stamps::{Stamp, Stamps, first_of};
 use agents_testkit::{FakeAudioOutput, FakeLlm, FakeResponse, FakeStt, FakeTts};
 
@@ -216,7 +215,7 @@ struct Running {
 async fn start_session(
     index: usize,
     count: usize,
-    vad: &SileroVad,
+    vad: &Arc<dyn Vad>,
     frames: Arc<Vec<AudioFrame>>,
     shared: Arc<Shared>,
     start: Instant,
@@ -231,7 +230,7 @@ async fn start_session(
         .without_audio_log()
         .with_stamps(stamps.clone());
     let session = AgentSession::builder()
-        .vad(Arc::new(vad.clone()))
+        .vad(Arc::clone(vad))
         .stt(Arc::new(stt.clone()))
         .llm(Arc::new(llm))
         .tts(Arc::new(FakeTts::new()))
@@ -329,7 +328,7 @@ fn lock<T>(m: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
 /// Runs `config.sessions` sessions for `warmup + measure`; `live_bytes` reads the counting allocator, if any.
 pub(crate) async fn run(
     config: &Config,
-    vad: &SileroVad,
+    vad: &Arc<dyn Vad>,
     frames: Arc<Vec<AudioFrame>>,
     live_bytes: Option<fn() -> i64>,
 ) -> Report {

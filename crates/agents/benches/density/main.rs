@@ -107,18 +107,32 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20.0);
     let warmup: f64 = arg("--warmup").and_then(|s| s.parse().ok()).unwrap_or(4.0);
+    // `--vad-nice N`: nice value of the blocking-pool threads (VAD inference); 0 leaves them alone.
+    let vad_nice: i32 = arg("--vad-nice").and_then(|s| s.parse().ok()).unwrap_or(0);
 
     let cpu = harness::pin_to_one_core().expect("pin to one core");
-    let vad = SileroVad::load().expect("load the Silero model");
+    let silero = SileroVad::load().expect("load the Silero model");
+    // `DENSITY_VAD=energy`: the testkit's energy VAD instead of Silero (no model, no blocking pool), to separate
+    // the VAD's cost from the session's.
+    let energy = std::env::var("DENSITY_VAD").is_ok_and(|v| v == "energy");
+    let vad: Arc<dyn agents::core::Vad> = if energy {
+        Arc::new(agents_testkit::FakeVad::energy())
+    } else {
+        Arc::new(silero.clone())
+    };
     let frames = Arc::new(harness::load_frames(&harness::fixture_path()));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "density: pinned to CPU {cpu} (sched_setaffinity; runtime, blocking pool and VAD inference all on it), \
-         {} ({} online), tokio current_thread, Silero backend {:?}, fixture {} frames of 20 ms, \
-         warm-up {warmup} s, window {seconds} s, load average before: {}",
+         {} ({} online), tokio current_thread, VAD {}, fixture {} frames of 20 ms, \
+         blocking-pool nice {vad_nice}, warm-up {warmup} s, window {seconds} s, load average before: {}",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, usize::from),
-        vad.backend(),
+        if energy {
+            "testkit FakeVad::energy (DENSITY_VAD=energy)".to_owned()
+        } else {
+            format!("Silero ({:?} backend)", silero.backend())
+        },
         frames.len(),
         load.split_whitespace()
             .take(3)
@@ -138,6 +152,14 @@ fn main() {
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(move || {
+                // Runs on each blocking-pool thread (a current_thread runtime starts no other threads): the VAD
+                // inference threads, niced so the event loop comes first on the shared core.
+                if vad_nice != 0 {
+                    // SAFETY: setpriority on the calling thread (Linux: PRIO_PROCESS with 0 is this thread).
+                    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, vad_nice) };
+                }
+            })
             .build()
             .unwrap();
         let r = rt.block_on(harness::run(
