@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Options: `--sessions a,b,c` (default 25,50,100,150,200), `--seconds S` (measurement window per N, default 20),
-//! `--warmup S` (default 4). The whole process is pinned to one CPU (`sched_setaffinity` before the runtime and the
+//! `--warmup S` (default 4), `--vad-nice N` (nice value of the blocking-pool threads that run VAD inference; default
+//! 0 = unchanged); environment `DENSITY_VAD=energy` swaps Silero for the testkit's energy VAD. The whole process is pinned to one CPU (`sched_setaffinity` before the runtime and the
 //! model exist, so every thread, the VAD's blocking pool included, shares that core); the runtime is tokio's
 //! `current_thread`. Memory per session is the growth of live heap bytes (a counting global allocator) from before
 //! the sessions start to the end of the window, divided by N; the model is loaded before the baseline, so it is
