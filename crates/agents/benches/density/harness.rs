@@ -9,7 +9,7 @@
 //!   first frame of the reply reaching the audio output (the fake output's `OutputFirstFrame` stamp). The fakes'
 //!   configured latencies are all zero, so nothing is subtracted;
 //! - turns committed, replies started, and frames dropped at the session input (the feeder uses `try_send` into a
-//!   bounded input of 10 frames; a full input drops the frame and counts it);
+//!   bounded input, 10 frames in the benchmark; a full input drops the frame and counts it);
 //! - how late the feeders' 20 ms ticks fire (a sign of an overloaded core);
 //! - process CPU time over the measurement window.
 #![allow(dead_code, reason = "the smoke test uses part of the harness")]
@@ -36,7 +36,7 @@ use agents_testkit::{FakeAudioOutput, FakeLlm, FakeResponse, FakeStt, FakeTts};
 pub(crate) const REPLY: &str = "Sure, I can help with that.";
 /// Frame length fed to the sessions.
 pub(crate) const FRAME: Duration = Duration::from_millis(20);
-/// Capacity of each session's audio input (frames).
+/// Capacity of each session's audio input in the benchmark (frames: 200 ms).
 pub(crate) const INPUT_CAPACITY: usize = 10;
 
 /// Path of the speech fixture (espeak-ng utterances with pauses, 16 kHz mono, 6.6 s).
@@ -74,6 +74,8 @@ pub(crate) struct Config {
     pub(crate) warmup: Duration,
     /// Measurement window.
     pub(crate) measure: Duration,
+    /// Capacity of each session's audio input (frames); a frame that finds it full is dropped and counted.
+    pub(crate) input_capacity: usize,
 }
 
 /// What one run measured.
@@ -219,6 +221,7 @@ async fn start_session(
     frames: Arc<Vec<AudioFrame>>,
     shared: Arc<Shared>,
     start: Instant,
+    input_capacity: usize,
 ) -> Running {
     let stamps = Stamps::new();
     let stt = FakeStt::new().with_transcripts(["hello there", "hello there"]);
@@ -237,7 +240,7 @@ async fn start_session(
         .turn_detection(TurnDetectionMode::Vad)
         .build();
     let mut events = session.events();
-    let (tx, input) = AudioInput::channel("density.input", INPUT_CAPACITY);
+    let (tx, input) = AudioInput::channel("density.input", input_capacity);
     session
         .start(
             Agent::new("You are a density benchmark."),
@@ -351,6 +354,7 @@ pub(crate) async fn run(
                 Arc::clone(&frames),
                 Arc::clone(&shared),
                 start,
+                config.input_capacity,
             )
             .await,
         );

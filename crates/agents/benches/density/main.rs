@@ -150,6 +150,7 @@ fn main() {
             sessions: n,
             warmup: Duration::from_secs_f64(warmup),
             measure: Duration::from_secs_f64(seconds),
+            input_capacity: harness::INPUT_CAPACITY,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
