@@ -5,6 +5,7 @@ pub mod conformance;
 pub mod emulators;
 pub mod fakes;
 pub mod signal;
+pub mod stamps;
 mod util;
 
 pub use emulators::EmulatorServer;

@@ -185,6 +185,11 @@ impl EndOfTurn {
     /// The EOU metrics record of this turn (`on_user_turn_completed_delay` and `speech_id` are for the session).
     pub fn eou_metrics(&self) -> EouMetrics {
         let mut m = EouMetrics::new();
+        // Stamped at the commit (the end-of-turn decision), not when the record is built after the turn hook.
+        m.timestamp = m
+            .timestamp
+            .checked_sub(self.committed_at.elapsed())
+            .unwrap_or(m.timestamp);
         m.end_of_utterance_delay = self.end_of_utterance_delay;
         m.transcription_delay = self.transcription_delay;
         m

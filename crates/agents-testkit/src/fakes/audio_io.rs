@@ -33,6 +33,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::signal::samples_for;
+use crate::stamps::{Stamp, Stamps};
 use crate::util::lock;
 
 /// What the user heard of one segment.
@@ -209,6 +210,8 @@ pub struct FakeAudioOutput {
     num_channels: u16,
     max_buffer: Duration,
     pause: bool,
+    stamps: Option<Stamps>,
+    keep_audio: bool,
 }
 
 impl fmt::Debug for FakeAudioOutput {
@@ -255,7 +258,24 @@ impl FakeAudioOutput {
             num_channels: 1,
             max_buffer: Duration::from_millis(200),
             pause: false,
+            stamps: None,
+            keep_audio: true,
         }
+    }
+
+    /// Records [`Stamp::OutputFirstFrame`] when `capture_frame` accepts the first frame of a playout segment (for
+    /// latency benchmarks; see [`crate::stamps`]).
+    pub fn with_stamps(mut self, stamps: Stamps) -> Self {
+        self.stamps = Some(stamps);
+        self
+    }
+
+    /// Stops keeping the captured audio (for long benchmarks): playback timing, playout events and the segment
+    /// records stay the same, but [`FakeAudioOutput::captured_frames`] and the `frames` of
+    /// [`FakeAudioOutput::played_segments`] are empty.
+    pub fn without_audio_log(mut self) -> Self {
+        self.keep_audio = false;
+        self
     }
 
     /// Requires frames of `rate` (`None` accepts any).
@@ -385,20 +405,34 @@ impl AudioOutput for FakeAudioOutput {
                 }
                 let segment = shared.tracker.on_capture();
                 let d = frame.duration();
-                s.captured.push(frame.clone());
+                if self.keep_audio {
+                    s.captured.push(frame.clone());
+                }
+                let kept = || {
+                    if self.keep_audio {
+                        vec![frame.clone()]
+                    } else {
+                        Vec::new()
+                    }
+                };
                 match s.segments.back_mut() {
                     Some(seg) if seg.id == segment => {
-                        seg.frames.push(frame.clone());
+                        seg.frames.extend(kept());
                         seg.queued += d;
                     }
-                    _ => s.segments.push_back(Segment {
-                        id: segment,
-                        frames: vec![frame.clone()],
-                        queued: d,
-                        played: Duration::ZERO,
-                        flushed: false,
-                        started: false,
-                    }),
+                    _ => {
+                        if let Some(stamps) = &self.stamps {
+                            stamps.record(Stamp::OutputFirstFrame);
+                        }
+                        s.segments.push_back(Segment {
+                            id: segment,
+                            frames: kept(),
+                            queued: d,
+                            played: Duration::ZERO,
+                            flushed: false,
+                            started: false,
+                        });
+                    }
                 }
                 // The new audio may start a segment or end an underrun now.
                 shared.advance(s, Instant::now());

@@ -38,6 +38,7 @@ use agents_core::llm::{
 };
 use async_trait::async_trait;
 
+use crate::stamps::{Stamp, Stamps};
 use crate::util::{generate, lock, words};
 
 /// One step of a scripted response.
@@ -237,6 +238,8 @@ struct State {
     responses: VecDeque<FakeResponse>,
     sticky: Option<LlmError>,
     requests: Vec<ChatRequest>,
+    /// `chat` calls, logged or not.
+    request_total: usize,
     attempts: usize,
     next_call: u64,
 }
@@ -253,6 +256,8 @@ pub struct FakeLlm {
     ttft: Duration,
     inter_token_delay: Duration,
     responder: Option<Responder>,
+    stamps: Option<Stamps>,
+    log_requests: bool,
 }
 
 impl Default for FakeLlm {
@@ -269,7 +274,7 @@ impl fmt::Debug for FakeLlm {
             .field("ttft", &self.ttft)
             .field("inter_token_delay", &self.inter_token_delay)
             .field("remaining", &s.responses.len())
-            .field("requests", &s.requests.len())
+            .field("requests", &s.request_total)
             .finish_non_exhaustive()
     }
 }
@@ -283,6 +288,7 @@ impl FakeLlm {
                     responses: VecDeque::new(),
                     sticky: None,
                     requests: Vec::new(),
+                    request_total: 0,
                     attempts: 0,
                     next_call: 1,
                 }),
@@ -291,7 +297,24 @@ impl FakeLlm {
             ttft: Duration::ZERO,
             inter_token_delay: Duration::ZERO,
             responder: None,
+            stamps: None,
+            log_requests: true,
         }
+    }
+
+    /// Records [`Stamp::LlmRequest`] at every `chat` call and [`Stamp::LlmFirstChunk`] when the first content
+    /// chunk of a response is handed to the stream (for latency benchmarks; see [`crate::stamps`]).
+    pub fn with_stamps(mut self, stamps: Stamps) -> Self {
+        self.stamps = Some(stamps);
+        self
+    }
+
+    /// Stops keeping a copy of every request (for long benchmarks, where the copies of a growing chat context add
+    /// up): [`FakeLlm::requests`] and [`FakeLlm::last_request`] then return nothing; [`FakeLlm::request_count`]
+    /// still counts.
+    pub fn without_request_log(mut self) -> Self {
+        self.log_requests = false;
+        self
     }
 
     /// Sets the model name.
@@ -370,7 +393,7 @@ impl FakeLlm {
 
     /// Number of `chat` calls.
     pub fn request_count(&self) -> usize {
-        lock(&self.shared.state).requests.len()
+        lock(&self.shared.state).request_total
     }
 
     /// Number of attempts (a `chat` call makes several when its first attempts fail with retryable errors).
@@ -389,7 +412,7 @@ impl FakeLlm {
         if let Some(e) = &s.sticky {
             return Err(e.clone());
         }
-        let n = s.requests.len();
+        let n = s.request_total;
         let response = match s.responses.pop_front() {
             Some(r) => r,
             None if retry_of.is_some() => {
@@ -462,7 +485,16 @@ impl Llm for FakeLlm {
     }
 
     fn chat(&self, request: ChatRequest) -> LlmStream {
-        lock(&self.shared.state).requests.push(request.clone());
+        if let Some(stamps) = &self.stamps {
+            stamps.record(Stamp::LlmRequest);
+        }
+        {
+            let mut s = lock(&self.shared.state);
+            s.request_total += 1;
+            if self.log_requests {
+                s.requests.push(request.clone());
+            }
+        }
         let this = self.clone();
         let stream = generate(move |y| async move {
             let prompt_tokens = prompt_words(&request);
@@ -522,7 +554,18 @@ impl Llm for FakeLlm {
                         ))
                     }
                 };
-                tokio::time::sleep(if sent_content == 0 { ttft } else { inter }).await;
+                let delay = if sent_content == 0 { ttft } else { inter };
+                if delay.is_zero() {
+                    // A zero sleep would wait for the timer's next 1 ms tick on a real clock.
+                    tokio::task::yield_now().await;
+                } else {
+                    tokio::time::sleep(delay).await;
+                }
+                if sent_content == 0
+                    && let Some(stamps) = &this.stamps
+                {
+                    stamps.record(Stamp::LlmFirstChunk);
+                }
                 if !y.send(Ok(chunk)).await {
                     return;
                 }

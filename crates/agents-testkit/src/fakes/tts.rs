@@ -36,6 +36,7 @@ use agents_core::tts::{
 use async_trait::async_trait;
 
 use crate::signal::{FRAME_DURATION, duration_of, samples_for, tone_samples};
+use crate::stamps::{Stamp, Stamps};
 use crate::util::{Yielder, generate, lock, words};
 
 /// The duration formula of the fake speech (shared by [`FakeTts`] and the fake realtime model).
@@ -155,6 +156,7 @@ pub struct FakeTts {
     ttfb: Duration,
     real_time_factor: f64,
     streaming: bool,
+    stamps: Option<Stamps>,
 }
 
 impl Default for FakeTts {
@@ -184,7 +186,16 @@ impl FakeTts {
             ttfb: Duration::ZERO,
             real_time_factor: 0.0,
             streaming: true,
+            stamps: None,
         }
+    }
+
+    /// Records [`Stamp::TtsFirstInput`] when a stream receives its first text and [`Stamp::TtsFirstAudio`] when
+    /// the first audio chunk of each segment is handed to the stream (for latency benchmarks; see
+    /// [`crate::stamps`]).
+    pub fn with_stamps(mut self, stamps: Stamps) -> Self {
+        self.stamps = Some(stamps);
+        self
     }
 
     /// Sets the duration of every word.
@@ -290,6 +301,11 @@ impl FakeTts {
             let chunk = SynthesizedAudio::new(request_id, segment_id, frame)
                 .with_final(i + 1 == n)
                 .with_timed_text(timed);
+            if i == 0
+                && let Some(stamps) = &self.stamps
+            {
+                stamps.record(Stamp::TtsFirstAudio);
+            }
             if !y.send(Ok(chunk)).await {
                 return false;
             }
@@ -346,9 +362,15 @@ impl Tts for FakeTts {
         let this = self.clone();
         tokio::spawn(async move {
             let mut pending = String::new();
+            let mut first_input = true;
             while let Some(input) = driver.recv().await {
                 let end = match input {
                     TtsInput::Text(t) => {
+                        if std::mem::take(&mut first_input)
+                            && let Some(stamps) = &this.stamps
+                        {
+                            stamps.record(Stamp::TtsFirstInput);
+                        }
                         lock(&this.record).pushed.push(t.clone());
                         pending.push_str(&t);
                         continue;
