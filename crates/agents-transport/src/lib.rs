@@ -1,0 +1,10 @@
+//! Transports for agents-rs voice sessions.
+//!
+//! An [`agents_pipeline::AgentSession`] talks to the world through `agents_core::SessionIo` (an audio input, an
+//! audio output honouring the playout contract, a text output). This crate provides those ends for:
+//!
+//! - a WebSocket server (one session per connection, PCM16 audio and JSON events; protocol in
+//!   `docs/transports/websocket.md`) and a Rust client for it;
+//! - telephony through Twilio Media Streams (mu-law 8 kHz, marks, clear, DTMF);
+//! - the browser client page served next to the WebSocket endpoint;
+//! - WAV files and the terminal (run a session from a file, write the agent's audio and a transcript).
