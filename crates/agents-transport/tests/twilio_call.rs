@@ -19,8 +19,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use agents_audio::{ResampleQuality, Resampler, SampleRate, read_wav};
 use agents_core::chat::{ChatItem, ChatRole};
-use agents_core::events::{CloseReason, Component, SessionEvent};
+use agents_core::events::{AgentState, CloseReason, Component, SessionEvent};
 use agents_core::{Agent, SessionControl};
+use agents_pipeline::interruption::InterruptionOptions;
 use agents_pipeline::{AgentSession, EndpointingOptions, SessionOptions};
 use agents_testkit::{FakeLlm, FakeResponse, FakeStt, FakeTts, FakeVad};
 use agents_transport::twilio::{self, CallInfo, CallSetup, DtmfOptions, TwilioOptions, mulaw};
@@ -47,6 +48,19 @@ impl Calls {
     fn info(&self) -> Option<CallInfo> {
         self.calls.lock().unwrap().first().map(|(i, _)| i.clone())
     }
+    /// The session was started by the transport (it reached `listening`).
+    fn started(&self) -> bool {
+        self.events().iter().any(|e| {
+            matches!(
+                e,
+                SessionEvent::AgentStateChanged {
+                    new: AgentState::Listening,
+                    ..
+                }
+            )
+        })
+    }
+
     fn events(&self) -> Vec<SessionEvent> {
         self.events.lock().unwrap().clone()
     }
@@ -72,26 +86,29 @@ struct Agents {
     llm: FakeLlm,
     stt: FakeStt,
     tts: FakeTts,
+    options: SessionOptions,
 }
 
 async fn serve(agents: Agents, options: TwilioOptions) -> (String, Calls) {
     let calls = Calls::default();
     let recorded = calls.clone();
-    let Agents { llm, stt, tts } = agents;
+    let Agents {
+        llm,
+        stt,
+        tts,
+        options: session_options,
+    } = agents;
     let handler = move |info: CallInfo| {
         let calls = recorded.clone();
         let (llm, stt, tts) = (llm.clone(), stt.clone(), tts.clone());
+        let session_options = session_options.clone();
         async move {
             let session = AgentSession::builder()
                 .llm(Arc::new(llm))
                 .stt(Arc::new(stt))
                 .vad(Arc::new(FakeVad::energy().with_min_silence(ms(300))))
                 .tts(Arc::new(tts))
-                .options(
-                    SessionOptions::default()
-                        .with_user_away_timeout(None)
-                        .with_endpointing(EndpointingOptions::default().with_min_delay(ms(200))),
-                )
+                .options(session_options)
                 .build();
             let mut events = session.events();
             let log = calls.events.clone();
@@ -133,6 +150,9 @@ fn agents(transcripts: &[&str], answers: &[&str]) -> Agents {
             .with_transcripts(transcripts.iter().copied())
             .with_min_silence(ms(500)),
         tts: FakeTts::new(),
+        options: SessionOptions::default()
+            .with_user_away_timeout(None)
+            .with_endpointing(EndpointingOptions::default().with_min_delay(ms(200))),
     }
 }
 
@@ -409,26 +429,33 @@ fn closes(calls: &Calls) -> Vec<CloseReason> {
 async fn a_caller_speaks_presses_a_key_and_hears_spoken_answers() {
     let first = "We open at nine every morning.";
     let second = "Option five: our opening hours.";
-    let (addr, calls) = serve(
-        agents(&["hello there this is a test"], &[first, second]),
-        options(),
-    )
-    .await;
+    let agents = agents(&["hello there this is a test"], &[first, second]);
+    let stt = agents.stt.clone();
+    let (addr, calls) = serve(agents, options()).await;
     let tts = FakeTts::new();
     let mut phone = Phone::dial(&addr).await;
     phone.connect_and_start().await;
-    until(ms(2000), "the call's session", || calls.session().is_some()).await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
     let info = calls.info().unwrap();
     assert_eq!(info.stream_sid, SID);
     assert_eq!(info.call_sid.as_deref(), Some("CA0123"));
     assert_eq!(info.custom_parameters["caller"], "+15550100");
 
     // The caller speaks; the agent answers with audio, then a mark that the phone echoes once played.
-    phone.speak(&caller_speech(ms(800))).await;
+    let speech = caller_speech(ms(800));
+    phone.speak(&speech).await;
     until(Duration::from_secs(10), "the first answer played", || {
         phone.heard(|h| h.echoed.len() == 1)
     })
     .await;
+    // The STT got the caller's audio at the session's input rate (16 kHz), all of it but the resampler's
+    // start-up delay.
+    let streamed = stt.streamed_audio();
+    let spoken = mulaw_duration(speech.len());
+    assert!(
+        streamed <= spoken && spoken - streamed <= ms(50),
+        "STT got {streamed:?} of {spoken:?}"
+    );
     let (audio_len, order) = phone.heard(|h| (h.audio.len(), h.order.clone()));
     let expected = tts.audio_duration(first);
     let got = mulaw_duration(audio_len);
@@ -446,6 +473,10 @@ async fn a_caller_speaks_presses_a_key_and_hears_spoken_answers() {
         order[..order.len() - 1].iter().all(|e| e == "media"),
         "{order:?}"
     );
+    until(Duration::from_secs(5), "2 messages in the history", || {
+        calls.messages().len() == 2
+    })
+    .await;
     let messages = calls.messages();
     assert_eq!(
         messages,
@@ -463,6 +494,10 @@ async fn a_caller_speaks_presses_a_key_and_hears_spoken_answers() {
     phone.press("5").await;
     until(Duration::from_secs(10), "the second answer played", || {
         phone.heard(|h| h.echoed.len() == 2)
+    })
+    .await;
+    until(Duration::from_secs(5), "4 messages in the history", || {
+        calls.messages().len() == 4
     })
     .await;
     let messages = calls.messages();
@@ -496,7 +531,7 @@ async fn interrupting_the_agent_sends_clear_and_keeps_only_what_was_heard() {
     let (addr, calls) = serve(agents(&[], &[long]), options()).await;
     let mut phone = Phone::dial(&addr).await;
     phone.connect_and_start().await;
-    until(ms(2000), "the call's session", || calls.session().is_some()).await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
     let session = calls.session().unwrap();
     session
         .generate_reply(agents_core::session::ReplyRequest::new())
@@ -554,7 +589,7 @@ async fn malformed_messages_are_reported_and_the_call_goes_on() {
         .await;
     phone.send_raw(Message::text("{not json")).await;
     phone.connect_and_start().await;
-    until(ms(2000), "the call's session", || calls.session().is_some()).await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
     phone.send_raw(Message::text("{not json")).await;
     phone.send_raw(Message::binary(vec![1u8, 2, 3])).await;
     phone
@@ -608,7 +643,7 @@ async fn keys_are_grouped_until_the_termination_key() {
     .await;
     let mut phone = Phone::dial(&addr).await;
     phone.connect_and_start().await;
-    until(ms(2000), "the call's session", || calls.session().is_some()).await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
     for key in ["1", "2", "3", "#"] {
         phone.press(key).await;
     }
@@ -629,7 +664,7 @@ async fn when_the_session_closes_the_stream_is_closed() {
     let (addr, calls) = serve(agents(&[], &[]), options()).await;
     let mut phone = Phone::dial(&addr).await;
     phone.connect_and_start().await;
-    until(ms(2000), "the call's session", || calls.session().is_some()).await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
     let session = calls.session().unwrap();
     session.say_text("Goodbye.").unwrap();
     SessionControl::close(&session).await.unwrap();
@@ -701,4 +736,56 @@ async fn the_voice_webhook_answers_with_a_connect_stream() {
         ),
         "{response}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_caller_talking_over_the_agent_interrupts_it() {
+    let long = "Our bakery sells bread, croissants, cakes, pies, cookies and muffins every day of the week.";
+    let mut agents = agents(&["hello there this is a test"], &["Sure, go ahead."]);
+    agents.options = agents
+        .options
+        .with_interruption(InterruptionOptions::default().with_aec_warmup_duration(None));
+    let (addr, calls) = serve(agents, options()).await;
+    let mut phone = Phone::dial(&addr).await;
+    phone.connect_and_start().await;
+    until(ms(2000), "the call's session running", || calls.started()).await;
+    calls.session().unwrap().say_text(long).unwrap();
+    until(Duration::from_secs(5), "the agent speaking", || {
+        phone.heard(|h| !h.audio.is_empty())
+    })
+    .await;
+    // The caller talks over the agent: voice activity interrupts it (0.5 s of speech), the call gets `clear`.
+    phone.speak(&caller_speech(ms(800))).await;
+    until(Duration::from_secs(5), "clear", || {
+        phone.heard(|h| h.clears == 1)
+    })
+    .await;
+    until(Duration::from_secs(10), "the reply to the caller", || {
+        calls.messages().len() == 3
+    })
+    .await;
+    let messages = calls.messages();
+    assert_eq!(messages[0].0, ChatRole::Assistant);
+    assert!(
+        messages[0].2,
+        "the agent's speech is committed as interrupted"
+    );
+    assert!(long.starts_with(&messages[0].1) && messages[0].1.len() < long.len());
+    assert_eq!(
+        messages[1],
+        (
+            ChatRole::User,
+            "hello there this is a test".to_owned(),
+            false
+        )
+    );
+    assert_eq!(
+        messages[2],
+        (ChatRole::Assistant, "Sure, go ahead.".to_owned(), false)
+    );
+    phone.hang_up().await;
+    until(Duration::from_secs(5), "the session closed", || {
+        !closes(&calls).is_empty()
+    })
+    .await;
 }

@@ -472,3 +472,187 @@ impl AudioOutput for TwilioAudioOutput {
         &self.tracker
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use std::sync::Arc;
+
+    use serde_json::Value;
+
+    use super::*;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn sink(capacity: usize) -> (Arc<OutQueue>, Arc<TwilioAudioOutput>) {
+        let queue = Arc::new(OutQueue::new(capacity));
+        let out = Arc::new(TwilioAudioOutput::new(
+            "MZ1".into(),
+            queue.clone(),
+            ms(2000),
+        ));
+        (queue, out)
+    }
+
+    fn tone(duration: Duration) -> AudioFrame {
+        let n = (duration.as_micros() / 125) as usize;
+        let data = (0..n)
+            .map(|i| if i % 2 == 0 { 3000 } else { -3000 })
+            .collect();
+        AudioFrame::new(data, SampleRate::HZ_8000, 1).unwrap()
+    }
+
+    /// Every queued message as (event, payload bytes or mark name).
+    async fn drain(queue: &OutQueue) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        while let Ok(Some(Outgoing::Text(t))) =
+            tokio::time::timeout(Duration::ZERO, queue.pop()).await
+        {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["streamSid"], "MZ1");
+            let event = v["event"].as_str().unwrap().to_owned();
+            let detail = match event.as_str() {
+                "media" => BASE64
+                    .decode(v["media"]["payload"].as_str().unwrap())
+                    .unwrap()
+                    .len()
+                    .to_string(),
+                "mark" => v["mark"]["name"].as_str().unwrap().to_owned(),
+                _ => String::new(),
+            };
+            out.push((event, detail));
+        }
+        out
+    }
+
+    fn pair(e: &str, d: &str) -> (String, String) {
+        (e.to_owned(), d.to_owned())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_segment_goes_out_in_20_ms_chunks_and_its_mark_echo_finishes_it() {
+        let (queue, out) = sink(100);
+        let mut events = out.playout().subscribe();
+        out.capture_frame(tone(ms(30))).await.unwrap();
+        out.capture_frame(tone(ms(25))).await.unwrap();
+        out.flush();
+        assert_eq!(
+            drain(&queue).await,
+            vec![
+                pair("media", "160"),
+                pair("media", "160"),
+                pair("media", "120"),
+                pair("mark", "agents-seg-1")
+            ]
+        );
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            agents_core::audio_io::PlaybackEvent::Started(_)
+        ));
+        out.on_mark("unknown");
+        out.on_mark("agents-seg-1");
+        let finished = out.wait_for_playout().await.unwrap();
+        assert_eq!(finished.segment, 1);
+        assert_eq!(finished.playback_position, ms(55));
+        assert!(!finished.interrupted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clear_sends_clear_and_finishes_at_the_estimated_position() {
+        let (queue, out) = sink(200);
+        // Segment 1 (200 ms) then segment 2 (1 s), both sent at once: segment 2 starts playing at 200 ms.
+        out.capture_frame(tone(ms(200))).await.unwrap();
+        out.flush();
+        out.capture_frame(tone(ms(1000))).await.unwrap();
+        let mut events = out.playout().subscribe();
+        tokio::time::advance(ms(500)).await;
+        out.clear_buffer();
+        let mut finished = Vec::new();
+        while let Ok(agents_core::audio_io::PlaybackEvent::Finished(f)) = events.try_recv() {
+            finished.push(f);
+        }
+        assert_eq!(finished.len(), 2);
+        assert_eq!(finished[0].segment, 1);
+        assert_eq!(finished[0].playback_position, ms(200));
+        assert_eq!(finished[1].segment, 2);
+        assert_eq!(finished[1].playback_position, ms(300));
+        assert!(finished.iter().all(|f| f.interrupted));
+        // The audio still queued here was dropped: the clear is what is left, after segment 1's mark.
+        assert_eq!(
+            drain(&queue).await,
+            vec![pair("mark", "agents-seg-1"), pair("clear", "")]
+        );
+        // The late echo of segment 1's mark (Twilio echoes pending marks on clear) changes nothing.
+        out.on_mark("agents-seg-1");
+        // The next capture opens segment 3, playing from now.
+        out.capture_frame(tone(ms(20))).await.unwrap();
+        assert_eq!(out.playout().open_segment(), Some(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lost_mark_finishes_the_segment_after_the_timeout() {
+        let (_queue, out) = sink(100);
+        out.capture_frame(tone(ms(100))).await.unwrap();
+        out.flush();
+        // Estimated end at 100 ms; the mark may be 2 s late: still waiting at 2 s.
+        tokio::time::advance(ms(2000)).await;
+        out.expire_marks();
+        assert!(
+            tokio::time::timeout(Duration::ZERO, out.wait_for_playout())
+                .await
+                .is_err(),
+            "finished before the mark timeout"
+        );
+        tokio::time::advance(ms(150)).await;
+        out.expire_marks();
+        let finished = out.wait_for_playout().await.unwrap();
+        assert_eq!(finished.playback_position, ms(100));
+        assert!(!finished.interrupted);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn audio_waiting_for_room_is_dropped_by_a_clear() {
+        let (queue, out) = sink(1);
+        let writer = {
+            let out = out.clone();
+            tokio::spawn(async move { out.capture_frame(tone(ms(60))).await })
+        };
+        // The capture queued its first chunk and waits for room for the next two.
+        tokio::task::yield_now().await;
+        tokio::task::yield_now().await;
+        assert_eq!(queue.with(|s| s.items.len()), 1);
+        assert!(!writer.is_finished(), "the capture waits for room");
+        out.clear_buffer();
+        writer.await.unwrap().unwrap();
+        assert_eq!(drain(&queue).await, vec![pair("clear", "")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wrong_formats_and_a_closed_connection_are_errors() {
+        let (queue, out) = sink(10);
+        let wide = AudioFrame::new(vec![0; 320], SampleRate::HZ_16000, 1).unwrap();
+        assert_eq!(
+            out.capture_frame(wide).await,
+            Err(AudioOutputError::SampleRateMismatch {
+                expected: 8000,
+                actual: 16000
+            })
+        );
+        let stereo = AudioFrame::new(vec![0; 320], SampleRate::HZ_8000, 2).unwrap();
+        assert!(matches!(
+            out.capture_frame(stereo).await,
+            Err(AudioOutputError::ChannelMismatch { .. })
+        ));
+        out.capture_frame(tone(ms(40))).await.unwrap();
+        out.on_disconnect();
+        let finished = out.wait_for_playout().await.unwrap();
+        assert!(finished.interrupted);
+        assert_eq!(
+            out.capture_frame(tone(ms(20))).await,
+            Err(AudioOutputError::Closed)
+        );
+        assert!(queue.pop().await.is_none());
+    }
+}
