@@ -687,6 +687,20 @@ async fn when_the_session_closes_the_stream_is_closed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_without_start_is_closed_after_the_start_timeout() {
+    let (addr, calls) = serve(agents(&[], &[]), options().with_start_timeout(ms(300))).await;
+    let mut phone = Phone::dial(&addr).await;
+    phone
+        .send(json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
+        .await;
+    until(Duration::from_secs(5), "the socket closed", || {
+        phone.heard(|h| h.closed)
+    })
+    .await;
+    assert!(calls.session().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unsupported_media_format_is_refused() {
     let (addr, calls) = serve(agents(&[], &[]), options()).await;
     let mut phone = Phone::dial(&addr).await;

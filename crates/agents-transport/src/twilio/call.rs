@@ -22,6 +22,8 @@ use super::{CallHandler, CallInfo, DtmfOptions, TwilioError, TwilioOptions, mula
 
 /// How often overdue marks are checked.
 const MARK_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the queued audio may take to go out once the session closed, before the socket is dropped.
+const FINAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn serve(
     socket: WebSocket,
@@ -48,7 +50,8 @@ pub(super) async fn serve(
     let mut call = match setup_call(start, handler.as_ref(), &options).await {
         Ok(call) => call,
         Err(e) => {
-            tracing::error!(stream_sid, error = %e, source = ?std::error::Error::source(&e).map(ToString::to_string), "Twilio call not answered");
+            let cause = std::error::Error::source(&e).map(ToString::to_string);
+            tracing::error!(stream_sid, error = %e, cause, "Twilio call not answered");
             let _ = sink.send(Message::Close(None)).await;
             return;
         }
@@ -293,7 +296,14 @@ impl Call {
                 // Send what is queued, then close the socket.
                 self.queue.finish();
                 self.input = None;
-                let _ = writer.await;
+                let abort = writer.abort_handle();
+                if tokio::time::timeout(FINAL_WRITE_TIMEOUT, writer)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(stream = %self.label, "Twilio is not reading: socket dropped");
+                    abort.abort();
+                }
                 self.output.on_disconnect();
             }
         }

@@ -213,7 +213,12 @@ struct OutState {
     scratch: Vec<u8>,
 }
 
-/// The audio output of one Twilio call; see the [module documentation](self).
+/// The audio output of one Twilio call (created by the transport for each call).
+///
+/// Agent audio (8 kHz mono; the session converts to the rate announced here) goes out as 20 ms µ-law `media`
+/// messages; each segment ends with a `mark` whose echo finishes it; `clear_buffer` sends `clear` and finishes the
+/// pending segments as interrupted at the position estimated from Twilio's real-time playback. See
+/// `docs/transports/twilio.md`.
 pub struct TwilioAudioOutput {
     stream_sid: String,
     label: String,
