@@ -6,10 +6,11 @@
 //! State changes happen only here, so interruption bookkeeping (which speech is current, paused, interrupted,
 //! what was committed) cannot race (field lessons 4, 6, 7, 10).
 
+pub(crate) mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -23,19 +24,18 @@ use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, Speec
 use agents_core::llm::{ChatRequest, ToolChoice};
 use agents_core::metrics::Metrics;
 use agents_core::session::{ReplyRequest, SayRequest, SessionError, SessionHandle};
-use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::tools::ToolContext;
 
 use crate::generation::{self, GenerationContext, Notice, Source, TurnTiming};
 use crate::interruption::{InterruptionDecision, InterruptionPolicy};
-use crate::recognition::{
-    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
-    TurnDetectionMode,
-};
+use crate::recognition::{AudioRecognition, EndOfTurn, RecognitionEvent, TurnDetectionMode};
 use crate::session::{Config, Shared};
 use crate::speech::SpeechQueue;
 use crate::tools_exec::ToolStep;
+
+use self::common::Hook;
 
 /// A command to an activity.
 pub(crate) enum ActivityCmd {
@@ -335,6 +335,12 @@ enum Internal {
     Hook(HookDone),
 }
 
+impl From<Notice> for Internal {
+    fn from(notice: Notice) -> Self {
+        Self::Generation(notice)
+    }
+}
+
 enum HookDone {
     Turn(Box<TurnHookDone>),
     /// on_enter / on_exit finished.
@@ -477,49 +483,19 @@ impl Activity {
             .turn_detection
             .or(options.turn_detection)
             .unwrap_or_else(|| TurnDetectionMode::resolve(false, vad.is_some(), stt.is_some()));
-        let mut endpointing = options.endpointing;
-        let o = self.agent.turn_overrides();
-        if let Some(v) = o.min_endpointing_delay {
-            endpointing.min_delay = v;
+        if let Some((r, events)) =
+            common::start_recognition(&self.shared, &self.config, &self.agent, mode, vad, stt)
+        {
+            self.recognition = Some(r);
+            self.rec_events = Some(events);
+            self.mode = Some(mode);
         }
-        if let Some(v) = o.max_endpointing_delay {
-            endpointing.max_delay = v;
-        }
-        let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(endpointing)
-            .with_user_away_timeout(options.user_away_timeout);
-        if let Some(d) = &options.turn_detector {
-            rec = rec.with_turn_detector(Arc::clone(d));
-        }
-        match AudioRecognition::start(vad, stt, rec) {
-            Ok((r, events)) => {
-                self.recognition = Some(r);
-                self.rec_events = Some(events);
-                self.mode = Some(mode);
-            }
-            Err(e) => self.recognition_error(&e),
-        }
-    }
-
-    fn recognition_error(&self, e: &RecognitionError) {
-        let component = match e {
-            RecognitionError::Vad(_) => Component::Vad,
-            RecognitionError::MissingComponent { component, .. } => *component,
-            RecognitionError::StreamEnded { component } => *component,
-            _ => Component::Stt,
-        };
-        self.shared.emit_error(ErrorEvent::new(
-            component,
-            "audio_recognition",
-            e.clone(),
-            true,
-        ));
     }
 
     async fn run(mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
         self.start_recognition();
         // on_enter runs first, as a lifecycle task.
-        self.spawn_lifecycle(true);
+        self.spawn_hook(Hook::Enter);
         loop {
             let deadline = self.policy.deadline();
             tokio::select! {
@@ -531,7 +507,7 @@ impl Activity {
                 Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
-                ev = next_event(&mut self.rec_events) => match ev {
+                ev = common::next_of(&mut self.rec_events) => match ev {
                     Some(ev) => self.on_recognition(ev).await,
                     None => self.rec_events = None,
                 },
@@ -539,18 +515,14 @@ impl Activity {
                     Internal::Generation(n) => self.on_notice(n).await,
                     Internal::Hook(h) => self.on_hook(h),
                 },
-                () = sleep_until_opt(deadline) => {
+                () = common::sleep_until_opt(deadline) => {
                     let d = self.policy.poll(Instant::now());
                     self.apply(d);
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            if self.current.is_none()
-                && let Some(ack) = self.suspend_ack.take()
-            {
-                let _ = ack.send(());
-            }
+            common::ack_suspend(self.current.as_ref(), &mut self.suspend_ack);
             if self.draining.is_some() && self.idle() {
                 break;
             }
@@ -560,12 +532,7 @@ impl Activity {
         let drained = self.draining.take();
         let drain_ctx = self.drain_ctx.take();
         self.shutdown().await;
-        if let Some(ctx) = drain_ctx {
-            let _ = ctx.send(self.agent.chat_ctx().clone());
-        }
-        if let Some(done) = drained {
-            let _ = done.send(());
-        }
+        common::report_drained(&self.agent, drained, drain_ctx);
     }
 
     fn idle(&self) -> bool {
@@ -576,15 +543,7 @@ impl Activity {
         let mut pending: Vec<SpeechHandle> = self.live.drain(..).collect();
         pending.extend(self.queue.drain());
         pending.extend(self.current.take());
-        for h in &pending {
-            h.force_interrupt();
-        }
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        // Aborted generations never reported: nobody may wait forever on them.
-        for h in pending {
-            h.mark_done();
-        }
+        common::abort_speeches(pending, &mut self.tasks).await;
         if self.frames_dropped > 0 {
             tracing::debug!(
                 dropped = self.frames_dropped,
@@ -597,32 +556,20 @@ impl Activity {
         }
     }
 
-    fn spawn_user_away(&mut self) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
+    fn spawn_hook(&mut self, hook: Hook) {
         self.outstanding += 1;
-        self.tasks.spawn(async move {
-            catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await;
-            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
-        });
-    }
-
-    fn spawn_lifecycle(&mut self, enter: bool) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
-        self.outstanding += 1;
-        self.tasks.spawn(async move {
-            if enter {
-                catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await;
-            } else {
-                catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await;
-            }
-            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
-        });
+        let done = (
+            self.internal_tx.clone(),
+            Internal::Hook(HookDone::Lifecycle),
+        );
+        common::spawn_hook(
+            &mut self.tasks,
+            &self.agent,
+            &self.session,
+            &self.shared,
+            hook,
+            done,
+        );
     }
 
     fn on_command(&mut self, cmd: ActivityCmd) {
@@ -655,10 +602,7 @@ impl Activity {
                 // A handoff while this agent was suspended under a task: it never speaks again; its queue is
                 // cancelled, its `on_exit` runs.
                 self.abandoned = true;
-                for h in self.queue.drain() {
-                    h.force_interrupt();
-                    h.mark_done();
-                }
+                common::finish_speeches(self.queue.drain());
                 self.on_command(ActivityCmd::Drain(done));
             }
             ActivityCmd::Drain(done) => {
@@ -667,7 +611,7 @@ impl Activity {
                 self.cancel_preemptive();
                 if !self.drain_started {
                     self.drain_started = true;
-                    self.spawn_lifecycle(false);
+                    self.spawn_hook(Hook::Exit);
                 }
                 self.draining = Some(done);
             }
@@ -758,30 +702,13 @@ impl Activity {
     /// `session.interrupt()`: the current speech and every queued one (LiveKit §5.4); refused when any of them
     /// does not allow interruptions.
     fn interrupt_all(&mut self) -> Result<(), SessionError> {
-        let all: Vec<SpeechHandle> = self
-            .current
-            .iter()
-            .chain(self.queue.iter())
-            .filter(|h| !h.done())
-            .cloned()
-            .collect();
-        if all.iter().any(|h| !h.allow_interruptions()) {
-            return Err(SessionError::Speech(SpeechError::NotInterruptible));
-        }
-        for h in all {
-            let _ = h.interrupt();
-        }
+        common::interrupt_speeches(self.current.iter().chain(self.queue.iter()))?;
         self.resume_if_paused();
         Ok(())
     }
 
     fn on_frame(&mut self, frame: AudioFrame) {
-        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| !c.allow_interruptions())
-        {
+        if common::input_blocked(self.current.as_ref()) {
             return;
         }
         if let Some(rec) = &self.recognition
@@ -842,10 +769,10 @@ impl Activity {
             RecognitionEvent::UserStateChanged(c) => {
                 self.shared.set_user_state(c.new);
                 if c.new == agents_core::UserState::Away {
-                    self.spawn_user_away();
+                    self.spawn_hook(Hook::UserAway);
                 }
             }
-            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            RecognitionEvent::Error(e) => common::recognition_error(&self.shared, &e),
             _ => {}
         }
     }
@@ -1157,7 +1084,7 @@ impl Activity {
         self.live.retain(|h| !h.done());
         self.live.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let (tx, rx) = mpsc::channel::<Notice>(16);
         let internal = self.internal_tx.clone();
         // Relay generation notices into the activity's internal channel (and count the generation's end).
         let ctx = GenerationContext {
@@ -1184,35 +1111,17 @@ impl Activity {
         let shared = Arc::clone(&self.shared);
         self.tasks.spawn(
             async move {
-                let relay = async {
-                    while let Some(n) = rx.recv().await {
-                        if internal.send(Internal::Generation(n)).await.is_err() {
-                            return;
-                        }
-                    }
-                };
-                let generation = async {
-                    let handle = ctx.handle.clone();
-                    let notify = ctx.notify.clone();
-                    if catch_panic(&shared, "speech generation", generation::run(ctx, source))
-                        .await
-                        .is_none()
-                    {
-                        // The generation died: its speech ends here, so the activity schedules the next one.
-                        handle.force_interrupt();
-                        handle.mark_done();
-                        let _ = notify
-                            .send(Notice::PlayoutDone {
-                                speech_id: handle.id().to_owned(),
-                                message: None,
-                                interrupted: true,
-                                tools_running: false,
-                            })
-                            .await;
-                    }
-                };
-                let ((), ()) = futures::join!(generation, relay);
-                let _ = internal.send(Internal::Generation(Notice::Finished)).await;
+                let speech = (ctx.handle.clone(), ctx.notify.clone());
+                let generation = generation::run(ctx, source);
+                common::supervise_speech(
+                    &shared,
+                    "speech generation",
+                    generation,
+                    speech,
+                    rx,
+                    &internal,
+                )
+                .await;
             }
             .instrument(span),
         );
@@ -1220,14 +1129,12 @@ impl Activity {
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() || self.suspended {
-            return;
-        }
-        if let Some(next) = self.queue.pop() {
-            self.shared.set_current_speech(Some(next.clone()));
-            next.authorize();
-            self.current = Some(next);
-        }
+        common::schedule(
+            &self.shared,
+            &mut self.queue,
+            &mut self.current,
+            self.suspended,
+        );
     }
 
     async fn on_notice(&mut self, notice: Notice) {
@@ -1243,7 +1150,7 @@ impl Activity {
                         c.allow_interruptions(),
                         can_pause,
                     );
-                    tell_agent_speaking(self.recognition.as_ref(), true).await;
+                    common::tell_agent_speaking(self.recognition.as_ref(), true).await;
                 }
             }
             Notice::PlayoutDone {
@@ -1260,7 +1167,7 @@ impl Activity {
                     self.shared.set_current_speech(None);
                     self.policy.agent_speech_ended();
                     self.resume_if_paused();
-                    tell_agent_speaking(self.recognition.as_ref(), false).await;
+                    common::tell_agent_speaking(self.recognition.as_ref(), false).await;
                     self.schedule();
                     if self.current.is_none() {
                         self.shared.set_agent_state(if tools_running {
@@ -1383,10 +1290,7 @@ impl Drop for Activity {
         pending.extend(self.queue.drain());
         pending.extend(self.current.take());
         pending.extend(self.preemptive.take().map(|p| p.handle));
-        for h in pending {
-            h.force_interrupt();
-            h.mark_done();
-        }
+        common::finish_speeches(pending);
         self.resume_if_paused();
     }
 }
@@ -1408,36 +1312,4 @@ pub(crate) fn merged_interruption(
         o.resume_false_interruption = v;
     }
     o
-}
-
-/// Tells the recognition whether the agent speaks (user-away timer). Bounded: the recognition's queue is shared
-/// with input frames and its events are read by this task, so an unbounded wait could deadlock.
-async fn tell_agent_speaking(rec: Option<&AudioRecognition>, speaking: bool) {
-    if let Some(rec) = rec {
-        let sent =
-            tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking))
-                .await;
-        if sent.is_err() {
-            tracing::warn!(
-                speaking,
-                "audio recognition busy: agent-speaking state not delivered"
-            );
-        }
-    }
-}
-
-async fn next_event(
-    events: &mut Option<EventStream<RecognitionEvent>>,
-) -> Option<RecognitionEvent> {
-    match events {
-        Some(e) => e.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

@@ -126,6 +126,18 @@ pub(crate) enum Notice {
     Finished,
 }
 
+/// Tells the activity that `handle` ended interrupted before anything of it was heard.
+pub(crate) async fn notify_interrupted(notify: &mpsc::Sender<Notice>, handle: &SpeechHandle) {
+    let _ = notify
+        .send(Notice::PlayoutDone {
+            speech_id: handle.id().to_owned(),
+            message: None,
+            interrupted: true,
+            tools_running: false,
+        })
+        .await;
+}
+
 /// A chunk of audio with the words that start in it (times from the start of the speech).
 struct AudioChunk {
     frame: AudioFrame,
@@ -272,12 +284,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         () = handle.wait_for_interruption() => {
             drop(stages);
             handle.mark_done();
-            let _ = ctx.notify.send(Notice::PlayoutDone {
-                speech_id: handle.id().to_owned(),
-                message: None,
-                interrupted: true,
-                tools_running: false,
-            }).await;
+            notify_interrupted(&ctx.notify, &handle).await;
             return;
         }
     }
@@ -317,6 +324,17 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     };
 
     let sync = ctx.transcript_sync.as_ref();
+    // One frame to the output; a failure is reported (and ends the forwarding).
+    let capture = async |out: &Arc<dyn AudioOutput>, frame: AudioFrame| -> bool {
+        match out.capture_frame(frame).await {
+            Ok(()) => true,
+            Err(e) => {
+                ctx.shared
+                    .emit_error(ErrorEvent::new(Component::Transport, out.label(), e, true));
+                false
+            }
+        }
+    };
     let forward_audio = async {
         let Some(out) = &output else {
             // Drain, so the producing stages are not held back.
@@ -344,13 +362,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 }
             };
             for frame in frames {
-                if let Err(e) = out.capture_frame(frame).await {
-                    ctx.shared.emit_error(ErrorEvent::new(
-                        Component::Transport,
-                        out.label(),
-                        e,
-                        true,
-                    ));
+                if !capture(out, frame).await {
                     return;
                 }
                 captured = true;
@@ -363,13 +375,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         match converter.finish() {
             Ok(tail) => {
                 for frame in tail {
-                    if let Err(e) = out.capture_frame(frame).await {
-                        ctx.shared.emit_error(ErrorEvent::new(
-                            Component::Transport,
-                            out.label(),
-                            e,
-                            true,
-                        ));
+                    if !capture(out, frame).await {
                         return;
                     }
                     captured = true;

@@ -31,7 +31,6 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -50,17 +49,15 @@ use agents_core::realtime::{
     RealtimeSessionOptions,
 };
 use agents_core::session::{SessionError, SessionHandle};
-use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::tools::ToolContext;
 
-use crate::activity::{ActivityCmd, ActivityDeps, Inbox, catch_panic};
+use crate::activity::common::{self, Hook};
+use crate::activity::{ActivityCmd, ActivityDeps, Inbox};
 use crate::generation::{self, GenerationContext, Notice, Source};
 use crate::interruption::{InterruptionDecision, InterruptionPolicy};
-use crate::recognition::{
-    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
-    TurnDetectionMode,
-};
+use crate::recognition::{AudioRecognition, EndOfTurn, RecognitionEvent, TurnDetectionMode};
 use crate::session::{Config, Shared};
 use crate::speech::SpeechQueue;
 use crate::tools_exec::ToolStep;
@@ -127,6 +124,12 @@ enum Internal {
     Notice(Notice),
     /// A lifecycle hook (on_enter, on_exit, on_user_away) finished.
     Lifecycle,
+}
+
+impl From<Notice> for Internal {
+    fn from(notice: Notice) -> Self {
+        Self::Notice(notice)
+    }
 }
 
 /// A reply asked of the model, waiting for its `ResponseCreated`.
@@ -365,42 +368,12 @@ impl RealtimeActivity {
         if vad.is_none() && stt.is_none() {
             return;
         }
-        let mut endpointing = options.endpointing;
-        let o = self.agent.turn_overrides();
-        if let Some(v) = o.min_endpointing_delay {
-            endpointing.min_delay = v;
+        if let Some((r, events)) =
+            common::start_recognition(&self.shared, &self.config, &self.agent, mode, vad, stt)
+        {
+            self.recognition = Some(r);
+            self.rec_events = Some(events);
         }
-        if let Some(v) = o.max_endpointing_delay {
-            endpointing.max_delay = v;
-        }
-        let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(endpointing)
-            .with_user_away_timeout(options.user_away_timeout);
-        if let Some(d) = &options.turn_detector {
-            rec = rec.with_turn_detector(Arc::clone(d));
-        }
-        match AudioRecognition::start(vad, stt, rec) {
-            Ok((r, events)) => {
-                self.recognition = Some(r);
-                self.rec_events = Some(events);
-            }
-            Err(e) => self.recognition_error(&e),
-        }
-    }
-
-    fn recognition_error(&self, e: &RecognitionError) {
-        let component = match e {
-            RecognitionError::Vad(_) => Component::Vad,
-            RecognitionError::MissingComponent { component, .. }
-            | RecognitionError::StreamEnded { component } => *component,
-            _ => Component::Stt,
-        };
-        self.shared.emit_error(ErrorEvent::new(
-            component,
-            "audio_recognition",
-            e.clone(),
-            true,
-        ));
     }
 
     async fn run(&mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
@@ -418,11 +391,11 @@ impl RealtimeActivity {
                     Some(cmd) => self.on_command(cmd).await,
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
-                ev = next_of(&mut self.rt_events) => match ev {
+                ev = common::next_of(&mut self.rt_events) => match ev {
                     Some(ev) => self.on_realtime(ev).await,
                     None => self.on_realtime_ended(),
                 },
-                ev = next_of(&mut self.rec_events) => match ev {
+                ev = common::next_of(&mut self.rec_events) => match ev {
                     Some(ev) => self.on_recognition(ev).await,
                     None => self.rec_events = None,
                 },
@@ -430,15 +403,11 @@ impl RealtimeActivity {
                     Internal::Notice(n) => self.on_notice(n).await,
                     Internal::Lifecycle => self.outstanding = self.outstanding.saturating_sub(1),
                 },
-                () = sleep_until_opt(reply_deadline) => self.expire_pending(),
+                () = common::sleep_until_opt(reply_deadline) => self.expire_pending(),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            if self.current.is_none()
-                && let Some(ack) = self.suspend_ack.take()
-            {
-                let _ = ack.send(());
-            }
+            common::ack_suspend(self.current.as_ref(), &mut self.suspend_ack);
             if self.draining.is_some() && self.idle() {
                 break;
             }
@@ -448,12 +417,7 @@ impl RealtimeActivity {
         let drained = self.draining.take();
         let drain_ctx = self.drain_ctx.take();
         self.shutdown().await;
-        if let Some(ctx) = drain_ctx {
-            let _ = ctx.send(self.agent.chat_ctx().clone());
-        }
-        if let Some(done) = drained {
-            let _ = done.send(());
-        }
+        common::report_drained(&self.agent, drained, drain_ctx);
     }
 
     fn idle(&self) -> bool {
@@ -468,16 +432,9 @@ impl RealtimeActivity {
         all.extend(self.queue.drain());
         all.extend(self.current.take());
         all.extend(self.pending.drain(..).map(|p| p.handle));
-        for h in &all {
-            h.force_interrupt();
-        }
         self.routes.clear();
         self.audio_pump = None;
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        for h in all {
-            h.mark_done();
-        }
+        common::abort_speeches(all, &mut self.tasks).await;
         self.shared.set_current_speech(None);
         if let Some(rt) = self.rt.take() {
             match tokio::time::timeout(Duration::from_secs(2), rt.close()).await {
@@ -499,22 +456,16 @@ impl RealtimeActivity {
     }
 
     fn spawn_hook(&mut self, hook: Hook) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
-        self.tasks.spawn(async move {
-            // A panicking hook is reported and still counted as finished.
-            match hook {
-                Hook::Enter => catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await,
-                Hook::Exit => catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await,
-                Hook::UserAway => {
-                    catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await
-                }
-            };
-            let _ = tx.send(Internal::Lifecycle).await;
-        });
+        let done = (self.internal_tx.clone(), Internal::Lifecycle);
+        common::spawn_hook(
+            &mut self.tasks,
+            &self.agent,
+            &self.session,
+            &self.shared,
+            hook,
+            done,
+        );
     }
 
     async fn on_command(&mut self, cmd: ActivityCmd) {
@@ -533,8 +484,7 @@ impl RealtimeActivity {
                         SessionError::NoTts,
                         true,
                     ));
-                    handle.force_interrupt();
-                    handle.mark_done();
+                    common::finish_speeches([handle]);
                     return;
                 }
                 self.said.insert(handle.id().to_owned());
@@ -564,14 +514,8 @@ impl RealtimeActivity {
             ActivityCmd::UserTurn(commit) => self.on_user_turn_command(commit).await,
             ActivityCmd::Abandon(done) => {
                 // A handoff while suspended under a task: this agent never speaks again.
-                for h in self.queue.drain() {
-                    h.force_interrupt();
-                    h.mark_done();
-                }
-                for p in self.pending.drain(..) {
-                    p.handle.force_interrupt();
-                    p.handle.mark_done();
-                }
+                common::finish_speeches(self.queue.drain());
+                common::finish_speeches(self.pending.drain(..).map(|p| p.handle));
                 Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
             }
             ActivityCmd::Drain(done) => {
@@ -742,21 +686,12 @@ impl RealtimeActivity {
     /// `session.interrupt()`: every speech (current, queued, awaiting its response), refused when one of them does
     /// not allow interruptions.
     fn interrupt_all(&mut self) -> Result<(), SessionError> {
-        let all: Vec<SpeechHandle> = self
-            .current
-            .iter()
-            .chain(self.queue.iter())
-            .chain(self.pending.iter().map(|p| &p.handle))
-            .filter(|h| !h.done())
-            .cloned()
-            .collect();
-        if all.iter().any(|h| !h.allow_interruptions()) {
-            return Err(SessionError::Speech(SpeechError::NotInterruptible));
-        }
-        for h in all {
-            let _ = h.interrupt();
-        }
-        Ok(())
+        common::interrupt_speeches(
+            self.current
+                .iter()
+                .chain(self.queue.iter())
+                .chain(self.pending.iter().map(|p| &p.handle)),
+        )
     }
 
     /// Barge-in: interrupts the current speech and the queued ones that allow it.
@@ -774,12 +709,7 @@ impl RealtimeActivity {
     }
 
     fn on_frame(&mut self, frame: AudioFrame) {
-        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| !c.allow_interruptions())
-        {
+        if common::input_blocked(self.current.as_ref()) {
             return;
         }
         if let Some(rec) = &self.recognition
@@ -932,7 +862,7 @@ impl RealtimeActivity {
         self.live.push(handle.clone());
         self.queue.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut notices) = mpsc::channel::<Notice>(16);
+        let (tx, notices) = mpsc::channel::<Notice>(16);
         let ctx = ResponseContext {
             handle: handle.clone(),
             rt,
@@ -952,26 +882,17 @@ impl RealtimeActivity {
             tracing::info_span!("realtime_response", %response_id, speech_id = %ctx.handle.id());
         self.tasks.spawn(
             async move {
-                let relay = async {
-                    while let Some(n) = notices.recv().await {
-                        if internal.send(Internal::Notice(n)).await.is_err() {
-                            return;
-                        }
-                    }
-                };
-                // The clones live inside the block: the relay ends once every notice sender is gone.
-                let response = async move {
-                    let handle = ctx.handle.clone();
-                    let notify = ctx.notify.clone();
-                    if catch_panic(&shared, "realtime response", response::run(ctx, rx))
-                        .await
-                        .is_none()
-                    {
-                        speech_died(&handle, &notify).await;
-                    }
-                };
-                let ((), ()) = futures::join!(response, relay);
-                let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+                let speech = (ctx.handle.clone(), ctx.notify.clone());
+                let response = response::run(ctx, rx);
+                common::supervise_speech(
+                    &shared,
+                    "realtime response",
+                    response,
+                    speech,
+                    notices,
+                    &internal,
+                )
+                .await;
             }
             .instrument(span),
         );
@@ -982,7 +903,7 @@ impl RealtimeActivity {
         self.live.retain(|h| !h.done());
         self.live.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let (tx, rx) = mpsc::channel::<Notice>(16);
         let internal = self.internal_tx.clone();
         let ctx = GenerationContext {
             handle: handle.clone(),
@@ -1005,38 +926,28 @@ impl RealtimeActivity {
         };
         let shared = Arc::clone(&self.shared);
         self.tasks.spawn(async move {
-            let relay = async {
-                while let Some(n) = rx.recv().await {
-                    if internal.send(Internal::Notice(n)).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            let generation = async move {
-                let handle = ctx.handle.clone();
-                let notify = ctx.notify.clone();
-                if catch_panic(&shared, "speech generation", generation::run(ctx, source))
-                    .await
-                    .is_none()
-                {
-                    speech_died(&handle, &notify).await;
-                }
-            };
-            let ((), ()) = futures::join!(generation, relay);
-            let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+            let speech = (ctx.handle.clone(), ctx.notify.clone());
+            let generation = generation::run(ctx, source);
+            common::supervise_speech(
+                &shared,
+                "speech generation",
+                generation,
+                speech,
+                rx,
+                &internal,
+            )
+            .await;
         });
     }
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() || self.suspended {
-            return;
-        }
-        if let Some(next) = self.queue.pop() {
-            self.shared.set_current_speech(Some(next.clone()));
-            next.authorize();
-            self.current = Some(next);
-        }
+        common::schedule(
+            &self.shared,
+            &mut self.queue,
+            &mut self.current,
+            self.suspended,
+        );
     }
 
     async fn on_notice(&mut self, notice: Notice) {
@@ -1050,7 +961,7 @@ impl RealtimeActivity {
                         false,
                     );
                     if let Some(rec) = &self.recognition {
-                        tell_agent_speaking(rec, true).await;
+                        common::tell_agent_speaking(Some(rec), true).await;
                     }
                 }
             }
@@ -1081,7 +992,7 @@ impl RealtimeActivity {
                     self.shared.set_current_speech(None);
                     self.policy.agent_speech_ended();
                     if let Some(rec) = &self.recognition {
-                        tell_agent_speaking(rec, false).await;
+                        common::tell_agent_speaking(Some(rec), false).await;
                     }
                     self.schedule();
                     if self.current.is_none() {
@@ -1241,7 +1152,7 @@ impl RealtimeActivity {
                     self.spawn_hook(Hook::UserAway);
                 }
             }
-            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            RecognitionEvent::Error(e) => common::recognition_error(&self.shared, &e),
             _ => {}
         }
     }
@@ -1283,39 +1194,6 @@ impl RealtimeActivity {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Hook {
-    Enter,
-    Exit,
-    UserAway,
-}
-
-/// Tells the recognition whether the agent speaks (user-away timer), bounded as in the cascading activity.
-async fn tell_agent_speaking(rec: &AudioRecognition, speaking: bool) {
-    let sent =
-        tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking)).await;
-    if sent.is_err() {
-        tracing::warn!(
-            speaking,
-            "audio recognition busy: agent-speaking state not delivered"
-        );
-    }
-}
-
-async fn next_of<T>(events: &mut Option<EventStream<T>>) -> Option<T> {
-    match events {
-        Some(e) => e.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// How long one call to the realtime model (generate, interrupt, commit, context or tool-choice update) may hold
 /// the activity's loop, which is also the only reader of the model's events.
 const MODEL_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1336,20 +1214,6 @@ async fn model_call(
         })
 }
 
-/// A speech whose task panicked ends here (interrupted), so the activity schedules the next one.
-async fn speech_died(handle: &SpeechHandle, notify: &mpsc::Sender<Notice>) {
-    handle.force_interrupt();
-    handle.mark_done();
-    let _ = notify
-        .send(Notice::PlayoutDone {
-            speech_id: handle.id().to_owned(),
-            message: None,
-            interrupted: true,
-            tools_running: false,
-        })
-        .await;
-}
-
 /// The drop guard: an activity dropped without its shutdown (its task aborted) still finishes its speech handles.
 impl Drop for RealtimeActivity {
     fn drop(&mut self) {
@@ -1357,10 +1221,7 @@ impl Drop for RealtimeActivity {
         all.extend(self.queue.drain());
         all.extend(self.current.take());
         all.extend(self.pending.drain(..).map(|p| p.handle));
-        for h in all {
-            h.force_interrupt();
-            h.mark_done();
-        }
+        common::finish_speeches(all);
     }
 }
 

@@ -105,12 +105,7 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
                 tracing::debug!(error = %e, "realtime interrupt of a response not played");
             }
             handle.mark_done();
-            let _ = ctx.notify.send(Notice::PlayoutDone {
-                speech_id: handle.id().to_owned(),
-                message: None,
-                interrupted: true,
-                tools_running: false,
-            }).await;
+            crate::generation::notify_interrupted(&ctx.notify, &handle).await;
             return;
         }
     }

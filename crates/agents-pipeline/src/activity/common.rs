@@ -1,0 +1,261 @@
+//! What the cascading activity ([`super`]) and the realtime activity ([`crate::realtime`]) share: recognition
+//! setup, speech scheduling and interruption, lifecycle hooks, the supervision of speech tasks, and the end of a
+//! drain.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use agents_core::agent::Agent;
+use agents_core::chat::ChatContext;
+use agents_core::events::{Component, ErrorEvent};
+use agents_core::session::{SessionError, SessionHandle};
+use agents_core::speech::{SpeechError, SpeechHandle};
+use agents_core::stream::EventStream;
+
+use super::catch_panic;
+use crate::generation::{self, Notice};
+use crate::recognition::{
+    AudioRecognition, RecognitionError, RecognitionEvent, RecognitionOptions, TurnDetectionMode,
+};
+use crate::session::{Config, Shared};
+use crate::speech::SpeechQueue;
+
+/// Starts the audio recognition in `mode` with the session's endpointing (and the agent's overrides), user-away
+/// timeout and turn detector. A failure is reported as a recoverable error event and gives `None`.
+pub(crate) fn start_recognition(
+    shared: &Shared,
+    config: &Config,
+    agent: &Agent,
+    mode: TurnDetectionMode,
+    vad: Option<Arc<dyn agents_core::Vad>>,
+    stt: Option<Arc<dyn agents_core::Stt>>,
+) -> Option<(AudioRecognition, EventStream<RecognitionEvent>)> {
+    let options = &config.options;
+    let mut endpointing = options.endpointing;
+    let o = agent.turn_overrides();
+    if let Some(v) = o.min_endpointing_delay {
+        endpointing.min_delay = v;
+    }
+    if let Some(v) = o.max_endpointing_delay {
+        endpointing.max_delay = v;
+    }
+    let mut rec = RecognitionOptions::new(mode)
+        .with_endpointing(endpointing)
+        .with_user_away_timeout(options.user_away_timeout);
+    if let Some(d) = &options.turn_detector {
+        rec = rec.with_turn_detector(Arc::clone(d));
+    }
+    match AudioRecognition::start(vad, stt, rec) {
+        Ok(started) => Some(started),
+        Err(e) => {
+            recognition_error(shared, &e);
+            None
+        }
+    }
+}
+
+/// Reports a recognition failure as a recoverable error event of the component at fault.
+pub(crate) fn recognition_error(shared: &Shared, e: &RecognitionError) {
+    let component = match e {
+        RecognitionError::Vad(_) => Component::Vad,
+        RecognitionError::MissingComponent { component, .. }
+        | RecognitionError::StreamEnded { component } => *component,
+        _ => Component::Stt,
+    };
+    shared.emit_error(ErrorEvent::new(
+        component,
+        "audio_recognition",
+        e.clone(),
+        true,
+    ));
+}
+
+/// Authorizes the next queued speech when none plays (and the activity is not suspended).
+pub(crate) fn schedule(
+    shared: &Shared,
+    queue: &mut SpeechQueue,
+    current: &mut Option<SpeechHandle>,
+    suspended: bool,
+) {
+    if current.is_some() || suspended {
+        return;
+    }
+    if let Some(next) = queue.pop() {
+        shared.set_current_speech(Some(next.clone()));
+        next.authorize();
+        *current = Some(next);
+    }
+}
+
+/// `session.interrupt()` over `speeches`: every one not done is interrupted, or none when one of them does not
+/// allow interruptions.
+pub(crate) fn interrupt_speeches<'a>(
+    speeches: impl IntoIterator<Item = &'a SpeechHandle>,
+) -> Result<(), SessionError> {
+    let all: Vec<SpeechHandle> = speeches
+        .into_iter()
+        .filter(|h| !h.done())
+        .cloned()
+        .collect();
+    if all.iter().any(|h| !h.allow_interruptions()) {
+        return Err(SessionError::Speech(SpeechError::NotInterruptible));
+    }
+    for h in all {
+        let _ = h.interrupt();
+    }
+    Ok(())
+}
+
+/// Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
+pub(crate) fn input_blocked(current: Option<&SpeechHandle>) -> bool {
+    current.is_some_and(|c| !c.allow_interruptions())
+}
+
+/// Ends `speeches` (interrupted and done), so nobody waits for them.
+pub(crate) fn finish_speeches(speeches: impl IntoIterator<Item = SpeechHandle>) {
+    for h in speeches {
+        h.force_interrupt();
+        h.mark_done();
+    }
+}
+
+/// The shutdown of an activity's speeches: they are interrupted, the activity's tasks aborted and awaited, and
+/// the speeches marked done (aborted generations never report).
+pub(crate) async fn abort_speeches(speeches: Vec<SpeechHandle>, tasks: &mut JoinSet<()>) {
+    for h in &speeches {
+        h.force_interrupt();
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    for h in speeches {
+        h.mark_done();
+    }
+}
+
+/// A lifecycle hook of the agent.
+#[derive(Clone, Copy)]
+pub(crate) enum Hook {
+    Enter,
+    Exit,
+    UserAway,
+}
+
+/// Runs `hook` as a task of the activity, then sends `done` to the activity. A panicking hook is reported and
+/// still counted as finished.
+pub(crate) fn spawn_hook<M: Send + 'static>(
+    tasks: &mut JoinSet<()>,
+    agent: &Agent,
+    session: &SessionHandle,
+    shared: &Arc<Shared>,
+    hook: Hook,
+    (tx, done): (mpsc::Sender<M>, M),
+) {
+    let hooks = Arc::clone(agent.hooks());
+    let session = session.clone();
+    let shared = Arc::clone(shared);
+    tasks.spawn(async move {
+        match hook {
+            Hook::Enter => catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await,
+            Hook::Exit => catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await,
+            Hook::UserAway => {
+                catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await
+            }
+        };
+        let _ = tx.send(done).await;
+    });
+}
+
+/// Runs a speech's task (`what` names it in panic reports) next to the relay of its `notices` into the activity's
+/// `internal` channel, then sends [`Notice::Finished`]. A task that panics ends its speech here (interrupted), so
+/// the activity schedules the next one.
+pub(crate) async fn supervise_speech<M: From<Notice>>(
+    shared: &Shared,
+    what: &'static str,
+    speech: impl Future<Output = ()>,
+    (handle, notify): (SpeechHandle, mpsc::Sender<Notice>),
+    mut notices: mpsc::Receiver<Notice>,
+    internal: &mpsc::Sender<M>,
+) {
+    let relay = async {
+        while let Some(n) = notices.recv().await {
+            if internal.send(M::from(n)).await.is_err() {
+                return;
+            }
+        }
+    };
+    // The clones live inside the block: the relay ends once every notice sender is gone.
+    let speech = async move {
+        if catch_panic(shared, what, speech).await.is_none() {
+            handle.force_interrupt();
+            handle.mark_done();
+            generation::notify_interrupted(&notify, &handle).await;
+        }
+    };
+    let ((), ()) = futures::join!(speech, relay);
+    let _ = internal.send(M::from(Notice::Finished)).await;
+}
+
+/// The activity is suspended (an `AgentTask` runs) and its current speech ended: the session hears it.
+pub(crate) fn ack_suspend(
+    current: Option<&SpeechHandle>,
+    suspend_ack: &mut Option<oneshot::Sender<()>>,
+) {
+    if current.is_none()
+        && let Some(ack) = suspend_ack.take()
+    {
+        let _ = ack.send(());
+    }
+}
+
+/// After the activity's shutdown: the agent's context goes back to the task that ran it, and the drain is
+/// reported (the session then drops the activity).
+pub(crate) fn report_drained(
+    agent: &Agent,
+    drained: Option<oneshot::Sender<()>>,
+    drain_ctx: Option<oneshot::Sender<ChatContext>>,
+) {
+    if let Some(ctx) = drain_ctx {
+        let _ = ctx.send(agent.chat_ctx().clone());
+    }
+    if let Some(done) = drained {
+        let _ = done.send(());
+    }
+}
+
+/// Tells the recognition whether the agent speaks (user-away timer). Bounded: the recognition's queue is shared
+/// with input frames and its events are read by the activity, so an unbounded wait could deadlock.
+pub(crate) async fn tell_agent_speaking(rec: Option<&AudioRecognition>, speaking: bool) {
+    if let Some(rec) = rec {
+        let sent =
+            tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking))
+                .await;
+        if sent.is_err() {
+            tracing::warn!(
+                speaking,
+                "audio recognition busy: agent-speaking state not delivered"
+            );
+        }
+    }
+}
+
+/// The next event of `events`; pending forever when there is no stream.
+pub(crate) async fn next_of<T>(events: &mut Option<EventStream<T>>) -> Option<T> {
+    match events {
+        Some(e) => e.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`; pending forever without one.
+pub(crate) async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
