@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use agents_core::agent::Agent;
-use agents_core::chat::ChatContext;
-use agents_core::events::{Component, ErrorEvent};
+use agents_core::chat::{ChatContext, ChatItem};
+use agents_core::events::{Component, ErrorEvent, SessionEvent, SpeechSource};
 use agents_core::session::{SessionError, SessionHandle};
-use agents_core::speech::{SpeechError, SpeechHandle};
+use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 
 use super::catch_panic;
@@ -23,8 +23,9 @@ use crate::generation::{self, Notice};
 use crate::recognition::{
     AudioRecognition, RecognitionError, RecognitionEvent, RecognitionOptions, TurnDetectionMode,
 };
-use crate::session::{Config, Shared};
+use crate::session::{Config, SessionCmd, Shared};
 use crate::speech::SpeechQueue;
+use crate::tools_exec::ToolStep;
 
 /// Starts the audio recognition in `mode` with the session's endpointing (and the agent's overrides), user-away
 /// timeout and turn detector. A failure is reported as a recoverable error event and gives `None`.
@@ -193,12 +194,88 @@ pub(crate) async fn supervise_speech<M: From<Notice>>(
     let speech = async move {
         if catch_panic(shared, what, speech).await.is_none() {
             handle.force_interrupt();
-            handle.mark_done();
-            generation::notify_interrupted(&notify, &handle).await;
+            generation::finish_playout(&notify, &handle, None, true, false).await;
         }
     };
     let ((), ()) = futures::join!(speech, relay);
     let _ = internal.send(M::from(Notice::Finished)).await;
+}
+
+/// Appends `item` to the agent's context, and messages to the session history.
+pub(crate) fn commit(agent: &mut Agent, shared: &Shared, item: ChatItem) {
+    let mut ctx = agent.chat_ctx().clone();
+    ctx.push(item.clone());
+    agent.update_chat_ctx(&ctx);
+    if matches!(item, ChatItem::Message(_)) {
+        shared.push_history(item);
+    }
+}
+
+/// After a tool step: its calls and outputs join the agent's context and `FunctionToolsExecuted` is emitted.
+/// Returns the outputs committed, and the handoff the step asks for (none, reported as an error, when several
+/// tools asked for one).
+pub(crate) fn commit_tool_step(
+    agent: &mut Agent,
+    shared: &Shared,
+    step: &ToolStep,
+) -> (Vec<ChatItem>, Option<Agent>) {
+    let mut outputs = Vec::new();
+    for (call, result) in step.calls.iter().zip(&step.results) {
+        commit(agent, shared, ChatItem::FunctionCall(call.clone()));
+        if let Some(out) = &result.output {
+            commit(agent, shared, ChatItem::FunctionCallOutput(out.clone()));
+            outputs.push(ChatItem::FunctionCallOutput(out.clone()));
+        }
+    }
+    shared.emit(SessionEvent::FunctionToolsExecuted {
+        calls: step.calls.clone(),
+        outputs: step.outputs(),
+    });
+    let handoff = match step.handoff() {
+        Ok(h) => h,
+        Err(n) => {
+            shared.emit_error(ErrorEvent::new(
+                Component::Tool,
+                "handoff",
+                SessionError::Invalid {
+                    reason: format!("{n} tools asked for a handoff in one step; none done"),
+                },
+                true,
+            ));
+            None
+        }
+    };
+    (outputs, handoff)
+}
+
+/// Asks the session to switch to `agent` (a tool's handoff); true when there is a handoff.
+pub(crate) fn request_handoff(session_tx: &mpsc::Sender<SessionCmd>, agent: Option<Agent>) -> bool {
+    let Some(agent) = agent else {
+        return false;
+    };
+    if session_tx.try_send(SessionCmd::UpdateAgent(agent)).is_err() {
+        tracing::error!("handoff request dropped: session busy");
+    }
+    true
+}
+
+/// The speech that follows a tool step of `parent` (next step index, same interruptibility).
+pub(crate) fn follow_up_speech(parent: &SpeechHandle) -> SpeechHandle {
+    SpeechHandle::new(
+        SpeechOptions::default()
+            .with_allow_interruptions(parent.allow_interruptions())
+            .with_step_index(parent.step_index() + 1)
+            .with_parent_id(parent.id()),
+    )
+}
+
+/// Announces a speech the activity created itself (`SpeechCreated`, not user-initiated).
+pub(crate) fn announce_speech(shared: &Shared, speech: &SpeechHandle, source: SpeechSource) {
+    shared.emit(SessionEvent::SpeechCreated {
+        speech: speech.clone(),
+        source,
+        user_initiated: false,
+    });
 }
 
 /// The activity is suspended (an `AgentTask` runs) and its current speech ended: the session hears it.

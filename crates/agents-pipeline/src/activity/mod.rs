@@ -1009,11 +1009,7 @@ impl Activity {
         eou.speech_id = Some(handle.id().to_owned());
         self.shared
             .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::GenerateReply,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
         if reused {
             self.queue.push(handle);
             return;
@@ -1037,12 +1033,7 @@ impl Activity {
 
     /// Appends `item` to the agent's context, and messages to the session history.
     fn commit(&mut self, item: ChatItem) {
-        let mut ctx = self.agent.chat_ctx().clone();
-        ctx.push(item.clone());
-        self.agent.update_chat_ctx(&ctx);
-        if matches!(item, ChatItem::Message(_)) {
-            self.shared.push_history(item);
-        }
+        common::commit(&mut self.agent, &self.shared, item);
     }
 
     fn reply_source(
@@ -1207,47 +1198,17 @@ impl Activity {
         if step.calls.is_empty() {
             return;
         }
-        for (call, result) in step.calls.iter().zip(&step.results) {
-            self.commit(ChatItem::FunctionCall(call.clone()));
-            if let Some(out) = &result.output {
-                self.commit(ChatItem::FunctionCallOutput(out.clone()));
-            }
-        }
-        self.shared.emit(SessionEvent::FunctionToolsExecuted {
-            calls: step.calls.clone(),
-            outputs: step.outputs(),
-        });
-        let handoff = match step.handoff() {
-            Ok(h) => h,
-            Err(n) => {
-                self.shared.emit_error(ErrorEvent::new(
-                    Component::Tool,
-                    "handoff",
-                    SessionError::Invalid {
-                        reason: format!("{n} tools asked for a handoff in one step; none done"),
-                    },
-                    true,
-                ));
-                None
-            }
-        };
+        let (_, handoff) = common::commit_tool_step(&mut self.agent, &self.shared, &step);
         if self.abandoned {
             // The waiting tool got its error; the session has moved on to another agent.
             return;
         }
-        let handing_off = handoff.is_some();
-        if let Some(agent) = handoff
-            && self
-                .session_tx
-                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
-                .is_err()
-        {
-            tracing::error!("handoff request dropped: session busy");
-        }
+        let handing_off = common::request_handoff(&self.session_tx, handoff);
         if step.stop_response() || !step.has_outputs() {
             return;
         }
-        let step_index = parent.step_index() + 1;
+        let handle = common::follow_up_speech(parent);
+        let step_index = handle.step_index();
         let max = self.config.options.max_tool_steps;
         // The follow-up runs without tools once the step limit is reached ("generating final response"), and
         // during a handoff or drain.
@@ -1262,17 +1223,7 @@ impl Activity {
         } else {
             tool_choice
         };
-        let handle = SpeechHandle::new(
-            SpeechOptions::default()
-                .with_allow_interruptions(parent.allow_interruptions())
-                .with_step_index(step_index)
-                .with_parent_id(parent.id()),
-        );
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::ToolResponse,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::ToolResponse);
         let source = self.reply_source(None, choice);
         self.spawn_speech(handle, source);
     }

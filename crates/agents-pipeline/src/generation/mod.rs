@@ -126,14 +126,21 @@ pub(crate) enum Notice {
     Finished,
 }
 
-/// Tells the activity that `handle` ended interrupted before anything of it was heard.
-pub(crate) async fn notify_interrupted(notify: &mpsc::Sender<Notice>, handle: &SpeechHandle) {
+/// Marks `handle` done and tells the activity its playout is over (`message`: what was heard, to commit).
+pub(crate) async fn finish_playout(
+    notify: &mpsc::Sender<Notice>,
+    handle: &SpeechHandle,
+    message: Option<ChatMessage>,
+    interrupted: bool,
+    tools_running: bool,
+) {
+    handle.mark_done();
     let _ = notify
         .send(Notice::PlayoutDone {
             speech_id: handle.id().to_owned(),
-            message: None,
-            interrupted: true,
-            tools_running: false,
+            message,
+            interrupted,
+            tools_running,
         })
         .await;
 }
@@ -283,8 +290,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         () = gap_over => {}
         () = handle.wait_for_interruption() => {
             drop(stages);
-            handle.mark_done();
-            notify_interrupted(&ctx.notify, &handle).await;
+            finish_playout(&ctx.notify, &handle, None, true, false).await;
             return;
         }
     }
@@ -516,16 +522,8 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         *last = Some(Instant::now());
     }
     // Playout is done before the tools are waited for (LiveKit §5.5).
-    handle.mark_done();
-    let _ = ctx
-        .notify
-        .send(Notice::PlayoutDone {
-            speech_id: handle.id().to_owned(),
-            message,
-            interrupted,
-            tools_running: !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire),
-        })
-        .await;
+    let tools_running = !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire);
+    finish_playout(&ctx.notify, &handle, message, interrupted, tools_running).await;
     let tool_result = match tools_task {
         Some(mut task) => {
             let result = (&mut task.0).await;

@@ -675,11 +675,7 @@ impl RealtimeActivity {
         let handle = SpeechHandle::new(
             SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
         );
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::GenerateReply,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
         self.ask_reply(handle, None).await;
     }
 
@@ -847,11 +843,7 @@ impl RealtimeActivity {
                 let handle = SpeechHandle::new(
                     SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
                 );
-                self.shared.emit(SessionEvent::SpeechCreated {
-                    speech: handle.clone(),
-                    source: SpeechSource::GenerateReply,
-                    user_initiated: false,
-                });
+                common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
                 (handle, self.user_stopped_at)
             }
         };
@@ -1024,41 +1016,8 @@ impl RealtimeActivity {
         if step.calls.is_empty() {
             return;
         }
-        let mut outputs = Vec::new();
-        for (call, result) in step.calls.iter().zip(&step.results) {
-            self.commit(ChatItem::FunctionCall(call.clone()));
-            if let Some(out) = &result.output {
-                self.commit(ChatItem::FunctionCallOutput(out.clone()));
-                outputs.push(ChatItem::FunctionCallOutput(out.clone()));
-            }
-        }
-        self.shared.emit(SessionEvent::FunctionToolsExecuted {
-            calls: step.calls.clone(),
-            outputs: step.outputs(),
-        });
-        let handoff = match step.handoff() {
-            Ok(h) => h,
-            Err(n) => {
-                self.shared.emit_error(ErrorEvent::new(
-                    Component::Tool,
-                    "handoff",
-                    SessionError::Invalid {
-                        reason: format!("{n} tools asked for a handoff in one step; none done"),
-                    },
-                    true,
-                ));
-                None
-            }
-        };
-        let handing_off = handoff.is_some();
-        if let Some(agent) = handoff
-            && self
-                .session_tx
-                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
-                .is_err()
-        {
-            tracing::error!("handoff request dropped: session busy");
-        }
+        let (outputs, handoff) = common::commit_tool_step(&mut self.agent, &self.shared, &step);
+        let handing_off = common::request_handoff(&self.session_tx, handoff);
         if !outputs.is_empty() {
             self.sync_to_model(outputs).await;
         }
@@ -1071,25 +1030,15 @@ impl RealtimeActivity {
         {
             return;
         }
-        let step_index = parent.step_index() + 1;
-        let handle = SpeechHandle::new(
-            SpeechOptions::default()
-                .with_allow_interruptions(parent.allow_interruptions())
-                .with_step_index(step_index)
-                .with_parent_id(parent.id()),
-        );
-        if step_index >= self.config.options.max_tool_steps {
+        let handle = common::follow_up_speech(parent);
+        if handle.step_index() >= self.config.options.max_tool_steps {
             tracing::warn!(
                 max = self.config.options.max_tool_steps,
                 "maximum number of tool steps reached; generating the final response"
             );
             self.set_tool_choice(ToolChoice::None, handle.id()).await;
         }
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::ToolResponse,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::ToolResponse);
         self.ask_reply(handle, None).await;
     }
 
@@ -1111,12 +1060,7 @@ impl RealtimeActivity {
 
     /// Appends `item` to the agent's context, and messages to the session history.
     fn commit(&mut self, item: ChatItem) {
-        let mut ctx = self.agent.chat_ctx().clone();
-        ctx.push(item.clone());
-        self.agent.update_chat_ctx(&ctx);
-        if matches!(item, ChatItem::Message(_)) {
-            self.shared.push_history(item);
-        }
+        common::commit(&mut self.agent, &self.shared, item);
     }
 
     async fn on_recognition(&mut self, ev: RecognitionEvent) {
