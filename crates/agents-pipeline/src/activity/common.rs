@@ -278,30 +278,82 @@ pub(crate) fn announce_speech(shared: &Shared, speech: &SpeechHandle, source: Sp
     });
 }
 
-/// The activity is suspended (an `AgentTask` runs) and its current speech ended: the session hears it.
-pub(crate) fn ack_suspend(
-    current: Option<&SpeechHandle>,
-    suspend_ack: &mut Option<oneshot::Sender<()>>,
-) {
-    if current.is_none()
-        && let Some(ack) = suspend_ack.take()
-    {
-        let _ = ack.send(());
+/// Suspension by an `AgentTask` and the drain of an activity.
+#[derive(Default)]
+pub(crate) struct DrainState {
+    /// Set once draining; told when drained.
+    done: Option<oneshot::Sender<()>>,
+    /// `on_exit` was started.
+    started: bool,
+    /// An `AgentTask` runs in place of this agent: nothing is scheduled.
+    pub(crate) suspended: bool,
+    /// The session waiting for the current speech to end after a suspension.
+    suspend_ack: Option<oneshot::Sender<()>>,
+    /// This agent runs as a task: its context is handed back once drained.
+    ctx: Option<oneshot::Sender<ChatContext>>,
+}
+
+impl DrainState {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.done.is_some()
+    }
+
+    /// Drains (a suspended agent that drains, on session close or handoff, plays its queue out) and tells `done`
+    /// when drained. True the first time: the agent's `on_exit` is then due.
+    pub(crate) fn drain(&mut self, done: oneshot::Sender<()>) -> bool {
+        self.suspended = false;
+        self.done = Some(done);
+        !std::mem::replace(&mut self.started, true)
+    }
+
+    /// The agent's context goes to `ctx` once drained; the returned sender is the drain's `done`.
+    pub(crate) fn hand_back(&mut self, ctx: oneshot::Sender<ChatContext>) -> oneshot::Sender<()> {
+        self.ctx = Some(ctx);
+        oneshot::channel().0
+    }
+
+    /// Suspends the activity; `ack` is told once no speech plays.
+    pub(crate) fn suspend(&mut self, ack: oneshot::Sender<()>) {
+        self.suspended = true;
+        self.suspend_ack = Some(ack);
+    }
+
+    /// After each step of the activity's loop: a suspension is acknowledged once no speech plays. True when the
+    /// loop ends (draining and `idle`).
+    pub(crate) fn step_done(&mut self, current: Option<&SpeechHandle>, idle: bool) -> bool {
+        if current.is_none()
+            && let Some(ack) = self.suspend_ack.take()
+        {
+            let _ = ack.send(());
+        }
+        self.is_draining() && idle
+    }
+
+    /// Taken before the activity's shutdown, reported after it.
+    pub(crate) fn take_report(&mut self) -> DrainReport {
+        DrainReport {
+            done: self.done.take(),
+            ctx: self.ctx.take(),
+        }
     }
 }
 
-/// After the activity's shutdown: the agent's context goes back to the task that ran it, and the drain is
-/// reported (the session then drops the activity).
-pub(crate) fn report_drained(
-    agent: &Agent,
-    drained: Option<oneshot::Sender<()>>,
-    drain_ctx: Option<oneshot::Sender<ChatContext>>,
-) {
-    if let Some(ctx) = drain_ctx {
-        let _ = ctx.send(agent.chat_ctx().clone());
-    }
-    if let Some(done) = drained {
-        let _ = done.send(());
+/// Who waits for the end of a drain.
+pub(crate) struct DrainReport {
+    done: Option<oneshot::Sender<()>>,
+    ctx: Option<oneshot::Sender<ChatContext>>,
+}
+
+impl DrainReport {
+    /// After the activity's shutdown: the agent's context goes back to the task that ran it, and the drain is
+    /// reported (the session then drops the activity).
+    pub(crate) fn send(self, agent: &Agent) {
+        if let Some(ctx) = self.ctx {
+            let _ = ctx.send(agent.chat_ctx().clone());
+        }
+        if let Some(done) = self.done {
+            let _ = done.send(());
+        }
     }
 }
 

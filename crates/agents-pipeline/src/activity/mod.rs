@@ -372,8 +372,8 @@ struct Activity {
     outstanding: usize,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    draining: Option<oneshot::Sender<()>>,
-    drain_started: bool,
+    /// Suspension and drain.
+    drain: common::DrainState,
     frames_dropped: u64,
     /// Final transcripts of the user turn in progress, joined with single spaces.
     turn_transcript: String,
@@ -381,10 +381,6 @@ struct Activity {
     preemptive: Option<Preemptive>,
     /// Set while the session closes: the next end of turn is committed without a reply, then reported here.
     closing_turn: Option<oneshot::Sender<()>>,
-    /// An `AgentTask` runs in place of this agent: nothing is scheduled, recognition is stopped.
-    suspended: bool,
-    suspend_ack: Option<oneshot::Sender<()>>,
-    drain_ctx: Option<oneshot::Sender<ChatContext>>,
     /// Lost control for good (a handoff while suspended under a task): no follow-up, no handoff of its own.
     abandoned: bool,
 }
@@ -426,15 +422,11 @@ impl Activity {
             outstanding: 0,
             internal_tx,
             internal_rx,
-            draining: None,
-            drain_started: false,
+            drain: common::DrainState::default(),
             frames_dropped: 0,
             turn_transcript: String::new(),
             preemptive: None,
             closing_turn: None,
-            suspended: false,
-            suspend_ack: None,
-            drain_ctx: None,
             abandoned: false,
         }
     }
@@ -522,17 +514,15 @@ impl Activity {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            common::ack_suspend(self.current.as_ref(), &mut self.suspend_ack);
-            if self.draining.is_some() && self.idle() {
+            if self.drain.step_done(self.current.as_ref(), self.idle()) {
                 break;
             }
         }
         // The drain is reported after the shutdown: the session drops this activity (aborting its task) as soon
         // as it hears about it, which must not cut the recognition's close short.
-        let drained = self.draining.take();
-        let drain_ctx = self.drain_ctx.take();
+        let report = self.drain.take_report();
         self.shutdown().await;
-        common::report_drained(&self.agent, drained, drain_ctx);
+        report.send(&self.agent);
     }
 
     fn idle(&self) -> bool {
@@ -593,8 +583,7 @@ impl Activity {
                 let _ = reply.send(self.interrupt_all());
             }
             ActivityCmd::DrainInto(ctx) => {
-                self.drain_ctx = Some(ctx);
-                let (done, _) = oneshot::channel();
+                let done = self.drain.hand_back(ctx);
                 self.on_command(ActivityCmd::Drain(done));
             }
             ActivityCmd::Resume { task_ctx, then } => self.resume(&task_ctx, then),
@@ -607,13 +596,10 @@ impl Activity {
             }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
-                self.suspended = false;
                 self.cancel_preemptive();
-                if !self.drain_started {
-                    self.drain_started = true;
+                if self.drain.drain(done) {
                     self.spawn_hook(Hook::Exit);
                 }
-                self.draining = Some(done);
             }
             ActivityCmd::SetOutputs { audio, text, sync } => {
                 self.resume_if_paused();
@@ -652,14 +638,13 @@ impl Activity {
     /// An `AgentTask` takes over: no new speech is scheduled and the recognition stops; the session is told once
     /// the current speech has ended (LiveKit pauses the caller's activity the same way).
     async fn suspend(&mut self, ack: oneshot::Sender<()>) {
-        self.suspended = true;
         self.cancel_preemptive();
         self.turn_transcript.clear();
         self.rec_events = None;
         if let Some(rec) = self.recognition.take() {
             rec.aclose().await;
         }
-        self.suspend_ack = Some(ack);
+        self.drain.suspend(ack);
     }
 
     /// The task finished: its items join this agent's context (behaviour 122), recognition and scheduling
@@ -668,8 +653,8 @@ impl Activity {
         let mut ctx = self.agent.chat_ctx().clone();
         agents_core::task::merge_task_context(&mut ctx, task_ctx);
         self.agent.update_chat_ctx(&ctx);
-        if self.suspended {
-            self.suspended = false;
+        if self.drain.suspended {
+            self.drain.suspended = false;
             self.start_recognition();
         }
         then();
@@ -823,7 +808,7 @@ impl Activity {
     fn start_preemptive(&mut self, transcript: String) {
         if !self.config.options.preemptive_generation
             || self.current.is_some()
-            || self.draining.is_some()
+            || self.drain.is_draining()
             || self.llm().is_none()
         {
             return;
@@ -889,7 +874,7 @@ impl Activity {
             self.cancel_preemptive();
             return;
         }
-        if self.draining.is_some() {
+        if self.drain.is_draining() {
             tracing::warn!("skipping user input, the agent is draining");
             self.cancel_preemptive();
             return;
@@ -986,7 +971,7 @@ impl Activity {
             }
             same
         });
-        if decision == TurnDecision::StopResponse || self.draining.is_some() {
+        if decision == TurnDecision::StopResponse || self.drain.is_draining() {
             if let Some(p) = reusable {
                 p.handle.force_interrupt();
             }
@@ -1124,7 +1109,7 @@ impl Activity {
             &self.shared,
             &mut self.queue,
             &mut self.current,
-            self.suspended,
+            self.drain.suspended,
         );
     }
 
@@ -1212,7 +1197,7 @@ impl Activity {
         let max = self.config.options.max_tool_steps;
         // The follow-up runs without tools once the step limit is reached ("generating final response"), and
         // during a handoff or drain.
-        let choice = if step_index >= max || handing_off || self.draining.is_some() {
+        let choice = if step_index >= max || handing_off || self.drain.is_draining() {
             if step_index >= max {
                 tracing::warn!(
                     max,

@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -204,14 +204,9 @@ struct RealtimeActivity {
     outstanding: usize,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    draining: Option<oneshot::Sender<()>>,
-    drain_started: bool,
+    /// Suspension and drain.
+    drain: common::DrainState,
     frames_dropped: u64,
-    /// An `AgentTask` runs in place of this agent: nothing is scheduled (input audio goes to the task).
-    suspended: bool,
-    suspend_ack: Option<oneshot::Sender<()>>,
-    /// This agent runs as a task: its context is handed back once drained.
-    drain_ctx: Option<oneshot::Sender<ChatContext>>,
 }
 
 impl RealtimeActivity {
@@ -252,12 +247,8 @@ impl RealtimeActivity {
             outstanding: 0,
             internal_tx,
             internal_rx,
-            draining: None,
-            drain_started: false,
+            drain: common::DrainState::default(),
             frames_dropped: 0,
-            suspended: false,
-            suspend_ack: None,
-            drain_ctx: None,
         }
     }
 
@@ -407,17 +398,15 @@ impl RealtimeActivity {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            common::ack_suspend(self.current.as_ref(), &mut self.suspend_ack);
-            if self.draining.is_some() && self.idle() {
+            if self.drain.step_done(self.current.as_ref(), self.idle()) {
                 break;
             }
         }
         // The realtime session is closed before the drain is reported: the session drops this activity (and
         // starts the next agent) as soon as it hears about it.
-        let drained = self.draining.take();
-        let drain_ctx = self.drain_ctx.take();
+        let report = self.drain.take_report();
         self.shutdown().await;
-        common::report_drained(&self.agent, drained, drain_ctx);
+        report.send(&self.agent);
     }
 
     fn idle(&self) -> bool {
@@ -520,21 +509,16 @@ impl RealtimeActivity {
             }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
-                self.suspended = false;
-                if !self.drain_started {
-                    self.drain_started = true;
+                if self.drain.drain(done) {
                     self.spawn_hook(Hook::Exit);
                 }
-                self.draining = Some(done);
             }
             ActivityCmd::DrainInto(ctx) => {
-                self.drain_ctx = Some(ctx);
-                let (done, _) = oneshot::channel();
+                let done = self.drain.hand_back(ctx);
                 Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
             }
             ActivityCmd::Suspend(ack) => {
-                self.suspended = true;
-                self.suspend_ack = Some(ack);
+                self.drain.suspend(ack);
             }
             ActivityCmd::Resume { task_ctx, then } => {
                 let before: std::collections::HashSet<String> = self
@@ -555,7 +539,7 @@ impl RealtimeActivity {
                 self.agent.update_chat_ctx(&ctx);
                 // The model's server-side conversation learns what the task collected.
                 self.sync_to_model(added).await;
-                self.suspended = false;
+                self.drain.suspended = false;
                 then();
             }
             ActivityCmd::SetOutputs { audio, text, sync } => {
@@ -938,7 +922,7 @@ impl RealtimeActivity {
             &self.shared,
             &mut self.queue,
             &mut self.current,
-            self.suspended,
+            self.drain.suspended,
         );
     }
 
@@ -1025,7 +1009,7 @@ impl RealtimeActivity {
         if step.stop_response()
             || !step.has_outputs()
             || handing_off
-            || self.draining.is_some()
+            || self.drain.is_draining()
             || self.caps.auto_tool_reply_generation
         {
             return;
@@ -1112,7 +1096,7 @@ impl RealtimeActivity {
     }
 
     async fn on_end_of_turn(&mut self, turn: EndOfTurn) {
-        if self.draining.is_some() {
+        if self.drain.is_draining() {
             tracing::warn!("skipping user input, the agent is draining");
             return;
         }
