@@ -126,12 +126,17 @@ pub(crate) fn finish_speeches(speeches: impl IntoIterator<Item = SpeechHandle>) 
     }
 }
 
-/// The shutdown of an activity's speeches: they are interrupted, the activity's tasks aborted and awaited, and
-/// the speeches marked done (aborted generations never report).
-pub(crate) async fn abort_speeches(speeches: Vec<SpeechHandle>, tasks: &mut JoinSet<()>) {
+/// The shutdown of an activity's speeches: they are interrupted, `then` runs, the activity's tasks are aborted
+/// and awaited, and the speeches marked done (aborted generations never report).
+pub(crate) async fn abort_speeches(
+    speeches: Vec<SpeechHandle>,
+    then: impl FnOnce(),
+    tasks: &mut JoinSet<()>,
+) {
     for h in &speeches {
         h.force_interrupt();
     }
+    then();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     for h in speeches {
@@ -194,7 +199,7 @@ pub(crate) async fn supervise_speech<M: From<Notice>>(
     let speech = async move {
         if catch_panic(shared, what, speech).await.is_none() {
             handle.force_interrupt();
-            generation::finish_playout(&notify, &handle, None, true, false).await;
+            generation::finish_playout(&notify, &handle, None, true, || false).await;
         }
     };
     let ((), ()) = futures::join!(speech, relay);

@@ -533,7 +533,7 @@ impl Activity {
         let mut pending: Vec<SpeechHandle> = self.live.drain(..).collect();
         pending.extend(self.queue.drain());
         pending.extend(self.current.take());
-        common::abort_speeches(pending, &mut self.tasks).await;
+        common::abort_speeches(pending, || {}, &mut self.tasks).await;
         if self.frames_dropped > 0 {
             tracing::debug!(
                 dropped = self.frames_dropped,

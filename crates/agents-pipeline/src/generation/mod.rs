@@ -132,7 +132,7 @@ pub(crate) async fn finish_playout(
     handle: &SpeechHandle,
     message: Option<ChatMessage>,
     interrupted: bool,
-    tools_running: bool,
+    tools_running: impl FnOnce() -> bool,
 ) {
     handle.mark_done();
     let _ = notify
@@ -140,7 +140,7 @@ pub(crate) async fn finish_playout(
             speech_id: handle.id().to_owned(),
             message,
             interrupted,
-            tools_running,
+            tools_running: tools_running(),
         })
         .await;
 }
@@ -290,7 +290,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         () = gap_over => {}
         () = handle.wait_for_interruption() => {
             drop(stages);
-            finish_playout(&ctx.notify, &handle, None, true, false).await;
+            finish_playout(&ctx.notify, &handle, None, true, || false).await;
             return;
         }
     }
@@ -522,7 +522,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         *last = Some(Instant::now());
     }
     // Playout is done before the tools are waited for (LiveKit §5.5).
-    let tools_running = !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire);
+    let tools_running = || !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire);
     finish_playout(&ctx.notify, &handle, message, interrupted, tools_running).await;
     let tool_result = match tools_task {
         Some(mut task) => {

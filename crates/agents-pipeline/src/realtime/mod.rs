@@ -421,9 +421,11 @@ impl RealtimeActivity {
         all.extend(self.queue.drain());
         all.extend(self.current.take());
         all.extend(self.pending.drain(..).map(|p| p.handle));
-        self.routes.clear();
-        self.audio_pump = None;
-        common::abort_speeches(all, &mut self.tasks).await;
+        let close_inputs = || {
+            self.routes.clear();
+            self.audio_pump = None;
+        };
+        common::abort_speeches(all, close_inputs, &mut self.tasks).await;
         self.shared.set_current_speech(None);
         if let Some(rt) = self.rt.take() {
             match tokio::time::timeout(Duration::from_secs(2), rt.close()).await {

@@ -104,7 +104,7 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
             if !ended && let Err(e) = ctx.rt.interrupt().await {
                 tracing::debug!(error = %e, "realtime interrupt of a response not played");
             }
-            finish_playout(&ctx.notify, &handle, None, true, false).await;
+            finish_playout(&ctx.notify, &handle, None, true, || false).await;
             return;
         }
     }
@@ -265,7 +265,7 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
         m
     });
 
-    let tools_running = !interrupted && tools_started.load(Ordering::Acquire);
+    let tools_running = || !interrupted && tools_started.load(Ordering::Acquire);
     finish_playout(&ctx.notify, &handle, message, interrupted, tools_running).await;
     let mut tools_task = tools_task;
     let step = (&mut tools_task.0).await;
