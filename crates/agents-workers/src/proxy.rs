@@ -197,14 +197,53 @@ async fn pump<S>(
     let _ = ws.close().await;
 }
 
+impl Rules {
+    /// The rules of one end: `local` here, `remote` on the other side, no forwarded types yet.
+    fn new(local: String, remote: String, server: bool) -> Self {
+        Self {
+            local,
+            remote,
+            forward_types: Vec::new(),
+            outbound_from_local_only: server,
+            accept_registry: !server,
+        }
+    }
+
+    fn set_forward_types<I, S>(&mut self, types: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.forward_types = types.into_iter().map(Into::into).collect();
+    }
+
+    /// Subscribes to `bus` under the remote worker's name and starts forwarding over `ws`.
+    fn start<S>(
+        &self,
+        bus: Arc<dyn Bus>,
+        ws: S,
+        announce: Option<(WorkerRegistry, String)>,
+    ) -> Result<ProxyHandle, ProxyError>
+    where
+        S: Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>>
+            + Sink<Message, Error = tokio_tungstenite::tungstenite::Error>
+            + Unpin
+            + Send
+            + 'static,
+    {
+        let sub = bus.subscribe(&self.remote)?;
+        Ok(ProxyHandle {
+            task: tokio::spawn(pump(bus, sub, ws, self.clone(), announce)),
+        })
+    }
+}
+
 /// The client end (Pipecat's `WebSocketProxyClient`): links `local_worker` on this bus to `remote_worker` behind
 /// a [`WebSocketProxyServer`].
 #[derive(Debug, Clone)]
 pub struct WebSocketProxyClient {
     url: String,
-    local_worker: String,
-    remote_worker: String,
-    forward_types: Vec<String>,
+    rules: Rules,
 }
 
 impl WebSocketProxyClient {
@@ -216,9 +255,7 @@ impl WebSocketProxyClient {
     ) -> Self {
         Self {
             url: url.into(),
-            local_worker: local_worker.into(),
-            remote_worker: remote_worker.into(),
-            forward_types: Vec::new(),
+            rules: Rules::new(local_worker.into(), remote_worker.into(), false),
         }
     }
 
@@ -228,7 +265,7 @@ impl WebSocketProxyClient {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.forward_types = types.into_iter().map(Into::into).collect();
+        self.rules.set_forward_types(types);
         self
     }
 
@@ -241,17 +278,7 @@ impl WebSocketProxyClient {
         let (ws, _) = tokio_tungstenite::connect_async(self.url.as_str())
             .await
             .map_err(|e| ProxyError::Connect(e.to_string()))?;
-        let sub = bus.subscribe(&self.remote_worker)?;
-        let rules = Rules {
-            local: self.local_worker.clone(),
-            remote: self.remote_worker.clone(),
-            forward_types: self.forward_types.clone(),
-            outbound_from_local_only: false,
-            accept_registry: true,
-        };
-        Ok(ProxyHandle {
-            task: tokio::spawn(pump(bus, sub, ws, rules, None)),
-        })
+        self.rules.start(bus, ws, None)
     }
 }
 
@@ -260,9 +287,7 @@ impl WebSocketProxyClient {
 #[derive(Debug, Clone)]
 pub struct WebSocketProxyServer {
     name: String,
-    worker: String,
-    remote_worker: String,
-    forward_types: Vec<String>,
+    rules: Rules,
 }
 
 impl WebSocketProxyServer {
@@ -275,9 +300,7 @@ impl WebSocketProxyServer {
     ) -> Self {
         Self {
             name: name.into(),
-            worker: worker.into(),
-            remote_worker: remote_worker.into(),
-            forward_types: Vec::new(),
+            rules: Rules::new(worker.into(), remote_worker.into(), true),
         }
     }
 
@@ -287,7 +310,7 @@ impl WebSocketProxyServer {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.forward_types = types.into_iter().map(Into::into).collect();
+        self.rules.set_forward_types(types);
         self
     }
 
@@ -306,18 +329,8 @@ impl WebSocketProxyServer {
         let ws = tokio_tungstenite::accept_async(stream)
             .await
             .map_err(|e| ProxyError::Connect(e.to_string()))?;
-        let sub = bus.subscribe(&self.remote_worker)?;
-        let rules = Rules {
-            local: self.worker.clone(),
-            remote: self.remote_worker.clone(),
-            forward_types: self.forward_types.clone(),
-            outbound_from_local_only: true,
-            accept_registry: false,
-        };
         let announce = Some((registry, format!("@proxy/{}", self.name)));
-        Ok(ProxyHandle {
-            task: tokio::spawn(pump(bus, sub, ws, rules, announce)),
-        })
+        self.rules.start(bus, ws, announce)
     }
 }
 

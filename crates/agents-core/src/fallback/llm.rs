@@ -7,10 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc};
-use tokio::time::Instant;
 
-use super::{AllMembersFailed, Availability, AvailabilityChanged, FallbackError, MemberFailure};
-use super::{attempt_budget, driven};
+use super::{Attempt, Availability, AvailabilityChanged, FallbackError, MemberRequest};
+use super::{attempt_budget, availability_api, driven, try_in_order};
 use crate::error::ApiError;
 use crate::llm::{
     ChatChunk, ChatRequest, Llm, LlmCapabilities, LlmError, LlmStream, RequestIdSlot, ServedBySlot,
@@ -140,36 +139,6 @@ impl FallbackLlm {
         })
     }
 
-    /// Receives every availability change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.shared.availability.subscribe()
-    }
-
-    /// Whether member `index` is available (false for an unknown index).
-    pub fn is_available(&self, index: usize) -> bool {
-        self.shared.availability.is_available(index)
-    }
-
-    /// Availability of every member, in order.
-    pub fn availability(&self) -> Vec<bool> {
-        self.shared.availability.snapshot()
-    }
-
-    /// Whether a recovery probe of member `index` is running.
-    pub fn is_probing(&self, index: usize) -> bool {
-        self.shared.availability.is_probing(index)
-    }
-
-    /// The members, in order.
-    pub fn members(&self) -> &[Arc<dyn Llm>] {
-        &self.shared.members
-    }
-
-    /// The options.
-    pub fn options(&self) -> FallbackLlmOptions {
-        self.shared.options
-    }
-
     /// The first available member, or the first one when none is.
     fn next_member(&self) -> &Arc<dyn Llm> {
         let a = &self.shared.availability;
@@ -182,11 +151,12 @@ impl FallbackLlm {
     }
 }
 
-impl Drop for FallbackLlm {
-    fn drop(&mut self) {
-        self.shared.availability.close();
-    }
-}
+availability_api!(
+    FallbackLlm,
+    dyn Llm,
+    FallbackLlmOptions,
+    "The members, in order."
+);
 
 /// How one member's attempt ended.
 enum Outcome {
@@ -275,77 +245,64 @@ impl Shared {
     }
 
     fn start_probe(self: &Arc<Self>, index: usize, request: &ChatRequest) {
-        let shared = Arc::clone(self);
-        let request = request.clone();
-        self.availability
-            .start_probe(index, self.options.probe_interval, move || {
-                let shared = Arc::clone(&shared);
-                let request = request.clone();
-                Box::pin(async move {
-                    matches!(
-                        shared.attempt(index, &request, None, None).await,
-                        Outcome::Done
-                    )
-                })
-            });
+        let context = (Arc::clone(self), request.clone());
+        self.availability.start_probe(
+            index,
+            self.options.probe_interval,
+            context,
+            move |(shared, request)| async move {
+                matches!(
+                    shared.attempt(index, &request, None, None).await,
+                    Outcome::Done
+                )
+            },
+        );
+    }
+}
+
+/// One `chat` request, tried on the members in order.
+struct ChatRun {
+    shared: Arc<Shared>,
+    request: ChatRequest,
+    tx: mpsc::Sender<Result<ChatChunk, LlmError>>,
+    served: ServedBySlot,
+    ids: RequestIdSlot,
+}
+
+impl MemberRequest for ChatRun {
+    type Output = ();
+    type Error = LlmError;
+
+    fn probe(&self, index: usize) {
+        self.shared.start_probe(index, &self.request);
     }
 
-    async fn run(
-        self: Arc<Self>,
-        request: ChatRequest,
-        tx: mpsc::Sender<Result<ChatChunk, LlmError>>,
-        served: ServedBySlot,
-        ids: RequestIdSlot,
-    ) {
-        let started = Instant::now();
-        let availability = &self.availability;
-        let all_failed = availability.all_unavailable();
-        if all_failed {
-            tracing::error!("all LLMs are unavailable, trying each once");
-        }
-        let mut failures = Vec::new();
-        for index in 0..self.members.len() {
-            if !availability.should_try(index, all_failed) {
-                self.start_probe(index, &request);
-                continue;
-            }
-            match self
-                .attempt(index, &request, Some(&tx), Some((&served, &ids)))
-                .await
-            {
-                Outcome::Done => {
-                    availability.mark_available(index);
-                    return;
-                }
-                Outcome::CallerGone => return,
-                Outcome::Failed { error, sent } => {
-                    let label = availability.label(index).to_owned();
-                    availability.mark_unavailable(index);
-                    self.start_probe(index, &request);
-                    if sent && !self.options.retry_on_chunk_sent {
-                        tracing::error!(
-                            member = %label, %error,
-                            "LLM failed after sending content; not switching (retry_on_chunk_sent is false)"
-                        );
-                        let _ = tx.send(Err(error)).await;
-                        return;
-                    }
-                    tracing::warn!(member = %label, %error, "LLM failed, switching to the next one");
-                    failures.push(MemberFailure {
-                        index,
-                        label,
-                        error: error.to_string(),
-                    });
+    async fn attempt(&mut self, index: usize) -> Attempt<(), LlmError> {
+        let served = Some((&self.served, &self.ids));
+        match self
+            .shared
+            .attempt(index, &self.request, Some(&self.tx), served)
+            .await
+        {
+            Outcome::Done => Attempt::Served(()),
+            Outcome::CallerGone => Attempt::Abandoned,
+            Outcome::Failed { error, sent } if sent && !self.shared.options.retry_on_chunk_sent => {
+                Attempt::Fatal {
+                    error,
+                    member_fault: true,
                 }
             }
+            Outcome::Failed { error, .. } => Attempt::Failed(error),
         }
-        let failed = AllMembersFailed {
-            kind: "LLM",
-            failures,
-            elapsed: started.elapsed(),
-        };
-        let error = failed.into_api_error(availability.labels());
-        let _ = tx.send(Err(error.into())).await;
+    }
+}
+
+impl ChatRun {
+    async fn run(mut self) {
+        let availability = Arc::clone(&self.shared.availability);
+        if let Err(error) = try_in_order(&availability, "LLM", &mut self).await {
+            let _ = self.tx.send(Err(error)).await;
+        }
     }
 }
 
@@ -375,7 +332,14 @@ impl Llm for FallbackLlm {
         let shared = Arc::clone(&self.shared);
         let (run_served, run_ids) = (served.clone(), ids.clone());
         let stream = driven(CHUNK_QUEUE, move |tx| {
-            shared.run(request, tx, run_served, run_ids)
+            ChatRun {
+                shared,
+                request,
+                tx,
+                served: run_served,
+                ids: run_ids,
+            }
+            .run()
         });
         LlmStream::new(self.label(), self.model(), stream)
             .with_served_by(served)

@@ -60,10 +60,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use crate::error::ApiError;
 use crate::retry::ApiConnectOptions;
@@ -267,11 +267,19 @@ impl Availability {
     }
 
     /// Starts the background probe of member `index` unless one runs, the adapter is closed, or there is no tokio
-    /// runtime. The probe waits `interval`, runs `attempt`, and repeats until an attempt succeeds (the member is
-    /// then marked available) or the member became available another way.
-    pub(crate) fn start_probe<F>(self: &Arc<Self>, index: usize, interval: Duration, attempt: F)
-    where
-        F: Fn() -> BoxFuture<'static, bool> + Send + Sync + 'static,
+    /// runtime. The probe waits `interval`, runs `attempt` on a clone of `context` (what the failed request
+    /// needs to be repeated), and repeats until an attempt succeeds (the member is then marked available) or the
+    /// member became available another way.
+    pub(crate) fn start_probe<C, F, Fut>(
+        self: &Arc<Self>,
+        index: usize,
+        interval: Duration,
+        context: C,
+        attempt: F,
+    ) where
+        C: Clone + Send + Sync + 'static,
+        F: Fn(C) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
     {
         if self.closed.load(Ordering::SeqCst) || self.is_available(index) {
             return;
@@ -293,7 +301,7 @@ impl Availability {
                 if this.closed.load(Ordering::SeqCst) || this.is_available(index) {
                     return;
                 }
-                if attempt().await {
+                if attempt(context.clone()).await {
                     this.mark_available(index);
                     return;
                 }
@@ -326,6 +334,150 @@ impl Availability {
         }
     }
 }
+
+/// How one member's attempt at a request ended, for [`try_in_order`].
+pub(crate) enum Attempt<T, E> {
+    /// The member served the request: it is marked available and the request ends with `T`.
+    Served(T),
+    /// The caller went away: the request ends and no member is marked.
+    Abandoned,
+    /// The member failed: it is marked unavailable and probed, and the next member is tried.
+    Failed(E),
+    /// The request ends with `error` and no other member is tried. `member_fault`: the member is to blame (it
+    /// failed after its output reached the caller) and is marked unavailable and probed; otherwise the caller's
+    /// input was wrong and nobody is marked.
+    Fatal {
+        /// What the caller receives.
+        error: E,
+        /// Whether the member is to blame.
+        member_fault: bool,
+    },
+}
+
+/// One request of a fallback adapter, tried on the members in order by [`try_in_order`].
+pub(crate) trait MemberRequest {
+    /// What a served request ends with.
+    type Output;
+    /// The adapter's error type.
+    type Error: fmt::Display + From<ApiError>;
+    /// Starts the recovery probe of member `index` (skipped as unavailable, or just failed).
+    fn probe(&self, index: usize);
+    /// Runs the request on member `index`.
+    fn attempt(
+        &mut self,
+        index: usize,
+    ) -> impl Future<Output = Attempt<Self::Output, Self::Error>> + Send;
+}
+
+/// Runs `request` on the members in order, skipping (and probing) unavailable ones unless every member is
+/// unavailable, until one serves it. `what` names the request in logs (`LLM`, `STT stream`...).
+///
+/// Ends with `Ok(Some(output))` when a member served it, `Ok(None)` when the caller went away, and the error of a
+/// fatal attempt or, when every member failed, the retryable [`AllMembersFailed`] connection error.
+pub(crate) async fn try_in_order<R: MemberRequest>(
+    availability: &Arc<Availability>,
+    what: &'static str,
+    request: &mut R,
+) -> Result<Option<R::Output>, R::Error> {
+    let started = Instant::now();
+    let all_failed = availability.all_unavailable();
+    if all_failed {
+        tracing::error!(
+            "all {}s are unavailable, trying each once",
+            availability.kind
+        );
+    }
+    let mut failures = Vec::new();
+    for index in 0..availability.labels.len() {
+        if !availability.should_try(index, all_failed) {
+            request.probe(index);
+            continue;
+        }
+        match request.attempt(index).await {
+            Attempt::Served(output) => {
+                availability.mark_available(index);
+                return Ok(Some(output));
+            }
+            Attempt::Abandoned => return Ok(None),
+            Attempt::Fatal {
+                error,
+                member_fault,
+            } => {
+                if member_fault {
+                    availability.mark_unavailable(index);
+                    request.probe(index);
+                    tracing::error!(
+                        member = availability.label(index), %error,
+                        "{what} failed after its output reached the caller; not switching"
+                    );
+                }
+                return Err(error);
+            }
+            Attempt::Failed(error) => {
+                let label = availability.label(index).to_owned();
+                tracing::warn!(member = %label, %error, "{what} failed, switching to the next one");
+                availability.mark_unavailable(index);
+                request.probe(index);
+                failures.push(MemberFailure {
+                    index,
+                    label,
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+    let failed = AllMembersFailed {
+        kind: availability.kind,
+        failures,
+        elapsed: started.elapsed(),
+    };
+    Err(failed.into_api_error(availability.labels()).into())
+}
+
+/// The availability accessors every adapter offers, and its `Drop` (which stops the probes). `$adapter` has a
+/// field `shared` with fields `members: Vec<Arc<$member>>`, `options: $options` and `availability`.
+macro_rules! availability_api {
+    ($adapter:ident, $member:ty, $options:ty, $members_doc:literal) => {
+        impl $adapter {
+            /// Receives every availability change from now on.
+            pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
+                self.shared.availability.subscribe()
+            }
+
+            /// Whether member `index` is available (false for an unknown index).
+            pub fn is_available(&self, index: usize) -> bool {
+                self.shared.availability.is_available(index)
+            }
+
+            /// Availability of every member, in order.
+            pub fn availability(&self) -> Vec<bool> {
+                self.shared.availability.snapshot()
+            }
+
+            /// Whether a recovery probe of member `index` is running.
+            pub fn is_probing(&self, index: usize) -> bool {
+                self.shared.availability.is_probing(index)
+            }
+
+            #[doc = $members_doc]
+            pub fn members(&self) -> &[Arc<$member>] {
+                &self.shared.members
+            }
+
+            /// The options.
+            pub fn options(&self) -> $options {
+                self.shared.options
+            }
+        }
+
+        impl Drop for $adapter {
+            fn drop(&mut self) {
+                self.shared.availability.close();
+            }
+        }
+    };
+}
+use availability_api;
 
 /// The longest a member may take for its first result: `timeout` per attempt, `max_retry + 1` attempts, and the
 /// delays between them (the member's own retry loop).

@@ -12,8 +12,8 @@ use tokio::time::Instant;
 
 use agents_audio::AudioFrame;
 
-use super::attempt_budget;
-use super::{AllMembersFailed, Availability, AvailabilityChanged, FallbackError, MemberFailure};
+use super::{Attempt, Availability, AvailabilityChanged, FallbackError, MemberRequest};
+use super::{attempt_budget, availability_api, try_in_order};
 use crate::error::ApiError;
 use crate::retry::ApiConnectOptions;
 use crate::stream::FrameInput;
@@ -191,43 +191,14 @@ impl FallbackStt {
             }),
         })
     }
-
-    /// Receives every availability change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.shared.availability.subscribe()
-    }
-
-    /// Whether member `index` is available (false for an unknown index).
-    pub fn is_available(&self, index: usize) -> bool {
-        self.shared.availability.is_available(index)
-    }
-
-    /// Availability of every member, in order.
-    pub fn availability(&self) -> Vec<bool> {
-        self.shared.availability.snapshot()
-    }
-
-    /// Whether a recovery probe of member `index` is running.
-    pub fn is_probing(&self, index: usize) -> bool {
-        self.shared.availability.is_probing(index)
-    }
-
-    /// The members (after wrapping), in order.
-    pub fn members(&self) -> &[Arc<dyn Stt>] {
-        &self.shared.members
-    }
-
-    /// The options.
-    pub fn options(&self) -> FallbackSttOptions {
-        self.shared.options
-    }
 }
 
-impl Drop for FallbackStt {
-    fn drop(&mut self) {
-        self.shared.availability.close();
-    }
-}
+availability_api!(
+    FallbackStt,
+    dyn Stt,
+    FallbackSttOptions,
+    "The members (after wrapping), in order."
+);
 
 impl Shared {
     async fn recognize_with(
@@ -259,17 +230,19 @@ impl Shared {
         audio: &[AudioFrame],
         options: &RecognizeOptions,
     ) {
-        let shared = Arc::clone(self);
-        let audio: Arc<[AudioFrame]> = audio.into();
-        let options = options.clone();
-        self.availability
-            .start_probe(index, self.options.probe_interval, move || {
-                let (shared, audio, options) =
-                    (Arc::clone(&shared), Arc::clone(&audio), options.clone());
-                Box::pin(
-                    async move { shared.recognize_with(index, &audio, &options).await.is_ok() },
-                )
-            });
+        let context = (
+            Arc::clone(self),
+            Arc::<[AudioFrame]>::from(audio),
+            options.clone(),
+        );
+        self.availability.start_probe(
+            index,
+            self.options.probe_interval,
+            context,
+            move |(shared, audio, options)| async move {
+                shared.recognize_with(index, &audio, &options).await.is_ok()
+            },
+        );
     }
 
     /// Probes a streaming member: a stream that accepts `audio`, ends its input and ends without an error, each
@@ -280,15 +253,19 @@ impl Shared {
         audio: Vec<AudioFrame>,
         options: &SttStreamOptions,
     ) {
-        let shared = Arc::clone(self);
-        let audio: Arc<[AudioFrame]> = audio.into();
-        let options = options.clone();
-        self.availability
-            .start_probe(index, self.options.probe_interval, move || {
-                let (shared, audio, options) =
-                    (Arc::clone(&shared), Arc::clone(&audio), options.clone());
-                Box::pin(async move { shared.stream_probe(index, &audio, &options).await })
-            });
+        let context = (
+            Arc::clone(self),
+            Arc::<[AudioFrame]>::from(audio),
+            options.clone(),
+        );
+        self.availability.start_probe(
+            index,
+            self.options.probe_interval,
+            context,
+            move |(shared, audio, options)| async move {
+                shared.stream_probe(index, &audio, &options).await
+            },
+        );
     }
 
     async fn stream_probe(
@@ -328,43 +305,56 @@ impl Shared {
         audio: &[AudioFrame],
         options: &RecognizeOptions,
     ) -> Result<Transcript, SttError> {
-        let started = Instant::now();
-        let availability = &self.availability;
-        let all_failed = availability.all_unavailable();
-        if all_failed {
-            tracing::error!("all STTs are unavailable, trying each once");
-        }
-        let mut failures = Vec::new();
-        for index in 0..self.members.len() {
-            if !availability.should_try(index, all_failed) {
-                self.probe_recognize(index, audio, options);
-                continue;
-            }
-            match self.recognize_with(index, audio, options).await {
-                Ok(transcript) => {
-                    availability.mark_available(index);
-                    return Ok(transcript);
-                }
-                Err(error) if is_input_error(&error) => return Err(error),
-                Err(error) => {
-                    let label = availability.label(index).to_owned();
-                    tracing::warn!(member = %label, %error, "STT failed, switching to the next one");
-                    availability.mark_unavailable(index);
-                    self.probe_recognize(index, audio, options);
-                    failures.push(MemberFailure {
-                        index,
-                        label,
-                        error: error.to_string(),
-                    });
-                }
-            }
-        }
-        let failed = AllMembersFailed {
-            kind: "STT",
-            failures,
-            elapsed: started.elapsed(),
+        let mut run = RecognizeRun {
+            shared: self,
+            audio,
+            options,
         };
-        Err(failed.into_api_error(availability.labels()).into())
+        match try_in_order(&self.availability, "STT", &mut run).await? {
+            Some(transcript) => Ok(transcript),
+            // A `recognize` attempt is never abandoned.
+            None => Err(ApiError::new("STT recognition abandoned").into()),
+        }
+    }
+}
+
+/// One `recognize` request, tried on the members in order.
+struct RecognizeRun<'a> {
+    shared: &'a Arc<Shared>,
+    audio: &'a [AudioFrame],
+    options: &'a RecognizeOptions,
+}
+
+impl MemberRequest for RecognizeRun<'_> {
+    type Output = Transcript;
+    type Error = SttError;
+
+    fn probe(&self, index: usize) {
+        self.shared.probe_recognize(index, self.audio, self.options);
+    }
+
+    async fn attempt(&mut self, index: usize) -> Attempt<Transcript, SttError> {
+        match self
+            .shared
+            .recognize_with(index, self.audio, self.options)
+            .await
+        {
+            Ok(transcript) => Attempt::Served(transcript),
+            Err(error) => member_failed(error),
+        }
+    }
+}
+
+/// A member's error as an attempt's end: errors about the caller's audio end the request (another provider
+/// would refuse it too), others switch to the next member.
+fn member_failed<T>(error: SttError) -> Attempt<T, SttError> {
+    if is_input_error(&error) {
+        Attempt::Fatal {
+            error,
+            member_fault: false,
+        }
+    } else {
+        Attempt::Failed(error)
     }
 }
 
@@ -494,56 +484,30 @@ struct StreamRun {
     caller_gone: bool,
 }
 
+impl MemberRequest for StreamRun {
+    type Output = ();
+    type Error = SttError;
+
+    fn probe(&self, index: usize) {
+        self.shared
+            .probe_stream(index, self.replay.frames(), &self.options);
+    }
+
+    async fn attempt(&mut self, index: usize) -> Attempt<(), SttError> {
+        match self.serve(index).await {
+            StreamOutcome::Finished if self.caller_gone => Attempt::Abandoned,
+            StreamOutcome::Finished => Attempt::Served(()),
+            StreamOutcome::Failed(error) => member_failed(error),
+        }
+    }
+}
+
 impl StreamRun {
     async fn run(mut self) {
-        let started = Instant::now();
-        let shared = Arc::clone(&self.shared);
-        let availability = &shared.availability;
-        let all_failed = availability.all_unavailable();
-        if all_failed {
-            tracing::error!("all STTs are unavailable, trying each once");
+        let availability = Arc::clone(&self.shared.availability);
+        if let Err(error) = try_in_order(&availability, "STT stream", &mut self).await {
+            let _ = self.driver.send(Err(error)).await;
         }
-        let mut failures = Vec::new();
-        for index in 0..shared.members.len() {
-            if !availability.should_try(index, all_failed) {
-                shared.probe_stream(index, self.replay.frames(), &self.options);
-                continue;
-            }
-            match self.serve(index).await {
-                StreamOutcome::Finished => {
-                    if !self.caller_gone {
-                        availability.mark_available(index);
-                    }
-                    return;
-                }
-                StreamOutcome::Failed(error) if is_input_error(&error) => {
-                    // The caller's audio is wrong; another provider would refuse it too.
-                    let _ = self.driver.send(Err(error)).await;
-                    return;
-                }
-                StreamOutcome::Failed(error) => {
-                    let label = availability.label(index).to_owned();
-                    tracing::warn!(
-                        member = %label, %error, replay = ?self.replay.buffered,
-                        "STT stream failed, switching to the next one"
-                    );
-                    availability.mark_unavailable(index);
-                    shared.probe_stream(index, self.replay.frames(), &self.options);
-                    failures.push(MemberFailure {
-                        index,
-                        label,
-                        error: error.to_string(),
-                    });
-                }
-            }
-        }
-        let failed = AllMembersFailed {
-            kind: "STT",
-            failures,
-            elapsed: started.elapsed(),
-        };
-        let error: SttError = failed.into_api_error(availability.labels()).into();
-        let _ = self.driver.send(Err(error)).await;
     }
 
     /// Runs member `index` until the stream ends or the member fails.

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use agents_audio::{AudioFrame, ResampleQuality, Resampler, SampleRate};
 
-use super::{AllMembersFailed, Availability, AvailabilityChanged, FallbackError, MemberFailure};
-use super::{attempt_budget, driven};
+use super::{Attempt, Availability, AvailabilityChanged, FallbackError, MemberRequest};
+use super::{attempt_budget, availability_api, driven, try_in_order};
 use crate::error::ApiError;
 use crate::tts::{
     SynthesizeOptions, SynthesizedAudio, TimedText, Tts, TtsAudioStream, TtsCapabilities, TtsError,
@@ -191,43 +191,14 @@ impl FallbackTts {
             }),
         })
     }
-
-    /// Receives every availability change from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<AvailabilityChanged> {
-        self.shared.availability.subscribe()
-    }
-
-    /// Whether member `index` is available (false for an unknown index).
-    pub fn is_available(&self, index: usize) -> bool {
-        self.shared.availability.is_available(index)
-    }
-
-    /// Availability of every member, in order.
-    pub fn availability(&self) -> Vec<bool> {
-        self.shared.availability.snapshot()
-    }
-
-    /// Whether a recovery probe of member `index` is running.
-    pub fn is_probing(&self, index: usize) -> bool {
-        self.shared.availability.is_probing(index)
-    }
-
-    /// The members, in order.
-    pub fn members(&self) -> &[Arc<dyn Tts>] {
-        &self.shared.members
-    }
-
-    /// The options.
-    pub fn options(&self) -> FallbackTtsOptions {
-        self.shared.options
-    }
 }
 
-impl Drop for FallbackTts {
-    fn drop(&mut self) {
-        self.shared.availability.close();
-    }
-}
+availability_api!(
+    FallbackTts,
+    dyn Tts,
+    FallbackTtsOptions,
+    "The members, in order."
+);
 
 /// Brings one member's chunks to the output rate, keeping segment ends and timings.
 struct Rechunker {
@@ -418,75 +389,71 @@ impl Shared {
     }
 
     fn probe_synthesize(self: &Arc<Self>, index: usize, text: &str, options: &SynthesizeOptions) {
-        let shared = Arc::clone(self);
-        let text: Arc<str> = text.into();
-        let options = options.clone();
-        self.availability
-            .start_probe(index, self.options.probe_interval, move || {
-                let (shared, text, options) =
-                    (Arc::clone(&shared), Arc::clone(&text), options.clone());
-                Box::pin(async move {
-                    matches!(
-                        shared.synthesize_with(index, &text, &options, None).await,
-                        Outcome::Finished
-                    )
-                })
-            });
+        let context = (Arc::clone(self), Arc::<str>::from(text), options.clone());
+        self.availability.start_probe(
+            index,
+            self.options.probe_interval,
+            context,
+            move |(shared, text, options)| async move {
+                matches!(
+                    shared.synthesize_with(index, &text, &options, None).await,
+                    Outcome::Finished
+                )
+            },
+        );
+    }
+}
+
+/// One `synthesize` request, tried on the members in order.
+struct SynthesizeRun {
+    shared: Arc<Shared>,
+    text: String,
+    options: SynthesizeOptions,
+    tx: mpsc::Sender<Result<SynthesizedAudio, TtsError>>,
+}
+
+impl MemberRequest for SynthesizeRun {
+    type Output = ();
+    type Error = TtsError;
+
+    fn probe(&self, index: usize) {
+        self.shared
+            .probe_synthesize(index, &self.text, &self.options);
     }
 
-    async fn run_synthesize(
-        self: Arc<Self>,
-        text: String,
-        options: SynthesizeOptions,
-        tx: mpsc::Sender<Result<SynthesizedAudio, TtsError>>,
-    ) {
-        let started = Instant::now();
-        let availability = &self.availability;
-        let all_failed = availability.all_unavailable();
-        if all_failed {
-            tracing::error!("all TTSs are unavailable, trying each once");
+    async fn attempt(&mut self, index: usize) -> Attempt<(), TtsError> {
+        let outcome = self
+            .shared
+            .synthesize_with(index, &self.text, &self.options, Some(&self.tx))
+            .await;
+        match outcome {
+            Outcome::Finished if self.tx.is_closed() => Attempt::Abandoned,
+            other => other.into_attempt(false),
         }
-        let mut failures = Vec::new();
-        for index in 0..self.members.len() {
-            if !availability.should_try(index, all_failed) {
-                self.probe_synthesize(index, &text, &options);
-                continue;
-            }
-            match self
-                .synthesize_with(index, &text, &options, Some(&tx))
-                .await
-            {
-                Outcome::Finished => {
-                    if !tx.is_closed() {
-                        availability.mark_available(index);
-                    }
-                    return;
-                }
-                Outcome::Failed { error, sent } => {
-                    let label = availability.label(index).to_owned();
-                    availability.mark_unavailable(index);
-                    self.probe_synthesize(index, &text, &options);
-                    if sent {
-                        tracing::error!(member = %label, %error, "TTS failed after sending audio; not switching");
-                        let _ = tx.send(Err(error)).await;
-                        return;
-                    }
-                    tracing::warn!(member = %label, %error, "TTS failed, switching to the next one");
-                    failures.push(MemberFailure {
-                        index,
-                        label,
-                        error: error.to_string(),
-                    });
-                }
-            }
+    }
+}
+
+impl SynthesizeRun {
+    async fn run(mut self) {
+        let availability = Arc::clone(&self.shared.availability);
+        if let Err(error) = try_in_order(&availability, "TTS", &mut self).await {
+            let _ = self.tx.send(Err(error)).await;
         }
-        let failed = AllMembersFailed {
-            kind: "TTS",
-            failures,
-            elapsed: started.elapsed(),
-        };
-        let error: TtsError = failed.into_api_error(availability.labels()).into();
-        let _ = tx.send(Err(error)).await;
+    }
+}
+
+impl Outcome {
+    /// The attempt's end: a member that fails after sending audio (or when the input cannot be replayed,
+    /// `unreplayable`) is not replaced.
+    fn into_attempt(self, unreplayable: bool) -> Attempt<(), TtsError> {
+        match self {
+            Self::Finished => Attempt::Served(()),
+            Self::Failed { error, sent } if sent || unreplayable => Attempt::Fatal {
+                error,
+                member_fault: true,
+            },
+            Self::Failed { error, .. } => Attempt::Failed(error),
+        }
     }
 }
 
@@ -631,51 +598,27 @@ impl StreamRun {
     }
 
     async fn run(mut self) {
-        let started = Instant::now();
-        let shared = Arc::clone(&self.shared);
-        let availability = &shared.availability;
-        let all_failed = availability.all_unavailable();
-        if all_failed {
-            tracing::error!("all TTSs are unavailable, trying each once");
+        let availability = Arc::clone(&self.shared.availability);
+        if let Err(error) = try_in_order(&availability, "TTS stream", &mut self).await {
+            let _ = self.driver.send(Err(error)).await;
         }
-        let mut failures = Vec::new();
-        for index in 0..shared.members.len() {
-            if !availability.should_try(index, all_failed) {
-                shared.probe_synthesize(index, PROBE_TEXT, &self.options);
-                continue;
-            }
-            match self.serve(index).await {
-                Outcome::Finished => {
-                    if !self.caller_gone {
-                        availability.mark_available(index);
-                    }
-                    return;
-                }
-                Outcome::Failed { error, sent } => {
-                    let label = availability.label(index).to_owned();
-                    availability.mark_unavailable(index);
-                    shared.probe_synthesize(index, PROBE_TEXT, &self.options);
-                    if sent || !self.replayable {
-                        tracing::error!(member = %label, %error, "TTS stream failed after sending audio; not switching");
-                        let _ = self.driver.send(Err(error)).await;
-                        return;
-                    }
-                    tracing::warn!(member = %label, %error, "TTS stream failed, switching to the next one");
-                    failures.push(MemberFailure {
-                        index,
-                        label,
-                        error: error.to_string(),
-                    });
-                }
-            }
+    }
+}
+
+impl MemberRequest for StreamRun {
+    type Output = ();
+    type Error = TtsError;
+
+    fn probe(&self, index: usize) {
+        self.shared
+            .probe_synthesize(index, PROBE_TEXT, &self.options);
+    }
+
+    async fn attempt(&mut self, index: usize) -> Attempt<(), TtsError> {
+        match self.serve(index).await {
+            Outcome::Finished if self.caller_gone => Attempt::Abandoned,
+            other => other.into_attempt(!self.replayable),
         }
-        let failed = AllMembersFailed {
-            kind: "TTS",
-            failures,
-            elapsed: started.elapsed(),
-        };
-        let error: TtsError = failed.into_api_error(availability.labels()).into();
-        let _ = self.driver.send(Err(error)).await;
     }
 }
 
@@ -753,7 +696,13 @@ impl Tts for FallbackTts {
         let shared = Arc::clone(&self.shared);
         let (owned_text, options) = (text.to_owned(), options.clone());
         let stream = driven(CHUNK_QUEUE, move |tx| {
-            shared.run_synthesize(owned_text, options, tx)
+            SynthesizeRun {
+                shared,
+                text: owned_text,
+                options,
+                tx,
+            }
+            .run()
         });
         Ok(TtsAudioStream::new(self.label(), text, stream))
     }

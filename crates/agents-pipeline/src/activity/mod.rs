@@ -6,10 +6,11 @@
 //! State changes happen only here, so interruption bookkeeping (which speech is current, paused, interrupted,
 //! what was committed) cannot race (field lessons 4, 6, 7, 10).
 
+pub(crate) mod common;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
@@ -23,19 +24,18 @@ use agents_core::events::{AgentState, Component, ErrorEvent, SessionEvent, Speec
 use agents_core::llm::{ChatRequest, ToolChoice};
 use agents_core::metrics::Metrics;
 use agents_core::session::{ReplyRequest, SayRequest, SessionError, SessionHandle};
-use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::tools::ToolContext;
 
 use crate::generation::{self, GenerationContext, Notice, Source, TurnTiming};
 use crate::interruption::{InterruptionDecision, InterruptionPolicy};
-use crate::recognition::{
-    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
-    TurnDetectionMode,
-};
+use crate::recognition::{AudioRecognition, EndOfTurn, RecognitionEvent, TurnDetectionMode};
 use crate::session::{Config, Shared};
 use crate::speech::SpeechQueue;
 use crate::tools_exec::ToolStep;
+
+use self::common::Hook;
 
 /// A command to an activity.
 pub(crate) enum ActivityCmd {
@@ -335,6 +335,12 @@ enum Internal {
     Hook(HookDone),
 }
 
+impl From<Notice> for Internal {
+    fn from(notice: Notice) -> Self {
+        Self::Generation(notice)
+    }
+}
+
 enum HookDone {
     Turn(Box<TurnHookDone>),
     /// on_enter / on_exit finished.
@@ -366,8 +372,8 @@ struct Activity {
     outstanding: usize,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    draining: Option<oneshot::Sender<()>>,
-    drain_started: bool,
+    /// Suspension and drain.
+    drain: common::DrainState,
     frames_dropped: u64,
     /// Final transcripts of the user turn in progress, joined with single spaces.
     turn_transcript: String,
@@ -375,10 +381,6 @@ struct Activity {
     preemptive: Option<Preemptive>,
     /// Set while the session closes: the next end of turn is committed without a reply, then reported here.
     closing_turn: Option<oneshot::Sender<()>>,
-    /// An `AgentTask` runs in place of this agent: nothing is scheduled, recognition is stopped.
-    suspended: bool,
-    suspend_ack: Option<oneshot::Sender<()>>,
-    drain_ctx: Option<oneshot::Sender<ChatContext>>,
     /// Lost control for good (a handoff while suspended under a task): no follow-up, no handoff of its own.
     abandoned: bool,
 }
@@ -420,15 +422,11 @@ impl Activity {
             outstanding: 0,
             internal_tx,
             internal_rx,
-            draining: None,
-            drain_started: false,
+            drain: common::DrainState::default(),
             frames_dropped: 0,
             turn_transcript: String::new(),
             preemptive: None,
             closing_turn: None,
-            suspended: false,
-            suspend_ack: None,
-            drain_ctx: None,
             abandoned: false,
         }
     }
@@ -477,49 +475,19 @@ impl Activity {
             .turn_detection
             .or(options.turn_detection)
             .unwrap_or_else(|| TurnDetectionMode::resolve(false, vad.is_some(), stt.is_some()));
-        let mut endpointing = options.endpointing;
-        let o = self.agent.turn_overrides();
-        if let Some(v) = o.min_endpointing_delay {
-            endpointing.min_delay = v;
+        if let Some((r, events)) =
+            common::start_recognition(&self.shared, &self.config, &self.agent, mode, vad, stt)
+        {
+            self.recognition = Some(r);
+            self.rec_events = Some(events);
+            self.mode = Some(mode);
         }
-        if let Some(v) = o.max_endpointing_delay {
-            endpointing.max_delay = v;
-        }
-        let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(endpointing)
-            .with_user_away_timeout(options.user_away_timeout);
-        if let Some(d) = &options.turn_detector {
-            rec = rec.with_turn_detector(Arc::clone(d));
-        }
-        match AudioRecognition::start(vad, stt, rec) {
-            Ok((r, events)) => {
-                self.recognition = Some(r);
-                self.rec_events = Some(events);
-                self.mode = Some(mode);
-            }
-            Err(e) => self.recognition_error(&e),
-        }
-    }
-
-    fn recognition_error(&self, e: &RecognitionError) {
-        let component = match e {
-            RecognitionError::Vad(_) => Component::Vad,
-            RecognitionError::MissingComponent { component, .. } => *component,
-            RecognitionError::StreamEnded { component } => *component,
-            _ => Component::Stt,
-        };
-        self.shared.emit_error(ErrorEvent::new(
-            component,
-            "audio_recognition",
-            e.clone(),
-            true,
-        ));
     }
 
     async fn run(mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
         self.start_recognition();
         // on_enter runs first, as a lifecycle task.
-        self.spawn_lifecycle(true);
+        self.spawn_hook(Hook::Enter);
         loop {
             let deadline = self.policy.deadline();
             tokio::select! {
@@ -531,7 +499,7 @@ impl Activity {
                 Some(cmd) => self.on_command(cmd),
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
-                ev = next_event(&mut self.rec_events) => match ev {
+                ev = common::next_of(&mut self.rec_events) => match ev {
                     Some(ev) => self.on_recognition(ev).await,
                     None => self.rec_events = None,
                 },
@@ -539,33 +507,22 @@ impl Activity {
                     Internal::Generation(n) => self.on_notice(n).await,
                     Internal::Hook(h) => self.on_hook(h),
                 },
-                () = sleep_until_opt(deadline) => {
+                () = common::sleep_until_opt(deadline) => {
                     let d = self.policy.poll(Instant::now());
                     self.apply(d);
                 }
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            if self.current.is_none()
-                && let Some(ack) = self.suspend_ack.take()
-            {
-                let _ = ack.send(());
-            }
-            if self.draining.is_some() && self.idle() {
+            if self.drain.step_done(self.current.as_ref(), self.idle()) {
                 break;
             }
         }
         // The drain is reported after the shutdown: the session drops this activity (aborting its task) as soon
         // as it hears about it, which must not cut the recognition's close short.
-        let drained = self.draining.take();
-        let drain_ctx = self.drain_ctx.take();
+        let report = self.drain.take_report();
         self.shutdown().await;
-        if let Some(ctx) = drain_ctx {
-            let _ = ctx.send(self.agent.chat_ctx().clone());
-        }
-        if let Some(done) = drained {
-            let _ = done.send(());
-        }
+        report.send(&self.agent);
     }
 
     fn idle(&self) -> bool {
@@ -576,15 +533,7 @@ impl Activity {
         let mut pending: Vec<SpeechHandle> = self.live.drain(..).collect();
         pending.extend(self.queue.drain());
         pending.extend(self.current.take());
-        for h in &pending {
-            h.force_interrupt();
-        }
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        // Aborted generations never reported: nobody may wait forever on them.
-        for h in pending {
-            h.mark_done();
-        }
+        common::abort_speeches(pending, || {}, &mut self.tasks).await;
         if self.frames_dropped > 0 {
             tracing::debug!(
                 dropped = self.frames_dropped,
@@ -597,32 +546,20 @@ impl Activity {
         }
     }
 
-    fn spawn_user_away(&mut self) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
+    fn spawn_hook(&mut self, hook: Hook) {
         self.outstanding += 1;
-        self.tasks.spawn(async move {
-            catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await;
-            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
-        });
-    }
-
-    fn spawn_lifecycle(&mut self, enter: bool) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
-        self.outstanding += 1;
-        self.tasks.spawn(async move {
-            if enter {
-                catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await;
-            } else {
-                catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await;
-            }
-            let _ = tx.send(Internal::Hook(HookDone::Lifecycle)).await;
-        });
+        let done = (
+            self.internal_tx.clone(),
+            Internal::Hook(HookDone::Lifecycle),
+        );
+        common::spawn_hook(
+            &mut self.tasks,
+            &self.agent,
+            &self.session,
+            &self.shared,
+            hook,
+            done,
+        );
     }
 
     fn on_command(&mut self, cmd: ActivityCmd) {
@@ -646,8 +583,7 @@ impl Activity {
                 let _ = reply.send(self.interrupt_all());
             }
             ActivityCmd::DrainInto(ctx) => {
-                self.drain_ctx = Some(ctx);
-                let (done, _) = oneshot::channel();
+                let done = self.drain.hand_back(ctx);
                 self.on_command(ActivityCmd::Drain(done));
             }
             ActivityCmd::Resume { task_ctx, then } => self.resume(&task_ctx, then),
@@ -655,21 +591,15 @@ impl Activity {
                 // A handoff while this agent was suspended under a task: it never speaks again; its queue is
                 // cancelled, its `on_exit` runs.
                 self.abandoned = true;
-                for h in self.queue.drain() {
-                    h.force_interrupt();
-                    h.mark_done();
-                }
+                common::finish_speeches(self.queue.drain());
                 self.on_command(ActivityCmd::Drain(done));
             }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
-                self.suspended = false;
                 self.cancel_preemptive();
-                if !self.drain_started {
-                    self.drain_started = true;
-                    self.spawn_lifecycle(false);
+                if self.drain.drain(done) {
+                    self.spawn_hook(Hook::Exit);
                 }
-                self.draining = Some(done);
             }
             ActivityCmd::SetOutputs { audio, text, sync } => {
                 self.resume_if_paused();
@@ -708,14 +638,13 @@ impl Activity {
     /// An `AgentTask` takes over: no new speech is scheduled and the recognition stops; the session is told once
     /// the current speech has ended (LiveKit pauses the caller's activity the same way).
     async fn suspend(&mut self, ack: oneshot::Sender<()>) {
-        self.suspended = true;
         self.cancel_preemptive();
         self.turn_transcript.clear();
         self.rec_events = None;
         if let Some(rec) = self.recognition.take() {
             rec.aclose().await;
         }
-        self.suspend_ack = Some(ack);
+        self.drain.suspend(ack);
     }
 
     /// The task finished: its items join this agent's context (behaviour 122), recognition and scheduling
@@ -724,8 +653,8 @@ impl Activity {
         let mut ctx = self.agent.chat_ctx().clone();
         agents_core::task::merge_task_context(&mut ctx, task_ctx);
         self.agent.update_chat_ctx(&ctx);
-        if self.suspended {
-            self.suspended = false;
+        if self.drain.suspended {
+            self.drain.suspended = false;
             self.start_recognition();
         }
         then();
@@ -758,30 +687,13 @@ impl Activity {
     /// `session.interrupt()`: the current speech and every queued one (LiveKit §5.4); refused when any of them
     /// does not allow interruptions.
     fn interrupt_all(&mut self) -> Result<(), SessionError> {
-        let all: Vec<SpeechHandle> = self
-            .current
-            .iter()
-            .chain(self.queue.iter())
-            .filter(|h| !h.done())
-            .cloned()
-            .collect();
-        if all.iter().any(|h| !h.allow_interruptions()) {
-            return Err(SessionError::Speech(SpeechError::NotInterruptible));
-        }
-        for h in all {
-            let _ = h.interrupt();
-        }
+        common::interrupt_speeches(self.current.iter().chain(self.queue.iter()))?;
         self.resume_if_paused();
         Ok(())
     }
 
     fn on_frame(&mut self, frame: AudioFrame) {
-        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| !c.allow_interruptions())
-        {
+        if common::input_blocked(self.current.as_ref()) {
             return;
         }
         if let Some(rec) = &self.recognition
@@ -842,10 +754,10 @@ impl Activity {
             RecognitionEvent::UserStateChanged(c) => {
                 self.shared.set_user_state(c.new);
                 if c.new == agents_core::UserState::Away {
-                    self.spawn_user_away();
+                    self.spawn_hook(Hook::UserAway);
                 }
             }
-            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            RecognitionEvent::Error(e) => common::recognition_error(&self.shared, &e),
             _ => {}
         }
     }
@@ -896,7 +808,7 @@ impl Activity {
     fn start_preemptive(&mut self, transcript: String) {
         if !self.config.options.preemptive_generation
             || self.current.is_some()
-            || self.draining.is_some()
+            || self.drain.is_draining()
             || self.llm().is_none()
         {
             return;
@@ -962,7 +874,7 @@ impl Activity {
             self.cancel_preemptive();
             return;
         }
-        if self.draining.is_some() {
+        if self.drain.is_draining() {
             tracing::warn!("skipping user input, the agent is draining");
             self.cancel_preemptive();
             return;
@@ -1059,7 +971,7 @@ impl Activity {
             }
             same
         });
-        if decision == TurnDecision::StopResponse || self.draining.is_some() {
+        if decision == TurnDecision::StopResponse || self.drain.is_draining() {
             if let Some(p) = reusable {
                 p.handle.force_interrupt();
             }
@@ -1082,11 +994,7 @@ impl Activity {
         eou.speech_id = Some(handle.id().to_owned());
         self.shared
             .emit(SessionEvent::MetricsCollected(Metrics::EndOfUtterance(eou)));
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::GenerateReply,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
         if reused {
             self.queue.push(handle);
             return;
@@ -1110,12 +1018,7 @@ impl Activity {
 
     /// Appends `item` to the agent's context, and messages to the session history.
     fn commit(&mut self, item: ChatItem) {
-        let mut ctx = self.agent.chat_ctx().clone();
-        ctx.push(item.clone());
-        self.agent.update_chat_ctx(&ctx);
-        if matches!(item, ChatItem::Message(_)) {
-            self.shared.push_history(item);
-        }
+        common::commit(&mut self.agent, &self.shared, item);
     }
 
     fn reply_source(
@@ -1157,7 +1060,7 @@ impl Activity {
         self.live.retain(|h| !h.done());
         self.live.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let (tx, rx) = mpsc::channel::<Notice>(16);
         let internal = self.internal_tx.clone();
         // Relay generation notices into the activity's internal channel (and count the generation's end).
         let ctx = GenerationContext {
@@ -1184,35 +1087,17 @@ impl Activity {
         let shared = Arc::clone(&self.shared);
         self.tasks.spawn(
             async move {
-                let relay = async {
-                    while let Some(n) = rx.recv().await {
-                        if internal.send(Internal::Generation(n)).await.is_err() {
-                            return;
-                        }
-                    }
-                };
-                let generation = async {
-                    let handle = ctx.handle.clone();
-                    let notify = ctx.notify.clone();
-                    if catch_panic(&shared, "speech generation", generation::run(ctx, source))
-                        .await
-                        .is_none()
-                    {
-                        // The generation died: its speech ends here, so the activity schedules the next one.
-                        handle.force_interrupt();
-                        handle.mark_done();
-                        let _ = notify
-                            .send(Notice::PlayoutDone {
-                                speech_id: handle.id().to_owned(),
-                                message: None,
-                                interrupted: true,
-                                tools_running: false,
-                            })
-                            .await;
-                    }
-                };
-                let ((), ()) = futures::join!(generation, relay);
-                let _ = internal.send(Internal::Generation(Notice::Finished)).await;
+                let speech = (ctx.handle.clone(), ctx.notify.clone());
+                let generation = generation::run(ctx, source);
+                common::supervise_speech(
+                    &shared,
+                    "speech generation",
+                    generation,
+                    speech,
+                    rx,
+                    &internal,
+                )
+                .await;
             }
             .instrument(span),
         );
@@ -1220,14 +1105,12 @@ impl Activity {
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() || self.suspended {
-            return;
-        }
-        if let Some(next) = self.queue.pop() {
-            self.shared.set_current_speech(Some(next.clone()));
-            next.authorize();
-            self.current = Some(next);
-        }
+        common::schedule(
+            &self.shared,
+            &mut self.queue,
+            &mut self.current,
+            self.drain.suspended,
+        );
     }
 
     async fn on_notice(&mut self, notice: Notice) {
@@ -1243,7 +1126,7 @@ impl Activity {
                         c.allow_interruptions(),
                         can_pause,
                     );
-                    tell_agent_speaking(self.recognition.as_ref(), true).await;
+                    common::tell_agent_speaking(self.recognition.as_ref(), true).await;
                 }
             }
             Notice::PlayoutDone {
@@ -1260,7 +1143,7 @@ impl Activity {
                     self.shared.set_current_speech(None);
                     self.policy.agent_speech_ended();
                     self.resume_if_paused();
-                    tell_agent_speaking(self.recognition.as_ref(), false).await;
+                    common::tell_agent_speaking(self.recognition.as_ref(), false).await;
                     self.schedule();
                     if self.current.is_none() {
                         self.shared.set_agent_state(if tools_running {
@@ -1300,51 +1183,21 @@ impl Activity {
         if step.calls.is_empty() {
             return;
         }
-        for (call, result) in step.calls.iter().zip(&step.results) {
-            self.commit(ChatItem::FunctionCall(call.clone()));
-            if let Some(out) = &result.output {
-                self.commit(ChatItem::FunctionCallOutput(out.clone()));
-            }
-        }
-        self.shared.emit(SessionEvent::FunctionToolsExecuted {
-            calls: step.calls.clone(),
-            outputs: step.outputs(),
-        });
-        let handoff = match step.handoff() {
-            Ok(h) => h,
-            Err(n) => {
-                self.shared.emit_error(ErrorEvent::new(
-                    Component::Tool,
-                    "handoff",
-                    SessionError::Invalid {
-                        reason: format!("{n} tools asked for a handoff in one step; none done"),
-                    },
-                    true,
-                ));
-                None
-            }
-        };
+        let (_, handoff) = common::commit_tool_step(&mut self.agent, &self.shared, &step);
         if self.abandoned {
             // The waiting tool got its error; the session has moved on to another agent.
             return;
         }
-        let handing_off = handoff.is_some();
-        if let Some(agent) = handoff
-            && self
-                .session_tx
-                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
-                .is_err()
-        {
-            tracing::error!("handoff request dropped: session busy");
-        }
+        let handing_off = common::request_handoff(&self.session_tx, handoff);
         if step.stop_response() || !step.has_outputs() {
             return;
         }
-        let step_index = parent.step_index() + 1;
+        let handle = common::follow_up_speech(parent);
+        let step_index = handle.step_index();
         let max = self.config.options.max_tool_steps;
         // The follow-up runs without tools once the step limit is reached ("generating final response"), and
         // during a handoff or drain.
-        let choice = if step_index >= max || handing_off || self.draining.is_some() {
+        let choice = if step_index >= max || handing_off || self.drain.is_draining() {
             if step_index >= max {
                 tracing::warn!(
                     max,
@@ -1355,17 +1208,7 @@ impl Activity {
         } else {
             tool_choice
         };
-        let handle = SpeechHandle::new(
-            SpeechOptions::default()
-                .with_allow_interruptions(parent.allow_interruptions())
-                .with_step_index(step_index)
-                .with_parent_id(parent.id()),
-        );
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::ToolResponse,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::ToolResponse);
         let source = self.reply_source(None, choice);
         self.spawn_speech(handle, source);
     }
@@ -1383,10 +1226,7 @@ impl Drop for Activity {
         pending.extend(self.queue.drain());
         pending.extend(self.current.take());
         pending.extend(self.preemptive.take().map(|p| p.handle));
-        for h in pending {
-            h.force_interrupt();
-            h.mark_done();
-        }
+        common::finish_speeches(pending);
         self.resume_if_paused();
     }
 }
@@ -1408,36 +1248,4 @@ pub(crate) fn merged_interruption(
         o.resume_false_interruption = v;
     }
     o
-}
-
-/// Tells the recognition whether the agent speaks (user-away timer). Bounded: the recognition's queue is shared
-/// with input frames and its events are read by this task, so an unbounded wait could deadlock.
-async fn tell_agent_speaking(rec: Option<&AudioRecognition>, speaking: bool) {
-    if let Some(rec) = rec {
-        let sent =
-            tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking))
-                .await;
-        if sent.is_err() {
-            tracing::warn!(
-                speaking,
-                "audio recognition busy: agent-speaking state not delivered"
-            );
-        }
-    }
-}
-
-async fn next_event(
-    events: &mut Option<EventStream<RecognitionEvent>>,
-) -> Option<RecognitionEvent> {
-    match events {
-        Some(e) => e.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

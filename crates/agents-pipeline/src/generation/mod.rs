@@ -126,6 +126,25 @@ pub(crate) enum Notice {
     Finished,
 }
 
+/// Marks `handle` done and tells the activity its playout is over (`message`: what was heard, to commit).
+pub(crate) async fn finish_playout(
+    notify: &mpsc::Sender<Notice>,
+    handle: &SpeechHandle,
+    message: Option<ChatMessage>,
+    interrupted: bool,
+    tools_running: impl FnOnce() -> bool,
+) {
+    handle.mark_done();
+    let _ = notify
+        .send(Notice::PlayoutDone {
+            speech_id: handle.id().to_owned(),
+            message,
+            interrupted,
+            tools_running: tools_running(),
+        })
+        .await;
+}
+
 /// A chunk of audio with the words that start in it (times from the start of the speech).
 struct AudioChunk {
     frame: AudioFrame,
@@ -271,13 +290,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         () = gap_over => {}
         () = handle.wait_for_interruption() => {
             drop(stages);
-            handle.mark_done();
-            let _ = ctx.notify.send(Notice::PlayoutDone {
-                speech_id: handle.id().to_owned(),
-                message: None,
-                interrupted: true,
-                tools_running: false,
-            }).await;
+            finish_playout(&ctx.notify, &handle, None, true, || false).await;
             return;
         }
     }
@@ -317,6 +330,17 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     };
 
     let sync = ctx.transcript_sync.as_ref();
+    // One frame to the output; a failure is reported (and ends the forwarding).
+    let capture = async |out: &Arc<dyn AudioOutput>, frame: AudioFrame| -> bool {
+        match out.capture_frame(frame).await {
+            Ok(()) => true,
+            Err(e) => {
+                ctx.shared
+                    .emit_error(ErrorEvent::new(Component::Transport, out.label(), e, true));
+                false
+            }
+        }
+    };
     let forward_audio = async {
         let Some(out) = &output else {
             // Drain, so the producing stages are not held back.
@@ -344,13 +368,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 }
             };
             for frame in frames {
-                if let Err(e) = out.capture_frame(frame).await {
-                    ctx.shared.emit_error(ErrorEvent::new(
-                        Component::Transport,
-                        out.label(),
-                        e,
-                        true,
-                    ));
+                if !capture(out, frame).await {
                     return;
                 }
                 captured = true;
@@ -363,13 +381,7 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         match converter.finish() {
             Ok(tail) => {
                 for frame in tail {
-                    if let Err(e) = out.capture_frame(frame).await {
-                        ctx.shared.emit_error(ErrorEvent::new(
-                            Component::Transport,
-                            out.label(),
-                            e,
-                            true,
-                        ));
+                    if !capture(out, frame).await {
                         return;
                     }
                     captured = true;
@@ -510,16 +522,8 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
         *last = Some(Instant::now());
     }
     // Playout is done before the tools are waited for (LiveKit §5.5).
-    handle.mark_done();
-    let _ = ctx
-        .notify
-        .send(Notice::PlayoutDone {
-            speech_id: handle.id().to_owned(),
-            message,
-            interrupted,
-            tools_running: !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire),
-        })
-        .await;
+    let tools_running = || !interrupted && tools_started.load(std::sync::atomic::Ordering::Acquire);
+    finish_playout(&ctx.notify, &handle, message, interrupted, tools_running).await;
     let tool_result = match tools_task {
         Some(mut task) => {
             let result = (&mut task.0).await;

@@ -31,8 +31,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -50,17 +49,15 @@ use agents_core::realtime::{
     RealtimeSessionOptions,
 };
 use agents_core::session::{SessionError, SessionHandle};
-use agents_core::speech::{SpeechError, SpeechHandle, SpeechOptions};
+use agents_core::speech::{SpeechHandle, SpeechOptions};
 use agents_core::stream::EventStream;
 use agents_core::tools::ToolContext;
 
-use crate::activity::{ActivityCmd, ActivityDeps, Inbox, catch_panic};
+use crate::activity::common::{self, Hook};
+use crate::activity::{ActivityCmd, ActivityDeps, Inbox};
 use crate::generation::{self, GenerationContext, Notice, Source};
 use crate::interruption::{InterruptionDecision, InterruptionPolicy};
-use crate::recognition::{
-    AudioRecognition, EndOfTurn, RecognitionError, RecognitionEvent, RecognitionOptions,
-    TurnDetectionMode,
-};
+use crate::recognition::{AudioRecognition, EndOfTurn, RecognitionEvent, TurnDetectionMode};
 use crate::session::{Config, Shared};
 use crate::speech::SpeechQueue;
 use crate::tools_exec::ToolStep;
@@ -127,6 +124,12 @@ enum Internal {
     Notice(Notice),
     /// A lifecycle hook (on_enter, on_exit, on_user_away) finished.
     Lifecycle,
+}
+
+impl From<Notice> for Internal {
+    fn from(notice: Notice) -> Self {
+        Self::Notice(notice)
+    }
 }
 
 /// A reply asked of the model, waiting for its `ResponseCreated`.
@@ -201,14 +204,9 @@ struct RealtimeActivity {
     outstanding: usize,
     internal_tx: mpsc::Sender<Internal>,
     internal_rx: mpsc::Receiver<Internal>,
-    draining: Option<oneshot::Sender<()>>,
-    drain_started: bool,
+    /// Suspension and drain.
+    drain: common::DrainState,
     frames_dropped: u64,
-    /// An `AgentTask` runs in place of this agent: nothing is scheduled (input audio goes to the task).
-    suspended: bool,
-    suspend_ack: Option<oneshot::Sender<()>>,
-    /// This agent runs as a task: its context is handed back once drained.
-    drain_ctx: Option<oneshot::Sender<ChatContext>>,
 }
 
 impl RealtimeActivity {
@@ -249,12 +247,8 @@ impl RealtimeActivity {
             outstanding: 0,
             internal_tx,
             internal_rx,
-            draining: None,
-            drain_started: false,
+            drain: common::DrainState::default(),
             frames_dropped: 0,
-            suspended: false,
-            suspend_ack: None,
-            drain_ctx: None,
         }
     }
 
@@ -365,42 +359,12 @@ impl RealtimeActivity {
         if vad.is_none() && stt.is_none() {
             return;
         }
-        let mut endpointing = options.endpointing;
-        let o = self.agent.turn_overrides();
-        if let Some(v) = o.min_endpointing_delay {
-            endpointing.min_delay = v;
+        if let Some((r, events)) =
+            common::start_recognition(&self.shared, &self.config, &self.agent, mode, vad, stt)
+        {
+            self.recognition = Some(r);
+            self.rec_events = Some(events);
         }
-        if let Some(v) = o.max_endpointing_delay {
-            endpointing.max_delay = v;
-        }
-        let mut rec = RecognitionOptions::new(mode)
-            .with_endpointing(endpointing)
-            .with_user_away_timeout(options.user_away_timeout);
-        if let Some(d) = &options.turn_detector {
-            rec = rec.with_turn_detector(Arc::clone(d));
-        }
-        match AudioRecognition::start(vad, stt, rec) {
-            Ok((r, events)) => {
-                self.recognition = Some(r);
-                self.rec_events = Some(events);
-            }
-            Err(e) => self.recognition_error(&e),
-        }
-    }
-
-    fn recognition_error(&self, e: &RecognitionError) {
-        let component = match e {
-            RecognitionError::Vad(_) => Component::Vad,
-            RecognitionError::MissingComponent { component, .. }
-            | RecognitionError::StreamEnded { component } => *component,
-            _ => Component::Stt,
-        };
-        self.shared.emit_error(ErrorEvent::new(
-            component,
-            "audio_recognition",
-            e.clone(),
-            true,
-        ));
     }
 
     async fn run(&mut self, mut control: Inbox, mut frames: mpsc::Receiver<AudioFrame>) {
@@ -418,11 +382,11 @@ impl RealtimeActivity {
                     Some(cmd) => self.on_command(cmd).await,
                 },
                 Some(frame) = frames.recv() => self.on_frame(frame),
-                ev = next_of(&mut self.rt_events) => match ev {
+                ev = common::next_of(&mut self.rt_events) => match ev {
                     Some(ev) => self.on_realtime(ev).await,
                     None => self.on_realtime_ended(),
                 },
-                ev = next_of(&mut self.rec_events) => match ev {
+                ev = common::next_of(&mut self.rec_events) => match ev {
                     Some(ev) => self.on_recognition(ev).await,
                     None => self.rec_events = None,
                 },
@@ -430,30 +394,19 @@ impl RealtimeActivity {
                     Internal::Notice(n) => self.on_notice(n).await,
                     Internal::Lifecycle => self.outstanding = self.outstanding.saturating_sub(1),
                 },
-                () = sleep_until_opt(reply_deadline) => self.expire_pending(),
+                () = common::sleep_until_opt(reply_deadline) => self.expire_pending(),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
             }
             self.schedule();
-            if self.current.is_none()
-                && let Some(ack) = self.suspend_ack.take()
-            {
-                let _ = ack.send(());
-            }
-            if self.draining.is_some() && self.idle() {
+            if self.drain.step_done(self.current.as_ref(), self.idle()) {
                 break;
             }
         }
         // The realtime session is closed before the drain is reported: the session drops this activity (and
         // starts the next agent) as soon as it hears about it.
-        let drained = self.draining.take();
-        let drain_ctx = self.drain_ctx.take();
+        let report = self.drain.take_report();
         self.shutdown().await;
-        if let Some(ctx) = drain_ctx {
-            let _ = ctx.send(self.agent.chat_ctx().clone());
-        }
-        if let Some(done) = drained {
-            let _ = done.send(());
-        }
+        report.send(&self.agent);
     }
 
     fn idle(&self) -> bool {
@@ -468,16 +421,11 @@ impl RealtimeActivity {
         all.extend(self.queue.drain());
         all.extend(self.current.take());
         all.extend(self.pending.drain(..).map(|p| p.handle));
-        for h in &all {
-            h.force_interrupt();
-        }
-        self.routes.clear();
-        self.audio_pump = None;
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
-        for h in all {
-            h.mark_done();
-        }
+        let close_inputs = || {
+            self.routes.clear();
+            self.audio_pump = None;
+        };
+        common::abort_speeches(all, close_inputs, &mut self.tasks).await;
         self.shared.set_current_speech(None);
         if let Some(rt) = self.rt.take() {
             match tokio::time::timeout(Duration::from_secs(2), rt.close()).await {
@@ -499,22 +447,16 @@ impl RealtimeActivity {
     }
 
     fn spawn_hook(&mut self, hook: Hook) {
-        let hooks = Arc::clone(self.agent.hooks());
-        let session = self.session.clone();
-        let tx = self.internal_tx.clone();
-        let shared = Arc::clone(&self.shared);
         self.outstanding += 1;
-        self.tasks.spawn(async move {
-            // A panicking hook is reported and still counted as finished.
-            match hook {
-                Hook::Enter => catch_panic(&shared, "on_enter", hooks.on_enter(&session)).await,
-                Hook::Exit => catch_panic(&shared, "on_exit", hooks.on_exit(&session)).await,
-                Hook::UserAway => {
-                    catch_panic(&shared, "on_user_away", hooks.on_user_away(&session)).await
-                }
-            };
-            let _ = tx.send(Internal::Lifecycle).await;
-        });
+        let done = (self.internal_tx.clone(), Internal::Lifecycle);
+        common::spawn_hook(
+            &mut self.tasks,
+            &self.agent,
+            &self.session,
+            &self.shared,
+            hook,
+            done,
+        );
     }
 
     async fn on_command(&mut self, cmd: ActivityCmd) {
@@ -533,8 +475,7 @@ impl RealtimeActivity {
                         SessionError::NoTts,
                         true,
                     ));
-                    handle.force_interrupt();
-                    handle.mark_done();
+                    common::finish_speeches([handle]);
                     return;
                 }
                 self.said.insert(handle.id().to_owned());
@@ -564,33 +505,22 @@ impl RealtimeActivity {
             ActivityCmd::UserTurn(commit) => self.on_user_turn_command(commit).await,
             ActivityCmd::Abandon(done) => {
                 // A handoff while suspended under a task: this agent never speaks again.
-                for h in self.queue.drain() {
-                    h.force_interrupt();
-                    h.mark_done();
-                }
-                for p in self.pending.drain(..) {
-                    p.handle.force_interrupt();
-                    p.handle.mark_done();
-                }
+                common::finish_speeches(self.queue.drain());
+                common::finish_speeches(self.pending.drain(..).map(|p| p.handle));
                 Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
             }
             ActivityCmd::Drain(done) => {
                 // A suspended agent that drains (session closing, handoff) plays its queue out.
-                self.suspended = false;
-                if !self.drain_started {
-                    self.drain_started = true;
+                if self.drain.drain(done) {
                     self.spawn_hook(Hook::Exit);
                 }
-                self.draining = Some(done);
             }
             ActivityCmd::DrainInto(ctx) => {
-                self.drain_ctx = Some(ctx);
-                let (done, _) = oneshot::channel();
+                let done = self.drain.hand_back(ctx);
                 Box::pin(self.on_command(ActivityCmd::Drain(done))).await;
             }
             ActivityCmd::Suspend(ack) => {
-                self.suspended = true;
-                self.suspend_ack = Some(ack);
+                self.drain.suspend(ack);
             }
             ActivityCmd::Resume { task_ctx, then } => {
                 let before: std::collections::HashSet<String> = self
@@ -611,7 +541,7 @@ impl RealtimeActivity {
                 self.agent.update_chat_ctx(&ctx);
                 // The model's server-side conversation learns what the task collected.
                 self.sync_to_model(added).await;
-                self.suspended = false;
+                self.drain.suspended = false;
                 then();
             }
             ActivityCmd::SetOutputs { audio, text, sync } => {
@@ -731,32 +661,19 @@ impl RealtimeActivity {
         let handle = SpeechHandle::new(
             SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
         );
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::GenerateReply,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
         self.ask_reply(handle, None).await;
     }
 
     /// `session.interrupt()`: every speech (current, queued, awaiting its response), refused when one of them does
     /// not allow interruptions.
     fn interrupt_all(&mut self) -> Result<(), SessionError> {
-        let all: Vec<SpeechHandle> = self
-            .current
-            .iter()
-            .chain(self.queue.iter())
-            .chain(self.pending.iter().map(|p| &p.handle))
-            .filter(|h| !h.done())
-            .cloned()
-            .collect();
-        if all.iter().any(|h| !h.allow_interruptions()) {
-            return Err(SessionError::Speech(SpeechError::NotInterruptible));
-        }
-        for h in all {
-            let _ = h.interrupt();
-        }
-        Ok(())
+        common::interrupt_speeches(
+            self.current
+                .iter()
+                .chain(self.queue.iter())
+                .chain(self.pending.iter().map(|p| &p.handle)),
+        )
     }
 
     /// Barge-in: interrupts the current speech and the queued ones that allow it.
@@ -774,12 +691,7 @@ impl RealtimeActivity {
     }
 
     fn on_frame(&mut self, frame: AudioFrame) {
-        // Input is dropped (not buffered) while the current speech cannot be interrupted (LiveKit §5.3).
-        if self
-            .current
-            .as_ref()
-            .is_some_and(|c| !c.allow_interruptions())
-        {
+        if common::input_blocked(self.current.as_ref()) {
             return;
         }
         if let Some(rec) = &self.recognition
@@ -917,11 +829,7 @@ impl RealtimeActivity {
                 let handle = SpeechHandle::new(
                     SpeechOptions::default().with_allow_interruptions(self.allow_interruptions()),
                 );
-                self.shared.emit(SessionEvent::SpeechCreated {
-                    speech: handle.clone(),
-                    source: SpeechSource::GenerateReply,
-                    user_initiated: false,
-                });
+                common::announce_speech(&self.shared, &handle, SpeechSource::GenerateReply);
                 (handle, self.user_stopped_at)
             }
         };
@@ -932,7 +840,7 @@ impl RealtimeActivity {
         self.live.push(handle.clone());
         self.queue.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut notices) = mpsc::channel::<Notice>(16);
+        let (tx, notices) = mpsc::channel::<Notice>(16);
         let ctx = ResponseContext {
             handle: handle.clone(),
             rt,
@@ -952,26 +860,17 @@ impl RealtimeActivity {
             tracing::info_span!("realtime_response", %response_id, speech_id = %ctx.handle.id());
         self.tasks.spawn(
             async move {
-                let relay = async {
-                    while let Some(n) = notices.recv().await {
-                        if internal.send(Internal::Notice(n)).await.is_err() {
-                            return;
-                        }
-                    }
-                };
-                // The clones live inside the block: the relay ends once every notice sender is gone.
-                let response = async move {
-                    let handle = ctx.handle.clone();
-                    let notify = ctx.notify.clone();
-                    if catch_panic(&shared, "realtime response", response::run(ctx, rx))
-                        .await
-                        .is_none()
-                    {
-                        speech_died(&handle, &notify).await;
-                    }
-                };
-                let ((), ()) = futures::join!(response, relay);
-                let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+                let speech = (ctx.handle.clone(), ctx.notify.clone());
+                let response = response::run(ctx, rx);
+                common::supervise_speech(
+                    &shared,
+                    "realtime response",
+                    response,
+                    speech,
+                    notices,
+                    &internal,
+                )
+                .await;
             }
             .instrument(span),
         );
@@ -982,7 +881,7 @@ impl RealtimeActivity {
         self.live.retain(|h| !h.done());
         self.live.push(handle.clone());
         self.outstanding += 1;
-        let (tx, mut rx) = mpsc::channel::<Notice>(16);
+        let (tx, rx) = mpsc::channel::<Notice>(16);
         let internal = self.internal_tx.clone();
         let ctx = GenerationContext {
             handle: handle.clone(),
@@ -1005,38 +904,28 @@ impl RealtimeActivity {
         };
         let shared = Arc::clone(&self.shared);
         self.tasks.spawn(async move {
-            let relay = async {
-                while let Some(n) = rx.recv().await {
-                    if internal.send(Internal::Notice(n)).await.is_err() {
-                        return;
-                    }
-                }
-            };
-            let generation = async move {
-                let handle = ctx.handle.clone();
-                let notify = ctx.notify.clone();
-                if catch_panic(&shared, "speech generation", generation::run(ctx, source))
-                    .await
-                    .is_none()
-                {
-                    speech_died(&handle, &notify).await;
-                }
-            };
-            let ((), ()) = futures::join!(generation, relay);
-            let _ = internal.send(Internal::Notice(Notice::Finished)).await;
+            let speech = (ctx.handle.clone(), ctx.notify.clone());
+            let generation = generation::run(ctx, source);
+            common::supervise_speech(
+                &shared,
+                "speech generation",
+                generation,
+                speech,
+                rx,
+                &internal,
+            )
+            .await;
         });
     }
 
     /// Authorizes the next speech when none plays.
     fn schedule(&mut self) {
-        if self.current.is_some() || self.suspended {
-            return;
-        }
-        if let Some(next) = self.queue.pop() {
-            self.shared.set_current_speech(Some(next.clone()));
-            next.authorize();
-            self.current = Some(next);
-        }
+        common::schedule(
+            &self.shared,
+            &mut self.queue,
+            &mut self.current,
+            self.drain.suspended,
+        );
     }
 
     async fn on_notice(&mut self, notice: Notice) {
@@ -1050,7 +939,7 @@ impl RealtimeActivity {
                         false,
                     );
                     if let Some(rec) = &self.recognition {
-                        tell_agent_speaking(rec, true).await;
+                        common::tell_agent_speaking(Some(rec), true).await;
                     }
                 }
             }
@@ -1081,7 +970,7 @@ impl RealtimeActivity {
                     self.shared.set_current_speech(None);
                     self.policy.agent_speech_ended();
                     if let Some(rec) = &self.recognition {
-                        tell_agent_speaking(rec, false).await;
+                        common::tell_agent_speaking(Some(rec), false).await;
                     }
                     self.schedule();
                     if self.current.is_none() {
@@ -1113,41 +1002,8 @@ impl RealtimeActivity {
         if step.calls.is_empty() {
             return;
         }
-        let mut outputs = Vec::new();
-        for (call, result) in step.calls.iter().zip(&step.results) {
-            self.commit(ChatItem::FunctionCall(call.clone()));
-            if let Some(out) = &result.output {
-                self.commit(ChatItem::FunctionCallOutput(out.clone()));
-                outputs.push(ChatItem::FunctionCallOutput(out.clone()));
-            }
-        }
-        self.shared.emit(SessionEvent::FunctionToolsExecuted {
-            calls: step.calls.clone(),
-            outputs: step.outputs(),
-        });
-        let handoff = match step.handoff() {
-            Ok(h) => h,
-            Err(n) => {
-                self.shared.emit_error(ErrorEvent::new(
-                    Component::Tool,
-                    "handoff",
-                    SessionError::Invalid {
-                        reason: format!("{n} tools asked for a handoff in one step; none done"),
-                    },
-                    true,
-                ));
-                None
-            }
-        };
-        let handing_off = handoff.is_some();
-        if let Some(agent) = handoff
-            && self
-                .session_tx
-                .try_send(crate::session::SessionCmd::UpdateAgent(agent))
-                .is_err()
-        {
-            tracing::error!("handoff request dropped: session busy");
-        }
+        let (outputs, handoff) = common::commit_tool_step(&mut self.agent, &self.shared, &step);
+        let handing_off = common::request_handoff(&self.session_tx, handoff);
         if !outputs.is_empty() {
             self.sync_to_model(outputs).await;
         }
@@ -1155,30 +1011,20 @@ impl RealtimeActivity {
         if step.stop_response()
             || !step.has_outputs()
             || handing_off
-            || self.draining.is_some()
+            || self.drain.is_draining()
             || self.caps.auto_tool_reply_generation
         {
             return;
         }
-        let step_index = parent.step_index() + 1;
-        let handle = SpeechHandle::new(
-            SpeechOptions::default()
-                .with_allow_interruptions(parent.allow_interruptions())
-                .with_step_index(step_index)
-                .with_parent_id(parent.id()),
-        );
-        if step_index >= self.config.options.max_tool_steps {
+        let handle = common::follow_up_speech(parent);
+        if handle.step_index() >= self.config.options.max_tool_steps {
             tracing::warn!(
                 max = self.config.options.max_tool_steps,
                 "maximum number of tool steps reached; generating the final response"
             );
             self.set_tool_choice(ToolChoice::None, handle.id()).await;
         }
-        self.shared.emit(SessionEvent::SpeechCreated {
-            speech: handle.clone(),
-            source: SpeechSource::ToolResponse,
-            user_initiated: false,
-        });
+        common::announce_speech(&self.shared, &handle, SpeechSource::ToolResponse);
         self.ask_reply(handle, None).await;
     }
 
@@ -1200,12 +1046,7 @@ impl RealtimeActivity {
 
     /// Appends `item` to the agent's context, and messages to the session history.
     fn commit(&mut self, item: ChatItem) {
-        let mut ctx = self.agent.chat_ctx().clone();
-        ctx.push(item.clone());
-        self.agent.update_chat_ctx(&ctx);
-        if matches!(item, ChatItem::Message(_)) {
-            self.shared.push_history(item);
-        }
+        common::commit(&mut self.agent, &self.shared, item);
     }
 
     async fn on_recognition(&mut self, ev: RecognitionEvent) {
@@ -1241,7 +1082,7 @@ impl RealtimeActivity {
                     self.spawn_hook(Hook::UserAway);
                 }
             }
-            RecognitionEvent::Error(e) => self.recognition_error(&e),
+            RecognitionEvent::Error(e) => common::recognition_error(&self.shared, &e),
             _ => {}
         }
     }
@@ -1257,7 +1098,7 @@ impl RealtimeActivity {
     }
 
     async fn on_end_of_turn(&mut self, turn: EndOfTurn) {
-        if self.draining.is_some() {
+        if self.drain.is_draining() {
             tracing::warn!("skipping user input, the agent is draining");
             return;
         }
@@ -1283,39 +1124,6 @@ impl RealtimeActivity {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Hook {
-    Enter,
-    Exit,
-    UserAway,
-}
-
-/// Tells the recognition whether the agent speaks (user-away timer), bounded as in the cascading activity.
-async fn tell_agent_speaking(rec: &AudioRecognition, speaking: bool) {
-    let sent =
-        tokio::time::timeout(Duration::from_millis(200), rec.set_agent_speaking(speaking)).await;
-    if sent.is_err() {
-        tracing::warn!(
-            speaking,
-            "audio recognition busy: agent-speaking state not delivered"
-        );
-    }
-}
-
-async fn next_of<T>(events: &mut Option<EventStream<T>>) -> Option<T> {
-    match events {
-        Some(e) => e.next().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until_opt(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// How long one call to the realtime model (generate, interrupt, commit, context or tool-choice update) may hold
 /// the activity's loop, which is also the only reader of the model's events.
 const MODEL_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -1336,20 +1144,6 @@ async fn model_call(
         })
 }
 
-/// A speech whose task panicked ends here (interrupted), so the activity schedules the next one.
-async fn speech_died(handle: &SpeechHandle, notify: &mpsc::Sender<Notice>) {
-    handle.force_interrupt();
-    handle.mark_done();
-    let _ = notify
-        .send(Notice::PlayoutDone {
-            speech_id: handle.id().to_owned(),
-            message: None,
-            interrupted: true,
-            tools_running: false,
-        })
-        .await;
-}
-
 /// The drop guard: an activity dropped without its shutdown (its task aborted) still finishes its speech handles.
 impl Drop for RealtimeActivity {
     fn drop(&mut self) {
@@ -1357,10 +1151,7 @@ impl Drop for RealtimeActivity {
         all.extend(self.queue.drain());
         all.extend(self.current.take());
         all.extend(self.pending.drain(..).map(|p| p.handle));
-        for h in all {
-            h.force_interrupt();
-            h.mark_done();
-        }
+        common::finish_speeches(all);
     }
 }
 

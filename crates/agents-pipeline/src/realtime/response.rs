@@ -27,7 +27,7 @@ use agents_core::tokenize::truncate_to_duration;
 use agents_core::tools::{ToolContext, ToolSet};
 use agents_core::tts::TimedText;
 
-use crate::generation::Notice;
+use crate::generation::{Notice, finish_playout};
 use crate::session::Shared;
 use crate::tools_exec;
 
@@ -104,13 +104,7 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
             if !ended && let Err(e) = ctx.rt.interrupt().await {
                 tracing::debug!(error = %e, "realtime interrupt of a response not played");
             }
-            handle.mark_done();
-            let _ = ctx.notify.send(Notice::PlayoutDone {
-                speech_id: handle.id().to_owned(),
-                message: None,
-                interrupted: true,
-                tools_running: false,
-            }).await;
+            finish_playout(&ctx.notify, &handle, None, true, || false).await;
             return;
         }
     }
@@ -271,16 +265,8 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
         m
     });
 
-    handle.mark_done();
-    let _ = ctx
-        .notify
-        .send(Notice::PlayoutDone {
-            speech_id: handle.id().to_owned(),
-            message,
-            interrupted,
-            tools_running: !interrupted && tools_started.load(Ordering::Acquire),
-        })
-        .await;
+    let tools_running = || !interrupted && tools_started.load(Ordering::Acquire);
+    finish_playout(&ctx.notify, &handle, message, interrupted, tools_running).await;
     let mut tools_task = tools_task;
     let step = (&mut tools_task.0).await;
     if interrupted {
