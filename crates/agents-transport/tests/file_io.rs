@@ -629,3 +629,175 @@ async fn a_session_runs_from_a_48k_stereo_file_in_real_time_and_writes_audio_and
         "no escape codes when not a terminal"
     );
 }
+
+fn lookup_tool() -> agents_core::tools::FunctionTool {
+    agents_core::tools::FunctionTool::raw(
+        "lookup",
+        "Looks the answer up.",
+        serde_json::json!({"type": "object", "properties": {}}),
+        |_ctx, _args| async move { Ok(agents_core::tools::ToolOutcome::Output("42".to_owned())) },
+    )
+    .unwrap()
+}
+
+const LONG: &str = "Let me tell you everything about the weather today because there is a lot to say about \
+                    clouds and rain and wind and sun";
+
+#[tokio::test(start_paused = true)]
+async fn a_barge_in_cuts_the_speech_in_the_output_file_and_marks_the_transcript() {
+    let dir = TempDir::new("barge-in");
+    let input = dir.path("user.wav");
+    // The user asks, then talks over the (long) answer at 4 s.
+    write_input(
+        &input,
+        &[(true, 1000), (false, 3000), (true, 1000)],
+        SampleRate::HZ_16000,
+        1,
+    );
+    let llm = FakeLlm::new()
+        .push_response(FakeResponse::tool_call("lookup", "{}"))
+        .push_response(FakeResponse::text(LONG))
+        .push_response(FakeResponse::text("Okay."));
+    let session = session(llm, &["what is the weather", "stop please"]);
+    let options = FileSessionOptions::new(&input)
+        .with_input(WavInputOptions::default().with_trailing_silence(ms(3000)))
+        .with_output(dir.path("agent.wav"), WavOutputOptions::default())
+        .with_transcript(TranscriptOptions::default().with_jsonl_path(dir.path("t.jsonl")));
+    let agent = Agent::builder("You answer.")
+        .tool(lookup_tool())
+        .build()
+        .unwrap();
+    let report = run_file_session(&session, agent, options).await.unwrap();
+
+    let out = report.output.as_ref().unwrap();
+    assert_eq!(out.segments.len(), 2, "{:?}", out.segments);
+    let cut = &out.segments[0];
+    let full = FakeTts::new().audio_duration(LONG);
+    assert!(cut.interrupted);
+    assert!(cut.played > Duration::ZERO && cut.played < full, "{cut:?}");
+    // Cut where the user came back (4 s on the input timeline), within the interruption's reaction time.
+    let cut_at = cut.file_start + cut.played;
+    assert!(cut_at >= ms(4000) && cut_at < ms(4600), "cut at {cut_at:?}");
+    assert!(!out.segments[1].interrupted);
+    assert_eq!(out.segments[1].played, ms(300));
+
+    // In the file: the answer up to the cut, then silence until the next speech.
+    let file = read_wav(&out.path).unwrap();
+    let at = |d: Duration| (d.as_secs_f64() * 24_000.0).round() as usize;
+    let d = file.data();
+    assert!(
+        d[at(cut_at) + 1..at(out.segments[1].file_start)]
+            .iter()
+            .all(|&s| s == 0)
+    );
+    assert!(
+        rms(&AudioFrame::new(
+            d[at(cut_at) - 2400..at(cut_at)].to_vec(),
+            SampleRate::HZ_24000,
+            1
+        )
+        .unwrap())
+            > 0.05
+    );
+
+    // The transcript marks the interruption; the agent line holds only the words heard.
+    let kinds: Vec<(String, String, bool)> = report
+        .transcript
+        .iter()
+        .filter_map(|e| {
+            let v = serde_json::to_value(e).unwrap();
+            let kind = v["type"].as_str().unwrap().to_owned();
+            matches!(kind.as_str(), "user" | "agent" | "tool_call").then(|| {
+                let text = v["text"]
+                    .as_str()
+                    .or(v["name"].as_str())
+                    .unwrap()
+                    .to_owned();
+                (kind, text, v["interrupted"].as_bool().unwrap_or(false))
+            })
+        })
+        .collect();
+    assert_eq!(kinds.len(), 5, "{kinds:?}");
+    assert_eq!(
+        kinds[0],
+        ("user".into(), "what is the weather".into(), false)
+    );
+    assert_eq!(kinds[1], ("tool_call".into(), "lookup".into(), false));
+    assert_eq!(
+        (kinds[2].0.as_str(), kinds[2].2),
+        ("agent", true),
+        "{kinds:#?}"
+    );
+    assert!(
+        LONG.starts_with(&kinds[2].1) && kinds[2].1.len() < LONG.len(),
+        "{:?}",
+        kinds[2].1
+    );
+    assert!(!kinds[2].1.is_empty());
+    assert_eq!(kinds[3], ("user".into(), "stop please".into(), false));
+    assert_eq!(kinds[4], ("agent".into(), "Okay.".into(), false));
+    let jsonl = std::fs::read_to_string(dir.path("t.jsonl")).unwrap();
+    assert!(jsonl.contains(
+        r#""type":"tool_call","name":"lookup","arguments":"{}","output":"42","is_error":false"#
+    ));
+    assert!(jsonl.contains(r#""interrupted":true"#));
+}
+
+#[tokio::test]
+async fn fast_pacing_runs_a_session_from_a_file_faster_than_real_time() {
+    let dir = TempDir::new("fast");
+    let input = dir.path("user.wav");
+    // 6 s of input; the session hears one turn and answers before the input ends.
+    write_input(
+        &input,
+        &[(true, 1000), (false, 5000)],
+        SampleRate::HZ_16000,
+        1,
+    );
+    let llm = FakeLlm::new().push_response(FakeResponse::text("Hello there."));
+    let session = AgentSession::builder()
+        .llm(Arc::new(llm))
+        .tts(Arc::new(FakeTts::new()))
+        .vad(Arc::new(FakeVad::energy()))
+        .stt(Arc::new(
+            FakeStt::new()
+                .with_transcripts(["hi"])
+                .with_min_silence(ms(100)),
+        ))
+        .options(session_options().with_close_on_input_end(false))
+        .build();
+    let options = FileSessionOptions::new(&input)
+        .with_input(
+            WavInputOptions::default()
+                .with_pacing(Pacing::AsFastAsPossible)
+                .with_trailing_silence(Duration::ZERO),
+        )
+        .with_output(dir.path("agent.wav"), WavOutputOptions::default())
+        .with_transcript(TranscriptOptions::default().with_text_path(dir.path("t.txt")))
+        .with_idle_close(ms(800))
+        .with_max_duration(Duration::from_secs(8));
+    let started = std::time::Instant::now();
+    let report = run_file_session(&session, Agent::new("x"), options)
+        .await
+        .unwrap();
+    // Real-time pacing could not deliver 6 s of audio in less than 6 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.input_delivered, ms(6000));
+    assert_eq!(report.close_reason, Some(CloseReason::UserInitiated));
+    assert_eq!(report.turns, 1);
+    let out = report.output.as_ref().unwrap();
+    assert_eq!(out.segments.len(), 1);
+    assert_eq!(
+        (out.segments[0].played, out.segments[0].interrupted),
+        (ms(600), false)
+    );
+    // Fast mode: the reply is placed at the input position delivered when it started (here the whole file).
+    assert!(out.segments[0].file_start >= ms(1000));
+    let text = std::fs::read_to_string(dir.path("t.txt")).unwrap();
+    assert!(text.contains("user: hi\n"), "{text}");
+    assert!(text.contains("agent: Hello there.\n"), "{text}");
+}

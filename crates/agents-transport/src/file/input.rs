@@ -20,8 +20,10 @@ pub enum Pacing {
     /// this runs as fast as the runtime allows while keeping the session's timers exact.
     #[default]
     RealTime,
-    /// Every frame as soon as the session takes it (the session's bounded input applies back-pressure). Timers of
-    /// the session (endpointing delays, interruption timeouts) then see pauses compressed: see the guide.
+    /// Every frame as soon as the consumer polls for it, yielding to the scheduler between frames so the
+    /// session's pipeline keeps up (an `AgentSession` drops input frames its activity has no room for, as from a
+    /// live input that runs ahead). The session's timers (endpointing delays, interruption timeouts) run on the
+    /// clock and so see the file's pauses compressed: see the guide.
     AsFastAsPossible,
 }
 
@@ -290,6 +292,10 @@ impl Delivery {
             if due > now {
                 tokio::time::sleep_until(due).await;
             }
+        } else if self.sent > 0 {
+            // Let the consumer's pipeline run between frames: a session drops input frames its activity has no
+            // room for, as it would from a live input that runs ahead.
+            tokio::task::yield_now().await;
         }
         let frame = self.frames.get(self.index)?.clone();
         self.index += 1;

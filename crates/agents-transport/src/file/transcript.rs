@@ -231,7 +231,12 @@ struct TState {
     /// Agent text segments shown and flushed, waiting for their committed message.
     shown: VecDeque<(Duration, String)>,
     user_started: Option<Duration>,
+    /// A final user transcript arrived since `user_started` (the turn is waiting for its commit).
+    user_final: bool,
+    /// When the agent started speaking, until that speech's message is committed.
     agent_started: Option<Duration>,
+    /// Entries handed to the file writer (a prefix of `entries`).
+    written: usize,
     closed: bool,
 }
 
@@ -259,9 +264,25 @@ impl Inner {
         now.saturating_duration_since(origin)
     }
 
+    /// Inserts a line in time order (after lines with the same time, never before lines already written).
     fn push(&self, s: &mut TState, at: Duration, event: TranscriptEvent) {
-        s.entries.push(TranscriptEntry { at, event });
+        let i = s.entries.partition_point(|e| e.at <= at).max(s.written);
+        s.entries.insert(i, TranscriptEntry { at, event });
         self.notify.notify_one();
+    }
+
+    /// Lines stamped before this time are final: every line still to come is stamped at or after it (a user turn
+    /// not yet committed, agent text not yet matched to its message, a speech not yet committed, or now).
+    fn watermark(&self, s: &TState) -> Duration {
+        [
+            s.current.as_ref().map(|c| c.0),
+            s.shown.front().map(|c| c.0),
+            s.user_started,
+            s.agent_started,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(self.now(), Duration::min)
     }
 
     /// Agent text shown but never committed (e.g. the session closed first) becomes a line.
@@ -288,9 +309,13 @@ impl Inner {
         let now = self.now();
         let mut s = lock(&self.state);
         match event {
-            SessionEvent::UserStartedSpeaking { .. } => {
-                s.user_started.get_or_insert(now);
+            // Speech without any final transcript before it (a cough, noise) never became a turn.
+            SessionEvent::UserStartedSpeaking { .. }
+                if s.user_started.is_none() || !s.user_final =>
+            {
+                s.user_started = Some(now);
             }
+            SessionEvent::UserInputTranscribed { is_final: true, .. } => s.user_final = true,
             SessionEvent::AgentStartedSpeaking { .. } => s.agent_started = Some(now),
             SessionEvent::ConversationItemAdded {
                 item: ChatItem::Message(m),
@@ -299,15 +324,17 @@ impl Inner {
                 match m.role {
                     ChatRole::User => {
                         let at = s.user_started.take().unwrap_or(now);
+                        s.user_final = false;
                         self.push(&mut s, at, TranscriptEvent::User { text });
                     }
                     ChatRole::Assistant => {
                         // The text output flushes a speech before its message is committed.
                         let shown = s.shown.pop_front().or_else(|| s.current.take());
+                        let started = s.agent_started.take();
                         let (at, text) = match shown {
                             Some((at, shown)) if !shown.trim().is_empty() => (at, shown),
                             Some((at, _)) => (at, text),
-                            None => (s.agent_started.unwrap_or(now), text),
+                            None => (started.unwrap_or(now), text),
                         };
                         self.push(
                             &mut s,
@@ -384,9 +411,11 @@ impl Inner {
 /// - **latency**: the per-turn report (`MetricsCollected(Turn)`), **false interruption**, **error**, **session
 ///   closed**.
 ///
-/// Timestamps are on the input timeline ([`TranscriptWriter::with_input_progress`]). Lines are appended in the
-/// order things were settled (an agent line is written when its message is committed, after the latency line of
-/// its turn). The files are written by a blocking task; [`TranscriptWriter::finish`] flushes them.
+/// Timestamps are on the input timeline ([`TranscriptWriter::with_input_progress`]). Lines are in time order: a
+/// line is written to the files once nothing still pending (a user turn not yet committed, an agent speech whose
+/// message is not yet committed) can be stamped before it, so an interrupted agent line lands before the user turn
+/// that interrupted it even though its message is committed later. The files are written by a blocking task;
+/// [`TranscriptWriter::finish`] writes the rest and flushes them.
 pub struct TranscriptWriter {
     inner: Arc<Inner>,
 }
@@ -507,11 +536,16 @@ async fn write_loop(inner: Arc<Inner>, mut text: Sink, mut jsonl: Sink) -> Resul
     loop {
         let notified = inner.notify.notified();
         let (batch, closed) = {
-            let s = lock(&inner.state);
-            (
-                s.entries.get(cursor..).unwrap_or_default().to_vec(),
-                s.closed,
-            )
+            let mut s = lock(&inner.state);
+            let until = if s.closed {
+                s.entries.len()
+            } else {
+                let mark = inner.watermark(&s);
+                s.entries.partition_point(|e| e.at <= mark)
+            };
+            let batch = s.entries.get(cursor..until).unwrap_or_default().to_vec();
+            s.written = until.max(cursor);
+            (batch, s.closed)
         };
         cursor += batch.len();
         if !batch.is_empty() || closed {
