@@ -801,3 +801,110 @@ async fn fast_pacing_runs_a_session_from_a_file_faster_than_real_time() {
     assert!(text.contains("user: hi\n"), "{text}");
     assert!(text.contains("agent: Hello there.\n"), "{text}");
 }
+
+#[test]
+fn transcript_lines_render_as_text_and_round_trip_as_json() {
+    use agents_transport::file::{TranscriptEntry, TranscriptEvent};
+    let entries: Vec<TranscriptEntry> = [
+        r#"{"at":1.5,"type":"user","text":"what is the weather"}"#,
+        r#"{"at":62.25,"type":"agent","text":"Sunny.","interrupted":true}"#,
+        r#"{"at":3.0,"type":"tool_call","name":"lookup","arguments":"{}","output":"boom","is_error":true}"#,
+        r#"{"at":3.0,"type":"latency","speech_id":"s1","e2e":0.9,"llm_ttft":0.25}"#,
+        r#"{"at":9.0,"type":"closed","reason":"participant_disconnected"}"#,
+    ]
+    .iter()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect();
+    let text: Vec<String> = entries.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        text,
+        vec![
+            "[00:01.500] user: what is the weather",
+            "[01:02.250] agent: Sunny. [interrupted]",
+            "[00:03.000] tool: lookup({}) -> error: boom",
+            "[00:03.000] latency: e2e 0.900 s, LLM TTFT 0.250 s",
+            "[00:09.000] session closed: participant_disconnected",
+        ]
+    );
+    assert!(matches!(
+        entries[1].event,
+        TranscriptEvent::Agent {
+            interrupted: true,
+            ..
+        }
+    ));
+    for e in &entries {
+        let back: TranscriptEntry =
+            serde_json::from_str(&serde_json::to_string(e).unwrap()).unwrap();
+        assert_eq!(&back, e);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn on_a_terminal_the_console_redraws_one_status_line_with_states_and_progress() {
+    use agents_core::audio_io::TextOutput;
+    let out = Captured::default();
+    let view = ConsoleView::new(out.clone(), true);
+    assert!(view.is_tty());
+    let audio = AudioFrame::concat(&sequence(&[(true, ms(1000))], SampleRate::HZ_16000)).unwrap();
+    let input = WavInput::from_frame(
+        "mem",
+        &audio,
+        WavInputOptions::default().with_trailing_silence(Duration::ZERO),
+    )
+    .unwrap();
+    let progress = input.progress();
+    let (tx, events) = agents_core::stream::EventStream::channel(16);
+    let task = view.follow(events, Some(progress));
+    let mut stream = input.into_audio_input();
+    for _ in 0..25 {
+        stream.next().await.unwrap();
+    }
+    tokio::task::yield_now().await;
+    use agents_core::events::{AgentState, SessionEvent, UserState};
+    tx.send(SessionEvent::AgentStateChanged {
+        old: AgentState::Listening,
+        new: AgentState::Speaking,
+    })
+    .await
+    .unwrap();
+    tx.send(SessionEvent::UserInputTranscribed {
+        transcript: "what is".into(),
+        is_final: false,
+        language: None,
+        speaker_id: None,
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(ms(1)).await;
+    let shown = out.text();
+    let status = shown.rsplit("\r\x1b[2K").next().unwrap();
+    assert_eq!(
+        status,
+        "agent: speaking  user: listening [############............] 0.5/1.0 s | you: what is"
+    );
+    view.capture_text("Hello ").await.unwrap();
+    view.capture_text("there.").await.unwrap();
+    TextOutput::flush(&view);
+    tx.send(SessionEvent::UserStateChanged {
+        old: UserState::Listening,
+        new: UserState::Speaking,
+    })
+    .await
+    .unwrap();
+    tx.send(SessionEvent::Close {
+        reason: CloseReason::UserInitiated,
+        error: None,
+    })
+    .await
+    .unwrap();
+    task.await.unwrap();
+    let shown = out.text();
+    // Lines are printed above the status line; state changes only update it on a terminal.
+    assert!(shown.contains("agent: Hello there.\n"), "{shown:?}");
+    assert!(
+        shown.contains("session closed: user_initiated\n"),
+        "{shown:?}"
+    );
+    assert!(!shown.contains("state: "), "{shown:?}");
+}
