@@ -53,11 +53,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl ViewInner {
     fn at(&self) -> Duration {
-        let origin = lock(&self.input)
+        let now = Instant::now();
+        lock(&self.input)
             .as_ref()
-            .and_then(|i| i.borrow().started_at)
-            .unwrap_or(self.origin);
-        Instant::now().saturating_duration_since(origin)
+            .and_then(|i| i.borrow().timeline(now))
+            .unwrap_or_else(|| now.saturating_duration_since(self.origin))
     }
 
     fn status(&self, s: &ViewState) -> String {

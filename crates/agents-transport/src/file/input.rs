@@ -107,9 +107,25 @@ pub struct InputProgress {
     pub started_at: Option<Instant>,
     /// The input ended (last frame delivered, not looping).
     pub finished: bool,
+    /// When it ended (tokio clock).
+    pub finished_at: Option<Instant>,
+    /// The input's pacing.
+    pub pacing: Pacing,
 }
 
 impl InputProgress {
+    /// The position on the input's timeline at `now`, `None` before the first frame. Real time: the time elapsed
+    /// since the first frame. Fast: the audio delivered so far (what the session has been given, slightly ahead of
+    /// what it processed), and once the input ended, its length plus the time elapsed since.
+    pub fn timeline(&self, now: Instant) -> Option<Duration> {
+        let started = self.started_at?;
+        Some(match (self.pacing, self.finished_at) {
+            (Pacing::RealTime, _) => now.saturating_duration_since(started),
+            (_, Some(end)) => self.delivered + now.saturating_duration_since(end),
+            _ => self.delivered,
+        })
+    }
+
     /// Fraction of the current pass delivered, in `[0, 1]`.
     pub fn fraction(&self) -> f64 {
         if self.total.is_zero() {
@@ -196,6 +212,7 @@ impl WavInput {
         let progress = watch::channel(InputProgress {
             total,
             pass: 1,
+            pacing: options.pacing,
             ..InputProgress::default()
         })
         .0;
@@ -274,7 +291,10 @@ impl Delivery {
     async fn next(&mut self) -> Option<AudioFrame> {
         if self.index >= self.frames.len() {
             if !self.options.looping || self.frames.is_empty() {
-                self.progress.send_modify(|p| p.finished = true);
+                self.progress.send_modify(|p| {
+                    p.finished = true;
+                    p.finished_at.get_or_insert_with(Instant::now);
+                });
                 return None;
             }
             self.index = 0;

@@ -172,14 +172,10 @@ impl Shared {
 
     /// Where a segment starting now begins in the file, in samples per channel.
     fn start_position(&self, s: &State, now: Instant) -> u64 {
-        let target = match (&self.input, self.instant) {
-            (Some(input), true) => input.borrow().delivered,
-            (Some(input), false) => {
-                let origin = input.borrow().started_at.unwrap_or(now);
-                now.saturating_duration_since(origin)
-            }
-            (None, true) => Duration::ZERO,
-            (None, false) => now.saturating_duration_since(self.origin),
+        let target = match &self.input {
+            Some(input) => input.borrow().timeline(now).unwrap_or_default(),
+            None if self.instant => Duration::ZERO,
+            None => now.saturating_duration_since(self.origin),
         };
         (samples_for(target, self.rate) as u64).max(s.file_len)
     }
@@ -430,10 +426,10 @@ fn write_batch(
 /// the file at its position on the *input timeline*, the gap before it filled with silence:
 ///
 /// - real time: the time elapsed since the linked input ([`WavOutput::with_input_progress`]) delivered its first
-///   frame (without an input: since the output was created), so mixing the input and output files gives what a
+///   frame (`InputProgress::timeline`) (without an input: since the output was created), so mixing the input and output files gives what a
 ///   listener would have heard;
-/// - fast: the amount of input audio delivered when the segment started playing (without an input, segments are
-///   written back to back). The input runs ahead of the session by what its queues hold, so a reply lands at the
+/// - fast: the amount of input audio delivered when the segment started playing (after the input ended: its
+///   length plus the time elapsed since; without an input, segments are written back to back). The input runs ahead of the session by what its queues hold, so a reply lands at the
 ///   earliest where the user's audio that triggered it ends, possibly later; the gaps are not conversation
 ///   timing.
 ///

@@ -256,12 +256,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     fn now(&self) -> Duration {
         let now = Instant::now();
-        let origin = self
-            .input
+        self.input
             .as_ref()
-            .and_then(|i| i.borrow().started_at)
-            .unwrap_or(self.origin);
-        now.saturating_duration_since(origin)
+            .and_then(|i| i.borrow().timeline(now))
+            .unwrap_or_else(|| now.saturating_duration_since(self.origin))
     }
 
     /// Inserts a line in time order (after lines with the same time, never before lines already written).
