@@ -908,3 +908,59 @@ async fn on_a_terminal_the_console_redraws_one_status_line_with_states_and_progr
     );
     assert!(!shown.contains("state: "), "{shown:?}");
 }
+
+#[tokio::test]
+async fn run_file_session_reports_a_bad_input_or_a_closed_session_as_typed_errors() {
+    use agents_core::SessionControl;
+    let dir = TempDir::new("run-errors");
+    let session = session(FakeLlm::new(), &[]);
+    let e = run_file_session(
+        &session,
+        Agent::new("x"),
+        FileSessionOptions::new(dir.path("missing.wav")),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FileIoError::ReadWav { .. }), "{e:?}");
+
+    let input = dir.path("user.wav");
+    write_input(&input, &[(true, 200)], SampleRate::HZ_16000, 1);
+    let e = run_file_session(
+        &session,
+        Agent::new("x"),
+        FileSessionOptions::new(&input).with_input(
+            WavInputOptions::default().with_trailing_silence(Duration::from_secs(3600)),
+        ),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FileIoError::InvalidOption(_)), "{e:?}");
+
+    session
+        .start(Agent::new("x"), agents_core::SessionIo::new())
+        .await
+        .unwrap();
+    session.close().await.unwrap();
+    let out = dir.path("agent.wav");
+    let e = run_file_session(
+        &session,
+        Agent::new("x"),
+        FileSessionOptions::new(&input)
+            .with_output(&out, WavOutputOptions::default())
+            .with_transcript(TranscriptOptions::default().with_text_path(dir.path("t.txt"))),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            FileIoError::Session(agents_core::SessionError::NotRunning)
+        ),
+        "{e:?}"
+    );
+    // The files were closed properly: a valid, empty WAV file and an empty transcript.
+    let wav = read_wav(&out).unwrap();
+    assert!(wav.is_empty());
+    assert_eq!(wav.sample_rate(), SampleRate::HZ_24000);
+    assert_eq!(std::fs::read_to_string(dir.path("t.txt")).unwrap(), "");
+}

@@ -11,6 +11,11 @@ use tokio::time::Instant;
 
 use super::FileIoError;
 
+/// Longest frame accepted.
+const MAX_FRAME: Duration = Duration::from_secs(1);
+/// Longest trailing silence accepted (it is held in memory).
+const MAX_TRAILING_SILENCE: Duration = Duration::from_secs(600);
+
 /// How fast a [`WavInput`] delivers its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -35,11 +40,12 @@ pub struct WavInputOptions {
     pub sample_rate: SampleRate,
     /// Channels of the frames given to the session (default 1).
     pub num_channels: u16,
-    /// Length of each frame (default 20 ms).
+    /// Length of each frame (default 20 ms, at most 1 s).
     pub frame_duration: Duration,
     /// Pacing (default real time).
     pub pacing: Pacing,
-    /// Silence appended after the file's audio on each pass, so the last user turn can end (default 1 s).
+    /// Silence appended after the file's audio on each pass, so the last user turn can end (default 1 s, at most
+    /// 10 minutes).
     pub trailing_silence: Duration,
     /// Starts over at the end, until the session drops the input (default false).
     pub looping: bool,
@@ -187,9 +193,14 @@ impl WavInput {
         }
         let rate = options.sample_rate;
         let per_frame = samples_for(options.frame_duration, rate);
-        if per_frame == 0 {
+        if per_frame == 0 || options.frame_duration > MAX_FRAME {
             return Err(FileIoError::InvalidOption(
-                "frame_duration must hold at least one sample",
+                "frame_duration must hold at least one sample and be at most 1 s",
+            ));
+        }
+        if options.trailing_silence > MAX_TRAILING_SILENCE {
+            return Err(FileIoError::InvalidOption(
+                "trailing_silence must be at most 10 minutes",
             ));
         }
         let channels = options.num_channels;
@@ -331,8 +342,12 @@ impl Delivery {
     }
 }
 
+/// `n` frames of `frame` (saturating; frames are at most 1 s, so this never saturates in practice).
 fn frames_duration(frame: Duration, n: u64) -> Duration {
-    Duration::from_secs_f64(frame.as_secs_f64() * n as f64)
+    u32::try_from(n)
+        .ok()
+        .and_then(|n| frame.checked_mul(n))
+        .unwrap_or(Duration::MAX)
 }
 
 /// Samples per channel in `d` at `rate`, rounded to the nearest.

@@ -158,10 +158,16 @@ pub async fn run_file_session(
     if let Some(o) = &output {
         io = io.with_audio_output(o.clone() as Arc<dyn AudioOutput>);
     }
-    session
-        .start(agent, io)
-        .await
-        .map_err(FileIoError::Session)?;
+    if let Err(e) = session.start(agent, io).await {
+        if let Some(t) = &view_task {
+            t.abort();
+        }
+        let _ = transcript.finish(Duration::ZERO).await;
+        if let Some(o) = &output {
+            let _ = o.finish(Duration::ZERO).await;
+        }
+        return Err(FileIoError::Session(e));
+    }
 
     let mut input_progress = progress.clone();
     let mut agent_state = AgentState::Initializing;

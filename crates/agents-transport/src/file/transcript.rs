@@ -527,6 +527,14 @@ impl TranscriptWriter {
     }
 }
 
+impl Drop for TranscriptWriter {
+    fn drop(&mut self) {
+        // Let the file writer write what it has and end (it would otherwise wait for lines forever).
+        lock(&self.inner.state).closed = true;
+        self.inner.notify.notify_one();
+    }
+}
+
 type Sink = Option<(PathBuf, BufWriter<File>)>;
 
 async fn write_loop(inner: Arc<Inner>, mut text: Sink, mut jsonl: Sink) -> Result<(), FileIoError> {
