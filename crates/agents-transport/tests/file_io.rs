@@ -964,3 +964,43 @@ async fn run_file_session_reports_a_bad_input_or_a_closed_session_as_typed_error
     assert_eq!(wav.sample_rate(), SampleRate::HZ_24000);
     assert_eq!(std::fs::read_to_string(dir.path("t.txt")).unwrap(), "");
 }
+
+/// The committed speech fixtures of the Silero plugin (espeak-ng speech; the 48 kHz file is the 16 kHz one
+/// resampled by sox, linear phase, no delay: see `make_fixtures.sh` there).
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../plugins/silero/tests/fixtures")
+        .join(name)
+}
+
+#[tokio::test]
+async fn real_speech_at_48k_converts_to_the_16k_original_within_the_resamplers_error() {
+    let original = read_wav(fixture("speech_pauses_16k.wav")).unwrap();
+    let input = WavInput::open(
+        fixture("speech_pauses_48k.wav"),
+        WavInputOptions::default()
+            .with_pacing(Pacing::AsFastAsPossible)
+            .with_trailing_silence(Duration::ZERO),
+    )
+    .unwrap();
+    assert_eq!(input.audio_duration(), original.duration());
+    let got = AudioFrame::concat(&collect(input).await).unwrap();
+    let n = original.samples_per_channel();
+    assert!(got.samples_per_channel() >= n && got.samples_per_channel() < n + 320);
+    let (a, b) = (original.data(), &got.data()[..n]);
+    let err: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+        .sum();
+    let sig: f64 = a.iter().map(|&x| f64::from(x).powi(2)).sum();
+    let snr_db = 10.0 * (sig / err).log10();
+    assert!(
+        snr_db > 30.0,
+        "48k -> 16k differs from the original by {snr_db:.1} dB SNR"
+    );
+    assert!(
+        got.data()[n..].iter().all(|&s| s == 0),
+        "the last frame is padded with silence"
+    );
+}
