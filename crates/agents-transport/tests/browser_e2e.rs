@@ -264,8 +264,8 @@ impl Peer {
                 .await
                 .map_err(|e| format!("send audio: {e}"))?;
         }
-        for (_, ev) in events[next_event..].iter().cloned().collect::<Vec<_>>() {
-            self.send(ev).await?;
+        for (_, ev) in &events[next_event..] {
+            self.send(ev.clone()).await?;
         }
         Ok(n)
     }
