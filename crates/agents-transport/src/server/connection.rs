@@ -344,7 +344,6 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
             _ = &mut writer_task => break End::Gone,
         }
     };
-    drop(reader);
     tracing::debug!(%session_id, ?end, "websocket connection ending");
 
     // 5. Teardown: close the session, say why, close the socket, free every task.
@@ -382,6 +381,9 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
             Err(_) => tracing::warn!(%session_id, "session close timed out"),
         }
     }
+    // The audio input ends only now: ending it first would close the session as "participant disconnected"
+    // whatever the reason (`close_on_input_end`).
+    drop(reader);
     // The pump forwards the session's `close {reason}` when it sees the Close event.
     let mut close_sent = matches!(end, End::SessionClosed(_));
     if !close_sent {
