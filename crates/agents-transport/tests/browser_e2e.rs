@@ -45,6 +45,19 @@ fn fixture(name: &str) -> PathBuf {
     path.canonicalize().unwrap_or(path)
 }
 
+/// The browser to run; `None` (after printing SKIP) when there is none, a panic under `CI=true`.
+fn browser_or_skip() -> Option<PathBuf> {
+    let found = find_browser();
+    if found.is_none() {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true"),
+            "CI=true but no Chromium found (chromium, chromium-browser, google-chrome, or AGENTS_BROWSER)"
+        );
+        eprintln!("SKIP browser_e2e: no Chromium found (install the Debian package `chromium`)");
+    }
+    found
+}
+
 fn find_browser() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AGENTS_BROWSER") {
         return Some(PathBuf::from(p));
@@ -74,8 +87,8 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch(binary: &Path, url: &str, wav: &Path) -> TestResult<Self> {
-        use std::os::unix::process::CommandExt;
+    /// A fresh temporary profile directory (also the place for the test's own files).
+    fn new_profile() -> TestResult<PathBuf> {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -83,6 +96,17 @@ impl Browser {
         let profile =
             std::env::temp_dir().join(format!("agents-browser-e2e-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&profile).map_err(|e| format!("profile dir: {e}"))?;
+        Ok(profile)
+    }
+
+    fn launch(
+        binary: &Path,
+        url: &str,
+        wav: &Path,
+        profile: PathBuf,
+        extra: &[&str],
+    ) -> TestResult<Self> {
+        use std::os::unix::process::CommandExt;
         let log = profile.join("browser.log");
         let log_file = std::fs::File::create(&log).map_err(|e| format!("browser log: {e}"))?;
         let log_err = log_file
@@ -105,6 +129,7 @@ impl Browser {
             ))
             .arg("--autoplay-policy=no-user-gesture-required")
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(extra)
             .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log_file))
@@ -289,13 +314,7 @@ fn u64_at(v: &Value, path: &[&str]) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_page_talks_plays_and_stops_on_interrupt() {
-    let Some(binary) = find_browser() else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "CI=true but no Chromium found (chromium, chromium-browser, google-chrome, or AGENTS_BROWSER)"
-            );
-        }
-        eprintln!("SKIP browser_e2e: no Chromium found (install the Debian package `chromium`)");
+    let Some(binary) = browser_or_skip() else {
         return;
     };
 
@@ -318,8 +337,15 @@ async fn browser_page_talks_plays_and_stops_on_interrupt() {
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     let url = format!("http://{addr}/?autostart=1&report=1");
-    let browser =
-        Browser::launch(&binary, &url, &fixture("speech_pauses_16k.wav")).expect("launch browser");
+    let profile = Browser::new_profile().expect("profile dir");
+    let browser = Browser::launch(
+        &binary,
+        &url,
+        &fixture("speech_pauses_16k.wav"),
+        profile,
+        &[],
+    )
+    .expect("launch browser");
 
     let outcome = timeout(TEST_TIMEOUT, async {
         let ws = timeout(STEP_TIMEOUT, sock_rx.recv())
@@ -579,5 +605,306 @@ async fn scenario(ws: WebSocket) -> TestResult {
     peer.send(json!({"type": "close", "reason": "test_done"}))
         .await?;
     let _ = peer.ws.send(Message::Close(None)).await;
+    Ok(())
+}
+
+// ---- The page against the real server: TransportServer + AgentSession over the testkit fakes ----
+
+/// A minimal Chrome DevTools Protocol client: reads the page's `window.__agentTest` and calls into it.
+struct Cdp {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next_id: u64,
+    session: Option<String>,
+}
+
+impl Cdp {
+    /// Connects to the browser's DevTools endpoint (announced in `<profile>/DevToolsActivePort` when Chromium runs
+    /// with `--remote-debugging-port=0`) and attaches to the page.
+    async fn attach(profile: &Path) -> TestResult<Self> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let active = profile.join("DevToolsActivePort");
+        let (port, path) = loop {
+            if let Ok(text) = std::fs::read_to_string(&active) {
+                let mut lines = text.lines();
+                if let (Some(port), Some(path)) = (lines.next(), lines.next()) {
+                    break (port.trim().to_owned(), path.trim().to_owned());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err("Chromium never wrote DevToolsActivePort".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}"))
+            .await
+            .map_err(|e| format!("DevTools connect: {e}"))?;
+        let mut cdp = Self {
+            ws,
+            next_id: 0,
+            session: None,
+        };
+        let page = loop {
+            let targets = cdp.call("Target.getTargets", json!({})).await?;
+            let page = targets["targetInfos"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["type"] == "page"))
+                .and_then(|t| t["targetId"].as_str())
+                .map(str::to_owned);
+            if let Some(page) = page {
+                break page;
+            }
+            if Instant::now() > deadline {
+                return Err("no page target in the browser".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let attached = cdp
+            .call(
+                "Target.attachToTarget",
+                json!({"targetId": page, "flatten": true}),
+            )
+            .await?;
+        cdp.session = attached["sessionId"].as_str().map(str::to_owned);
+        if cdp.session.is_none() {
+            return Err(format!("attach without a session: {attached}"));
+        }
+        Ok(cdp)
+    }
+
+    async fn call(&mut self, method: &str, params: Value) -> TestResult<Value> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as CdpMessage;
+        self.next_id += 1;
+        let id = self.next_id;
+        let mut msg = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = json!(s);
+        }
+        self.ws
+            .send(CdpMessage::Text(msg.to_string().into()))
+            .await
+            .map_err(|e| format!("DevTools send: {e}"))?;
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| format!("DevTools: no answer to {method}"))?;
+            let Some(Ok(CdpMessage::Text(t))) = m else {
+                match m {
+                    Some(Ok(_)) => continue,
+                    other => return Err(format!("DevTools socket ended: {other:?}")),
+                }
+            };
+            let v: Value =
+                serde_json::from_str(t.as_str()).map_err(|e| format!("DevTools JSON: {e}"))?;
+            if v["id"] != id {
+                continue; // an event
+            }
+            if !v["error"].is_null() {
+                return Err(format!("DevTools {method}: {}", v["error"]));
+            }
+            return Ok(v["result"].clone());
+        }
+    }
+
+    /// Evaluates `expression` in the page and returns its JSON value.
+    async fn eval(&mut self, expression: &str) -> TestResult<Value> {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": expression, "returnByValue": true}),
+            )
+            .await?;
+        if !r["exceptionDetails"].is_null() {
+            return Err(format!("page threw: {}", r["exceptionDetails"]));
+        }
+        Ok(r["result"]["value"].clone())
+    }
+
+    async fn status(&mut self) -> TestResult<Value> {
+        let text = self
+            .eval("JSON.stringify(window.__agentTest || null)")
+            .await?;
+        serde_json::from_str(text.as_str().unwrap_or("null"))
+            .map_err(|e| format!("status JSON: {e}"))
+    }
+
+    /// Polls the page status until `done` holds, within [`STEP_TIMEOUT`].
+    async fn wait(&mut self, what: &str, done: impl Fn(&Value) -> bool) -> TestResult<Value> {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        loop {
+            let st = self.status().await?;
+            if done(&st) {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("timed out waiting for {what}; page status: {st}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The long reply of the fake LLM (16 words, 4.8 s of fake speech): long enough to interrupt.
+const LONG_REPLY: &str = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen";
+
+fn fake_session() -> (agents_pipeline::AgentSession, agents_core::Agent) {
+    use agents_testkit::fakes::llm::FakeResponse;
+    use agents_testkit::{FakeLlm, FakeStt, FakeTts, FakeVad};
+    use std::sync::Arc;
+    let llm = FakeLlm::new().with_responder(|_| FakeResponse::text(LONG_REPLY));
+    let session = agents_pipeline::AgentSession::builder()
+        .stt(Arc::new(
+            FakeStt::new().with_transcripts(["what is the weather"]),
+        ))
+        .vad(Arc::new(FakeVad::energy()))
+        .llm(Arc::new(llm))
+        .tts(Arc::new(FakeTts::new()))
+        .options(agents_pipeline::SessionOptions::default())
+        .build();
+    (session, agents_core::Agent::new("You are a test agent."))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_page_with_the_transport_server() {
+    let Some(binary) = browser_or_skip() else {
+        return;
+    };
+    let server = agents_transport::server::TransportServer::builder(|_req| async {
+        Ok::<_, std::convert::Infallible>(fake_session())
+    })
+    .build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind 127.0.0.1");
+    let addr = listener.local_addr().expect("local addr");
+    let app = web::router().merge(server.router());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .serve_router(listener, app, async move {
+                    let _ = stopped.await;
+                })
+                .await
+        })
+    };
+
+    // The microphone says one utterance ("Hello there, this is a test.") then stays silent: the fixture's first
+    // utterance followed by 30 s of silence, so the fake device's looping never starts a second user turn.
+    let profile = Browser::new_profile().expect("profile dir");
+    let wav = profile.join("one_utterance_16k.wav");
+    let speech = agents_audio::read_wav(fixture("speech_pauses_16k.wav")).expect("fixture");
+    let one = speech.data()[..37_492 + 8_000].to_vec();
+    let mut samples = one;
+    samples.extend(std::iter::repeat_n(0i16, 16_000 * 30));
+    let frame = agents_audio::AudioFrame::new(samples, speech.sample_rate(), 1).expect("frame");
+    agents_audio::write_wav(&wav, &[frame]).expect("write wav");
+
+    let url = format!("http://{addr}/?autostart=1");
+    let browser = Browser::launch(
+        &binary,
+        &url,
+        &wav,
+        profile.clone(),
+        &["--remote-debugging-port=0"],
+    )
+    .expect("launch browser");
+
+    let outcome = timeout(TEST_TIMEOUT, async {
+        let mut cdp = Cdp::attach(&profile).await?;
+        server_scenario(&mut cdp).await
+    })
+    .await
+    .unwrap_or_else(|_| Err(format!("the whole test took longer than {TEST_TIMEOUT:?}")));
+
+    let log = browser.log_tail();
+    drop(browser);
+    let _ = stop.send(());
+    let _ = timeout(STEP_TIMEOUT, serving).await;
+    if let Err(e) = outcome {
+        panic!("{e}\n--- browser log (tail) ---\n{log}");
+    }
+}
+
+async fn server_scenario(cdp: &mut Cdp) -> TestResult {
+    // The session hears the utterance, transcribes it, thinks, and speaks its reply into the page's player.
+    let st = cdp
+        .wait("the agent's reply playing in the page", |s| {
+            s["phase"] == "ready"
+                && s["userTranscripts"] == json!(["what is the weather"])
+                && s["agentStates"]
+                    .as_array()
+                    .is_some_and(|a| a.contains(&json!("speaking")))
+                && u64_at(s, &["playback", "played"]).is_some_and(|p| p >= OUT_RATE as u64)
+        })
+        .await?;
+    eprintln!("browser_e2e: the agent's reply is playing in the page");
+    if u64_at(&st, &["mic", "peak"]).is_none_or(|p| p < 1000) {
+        return Err(format!("the microphone audio was silent: {st}"));
+    }
+    let agent_text: String = st["agentTranscripts"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !agent_text.starts_with("one") || !LONG_REPLY.starts_with(agent_text.trim_end()) {
+        return Err(format!(
+            "agent transcript not received in step: {agent_text:?}"
+        ));
+    }
+    if agent_text.trim_end() == LONG_REPLY {
+        return Err(format!(
+            "the whole transcript arrived before its audio played: {st}"
+        ));
+    }
+
+    // The user presses Interrupt while the agent speaks: the server interrupts and sends `clear`.
+    cdp.eval("window.__agentClient.interrupt(), true").await?;
+    let st = cdp
+        .wait("the clear applied by the page", |s| {
+            s["clears"][0]["droppedSamples"].is_u64()
+        })
+        .await?;
+    let clear = &st["clears"][0];
+    let played_at_clear = clear["playedAtClear"].as_u64().unwrap_or(0);
+    let dropped = clear["droppedSamples"].as_u64().unwrap_or(0);
+    if clear["bufferedAfter"] != 0 {
+        return Err(format!("the clear left audio queued: {clear}"));
+    }
+    // Every sample received is played or dropped; the reply (4.8 s) was cut well before its end.
+    let enqueued = u64_at(&st, &["playback", "enqueued"]).unwrap_or(0);
+    if played_at_clear + dropped != enqueued || played_at_clear >= (OUT_RATE as u64) * 48 / 10 {
+        return Err(format!(
+            "played {played_at_clear} + dropped {dropped} vs received {enqueued}: {st}"
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let later = cdp.status().await?;
+    if u64_at(&later, &["playback", "played"]) != Some(played_at_clear)
+        || later["playback"]["buffered"] != 0
+        || later["audio"]["frames"] != st["audio"]["frames"]
+    {
+        return Err(format!(
+            "playback went on after the clear (frozen at {played_at_clear}): {later}"
+        ));
+    }
+    if !later["speeches"].as_array().is_some_and(|a| {
+        a.iter()
+            .any(|s| s["event"] == "done" && s["interrupted"] == true)
+    }) {
+        return Err(format!("no interrupted speech reported: {later}"));
+    }
+    if later["agentStates"].as_array().and_then(|a| a.last()) != Some(&json!("listening")) {
+        return Err(format!("agent not back to listening: {later}"));
+    }
+    if later["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+        return Err(format!("the page saw errors: {later}"));
+    }
+    eprintln!(
+        "browser_e2e: interrupted; dropped {dropped} samples, position frozen at {played_at_clear}"
+    );
     Ok(())
 }
