@@ -1,6 +1,8 @@
-//! End to end in a real browser: headless Chromium opens the page served by [`agents_transport::web::router`],
-//! captures a fake microphone fed from a committed speech WAV, and talks the WebSocket protocol (v1) to a scripted
-//! server peer on 127.0.0.1. The test asserts what the page really did:
+//! End to end in a real browser: headless Chromium opens the page served by [`agents_transport::web::router`] and
+//! captures a fake microphone fed from a committed speech WAV.
+//!
+//! `browser_page_talks_plays_and_stops_on_interrupt` talks to a scripted protocol peer (v1) on 127.0.0.1 and asserts
+//! what the page really did, from its `client_report` messages (`?report=1`, docs/transports/browser.md):
 //!
 //! - it sent a protocol hello and then 20 ms PCM16 chunks at 16 kHz carrying the speech of the WAV;
 //! - it received and played every agent audio frame (played = enqueued, `playback finished` at the full duration),
@@ -8,10 +10,12 @@
 //! - on `clear` (the server interrupting the agent while it speaks) it dropped its buffered audio at once and its
 //!   playback position froze (every enqueued sample is either played or dropped; nothing plays afterwards).
 //!
-//! The page reports its status with `client_report` messages (`?report=1`, docs/transports/browser.md).
+//! `browser_page_with_the_transport_server` runs the real `TransportServer` with an `AgentSession` over the testkit
+//! fakes: the page's speech gets a spoken reply whose transcript arrives in step with playback, and the page's
+//! Interrupt path stops playback. It reads `window.__agentTest` through the DevTools protocol.
 //!
 //! Needs a Chromium (`chromium`, `chromium-browser`, `google-chrome`, or the path in `AGENTS_BROWSER`). Without
-//! one the test prints SKIP and passes, unless `CI=true`, where it fails.
+//! one the tests print SKIP and pass, unless `CI=true`, where they fail.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
