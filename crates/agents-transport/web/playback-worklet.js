@@ -5,8 +5,15 @@
 // AudioContext rate. `{type: "clear"}` empties the buffer at once (the next render quantum is silent).
 // The processor reports what it really played, counted in source samples, with `{type: "position"}`
 // messages every ~50 ms while audio plays, when the buffer drains, and right after a clear.
+//
+// Jitter buffer: when playback starts from an empty queue it waits until PREROLL_MS are queued (or
+// MAX_WAIT_MS passed since the first sample arrived, so a short last chunk still plays). The server
+// sends up to 200 ms ahead, so at the start of a speech the pre-roll is there at once; it matters when
+// the network stalls mid-speech, where it trades a little latency for fewer clicks.
 
 const RING_SECONDS = 30;
+const PREROLL_MS = 60;
+const MAX_WAIT_MS = 100;
 
 class PlaybackProcessor extends AudioWorkletProcessor {
   constructor(options) {
@@ -24,6 +31,10 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     this.dropped = 0; // source samples dropped by clears and overflow
     this.clears = 0;
     this.wasPlaying = false;
+    this.started = false; // past the pre-roll of the current run
+    this.waited = 0; // output samples waited for the pre-roll
+    this.preroll = Math.round((this.sourceRate * PREROLL_MS) / 1000);
+    this.maxWait = Math.round((sampleRate * MAX_WAIT_MS) / 1000);
     this.sinceReport = 0;
     this.reportEvery = Math.round(sampleRate / 20);
     this.port.onmessage = (e) => this.onMessage(e.data);
@@ -53,6 +64,8 @@ class PlaybackProcessor extends AudioWorkletProcessor {
       this.frac = 0;
       this.last = 0;
       this.clears += 1;
+      this.started = false;
+      this.waited = 0;
       this.report("cleared", dropped);
     }
   }
@@ -77,7 +90,18 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     const frames = out[0].length;
     const ch0 = out[0];
     let produced = false;
+    if (!this.started && this.size > 0) {
+      this.waited += frames;
+      if (this.size >= this.preroll || this.waited >= this.maxWait) {
+        this.started = true;
+        this.waited = 0;
+      }
+    }
     for (let i = 0; i < frames; i++) {
+      if (!this.started) {
+        ch0[i] = 0;
+        continue;
+      }
       // Advance the source position; consume whole source samples.
       let sample = 0;
       if (this.size > 0 || this.frac > 0) {
@@ -99,6 +123,7 @@ class PlaybackProcessor extends AudioWorkletProcessor {
     for (let c = 1; c < out.length; c++) out[c].set(ch0);
     this.sinceReport += frames;
     const playing = this.size > 0;
+    if (this.started && !playing && this.frac === 0) this.started = false; // next run pre-rolls again
     if (this.wasPlaying && !playing) this.report("drained");
     else if (playing && this.sinceReport >= this.reportEvery) this.report("tick");
     else if (!playing && produced && this.sinceReport >= this.reportEvery) this.report("tick");
