@@ -285,6 +285,12 @@ export class AgentClient extends EventTarget {
         }
         break;
       case "error":
+        if (msg.code === "unknown_type" && this.options.report && this.reportsSent > 0) {
+          // A server without the client_report extension: stop sending it (errors count towards its abuse limit).
+          this.options.report = false;
+          if (this.reportTimer) clearInterval(this.reportTimer);
+          this.reportTimer = null;
+        }
         this.pushError({ code: msg.code, message: msg.message, fatal: !!msg.fatal });
         break;
       case "pong":
@@ -334,6 +340,7 @@ export class AgentClient extends EventTarget {
 
   sendReport(reason) {
     if (!this.options.report) return;
+    this.reportsSent = (this.reportsSent || 0) + 1;
     this.send({ type: "client_report", reason, report: this.status });
   }
 
