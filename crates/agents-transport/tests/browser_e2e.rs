@@ -536,7 +536,20 @@ async fn scenario(ws: WebSocket) -> TestResult {
     ] {
         peer.send(ev).await?;
     }
-    let sent2 = peer.stream_audio(agent, &[], Some(75)).await?; // 1.5 s of a 6.6 s reply
+    let paced = peer.stream_audio(agent, &[], Some(75)).await?; // 1.5 s of a 6.6 s reply
+    // Then 200 ms at once, right before the clear: the page has queued audio to drop however late this (loaded)
+    // test machine ran the pacing above.
+    for frame in agent[paced * FRAME_SAMPLES..]
+        .chunks(FRAME_SAMPLES)
+        .take(10)
+    {
+        let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+        peer.ws
+            .send(Message::Binary(bytes.into()))
+            .await
+            .map_err(|e| format!("send audio: {e}"))?;
+    }
+    let sent2 = paced + 10;
     let enqueued_total = (reply.len() + sent2 * FRAME_SAMPLES) as u64;
     let clears_before = peer.reports.len();
     for ev in [
