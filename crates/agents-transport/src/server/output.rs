@@ -252,7 +252,16 @@ pub(crate) struct WriterLink {
     pub(crate) written: Arc<Written>,
 }
 
-/// The agent's audio towards a WebSocket client; see the [module documentation](self).
+/// The agent's audio towards a WebSocket client, honouring the core playout contract.
+///
+/// Captured audio (at the negotiated output format; other formats are refused) is re-chunked into 20 ms frames
+/// and queued per segment. A player task sends the head segment's frames no more than `lead` (200 ms by default)
+/// ahead of its playback position. The position runs in real time over the audio the socket writer has actually
+/// written (so no event about playback overtakes its audio), stops at what was written (an underrun), and is
+/// refined by the client's `playback` reports. `flush` ends a segment once played; `clear_buffer` drops what was
+/// not sent, discards what is queued to the writer, finishes the segment at its position (interrupted) and sends
+/// `clear`; `pause` stops sending (the client still plays the lead it has) until `resume`. `capture_frame` waits
+/// while more than the output buffer (1 s) is queued ahead of playback.
 pub struct WsAudioOutput {
     shared: Arc<Shared>,
     format: AudioFormat,
