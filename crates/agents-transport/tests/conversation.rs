@@ -267,3 +267,21 @@ async fn interrupt_sends_clear_and_the_audio_stops() {
     t.wait_idle(ms(10_000)).await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_longer_than_the_output_buffer_plays_to_the_end() {
+    // 16 words x 300 ms = 4.8 s of audio, generated at once by the fake TTS, through a 1 s output buffer.
+    let t = TestServer::start(Limits::default(), None, true).await;
+    let mut c = t.connect().await;
+    c.send_text("tell me a long story").await.unwrap();
+    let got = collect_until(&mut c, ms(20_000), speech_done).await;
+    let total: Duration = audio(&got).iter().map(|f| f.duration()).sum();
+    assert!(total >= ms(4780) && total <= ms(4820), "{total:?}");
+    let Some(ServerMessage::Speech { interrupted, .. }) = messages(&got).last().cloned() else {
+        panic!()
+    };
+    assert!(!interrupted);
+    c.close().await.unwrap();
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
