@@ -177,7 +177,7 @@ async fn a_spoken_turn_gets_transcripts_states_metrics_and_audio_at_the_output_r
 
 async fn collect_until_rx(
     rx: &mut agents_transport::client::WsReceiver,
-    stop: impl Fn(&ClientEvent) -> bool,
+    mut stop: impl FnMut(&ClientEvent) -> bool,
 ) -> Vec<ClientEvent> {
     let mut out = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), async {
@@ -282,6 +282,43 @@ async fn a_reply_longer_than_the_output_buffer_plays_to_the_end() {
     };
     assert!(!interrupted);
     c.close().await.unwrap();
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_speaking_over_the_agent_gets_clear_and_an_interrupted_speech() {
+    let t = TestServer::start(Limits::default(), None, true).await;
+    let client = t.connect().await;
+    let (mut tx, mut rx) = client.split();
+    tx.send_text("tell me a long story").await.unwrap();
+    let mut frames = 0;
+    collect_until_rx(&mut rx, |e| {
+        if matches!(e, ClientEvent::Audio(_)) {
+            frames += 1;
+        }
+        frames >= 10
+    })
+    .await;
+    // Barge in: the user talks for 1.2 s.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let speaking = tokio::spawn(async move {
+        common::speak_then_listen(&mut tx, utterance(ms(1200), ms(0)), stopped).await;
+        tx
+    });
+    let after = collect_until_rx(&mut rx, speech_done).await;
+    let _ = stop.send(true);
+    let clear_at = after
+        .iter()
+        .position(|e| matches!(e, ClientEvent::Message(ServerMessage::Clear { .. })))
+        .unwrap_or_else(|| panic!("no clear: {:#?}", common::summary(&after)));
+    assert!(audio(&after[clear_at..]).is_empty());
+    let Some(ServerMessage::Speech { interrupted, .. }) = messages(&after).last().cloned() else {
+        panic!()
+    };
+    assert!(interrupted);
+    let tx = speaking.await.unwrap();
+    drop((tx, rx));
     t.wait_idle(ms(10_000)).await;
     t.stop().await;
 }
