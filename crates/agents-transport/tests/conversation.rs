@@ -322,3 +322,22 @@ async fn the_user_speaking_over_the_agent_gets_clear_and_an_interrupted_speech()
     t.wait_idle(ms(10_000)).await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stereo_48k_output_is_sent_as_negotiated() {
+    let t = TestServer::start(Limits::default(), None, false).await;
+    let hello = hello_16k().with_output(AudioFormat::new(48000, 2));
+    let mut c = WsClient::connect(&t.url(), hello).await.unwrap();
+    c.send_text("hi").await.unwrap();
+    let got = collect_until(&mut c, ms(10_000), speech_done).await;
+    let frames = audio(&got);
+    assert!(!frames.is_empty());
+    assert!(frames.iter().all(|f| f.sample_rate().hz() == 48000
+        && f.num_channels() == 2
+        && f.samples_per_channel() <= 960));
+    let total: Duration = frames.iter().map(|f| f.duration()).sum();
+    assert!(total >= ms(880) && total <= ms(920), "{total:?}");
+    c.close().await.unwrap();
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
