@@ -450,6 +450,8 @@ impl TransportServer {
                     () = shutdown => {}
                     () = token.cancelled() => {}
                 }
+                // Upgraded connections are not HTTP requests: tell them to close their sessions now.
+                token.cancel();
             })
             .await;
         self.inner.shutdown.cancel();

@@ -84,6 +84,8 @@ struct Shared {
     state: Mutex<State>,
     tracker: PlayoutTracker,
     changed: watch::Sender<u64>,
+    /// Bumped on every change and whenever the player sent audio: `capture_frame` waits on it for room.
+    progress: watch::Sender<u64>,
     audio: mpsc::Sender<AudioOut>,
     control: mpsc::Sender<Outgoing>,
     /// Bumped by `clear_buffer`: the writer drops audio of older epochs.
@@ -96,6 +98,11 @@ struct Shared {
 impl Shared {
     fn notify(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.progressed();
+    }
+
+    fn progressed(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Brings the head segment's position up to `now` and finishes played-out segments.
@@ -216,6 +223,8 @@ async fn player(weak: Weak<Shared>, mut changed: watch::Receiver<u64>) {
             let now = Instant::now();
             shared.advance(&mut s, now);
             let retry = shared.send_ahead(&mut s);
+            // Playback moved on: a capture waiting for room may proceed.
+            shared.progressed();
             if s.closed {
                 drop(s);
                 shared.notify();
@@ -252,7 +261,16 @@ pub(crate) struct WriterLink {
     pub(crate) written: Arc<Written>,
 }
 
-/// The agent's audio towards a WebSocket client; see the [module documentation](self).
+/// The agent's audio towards a WebSocket client, honouring the core playout contract.
+///
+/// Captured audio (at the negotiated output format; other formats are refused) is re-chunked into 20 ms frames
+/// and queued per segment. A player task sends the head segment's frames no more than `lead` (200 ms by default)
+/// ahead of its playback position. The position runs in real time over the audio the socket writer has actually
+/// written (so no event about playback overtakes its audio), stops at what was written (an underrun), and is
+/// refined by the client's `playback` reports. `flush` ends a segment once played; `clear_buffer` drops what was
+/// not sent, discards what is queued to the writer, finishes the segment at its position (interrupted) and sends
+/// `clear`; `pause` stops sending (the client still plays the lead it has) until `resume`. `capture_frame` waits
+/// while more than the output buffer (1 s) is queued ahead of playback.
 pub struct WsAudioOutput {
     shared: Arc<Shared>,
     format: AudioFormat,
@@ -291,6 +309,7 @@ impl WsAudioOutput {
             }),
             tracker: PlayoutTracker::new(),
             changed,
+            progress: watch::channel(0).0,
             audio: link.audio,
             control: link.control,
             epoch: link.epoch,
@@ -395,7 +414,7 @@ impl AudioOutput for WsAudioOutput {
         }
         let shared = &self.shared;
         // Back-pressure: wait while too much is queued ahead of playback.
-        let mut rx = shared.changed.subscribe();
+        let mut rx = shared.progress.subscribe();
         loop {
             {
                 let mut s = lock(&shared.state);
@@ -586,7 +605,7 @@ impl TextOutput for WsTextOutput {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use agents_core::audio_io::PlaybackFinished;
 
     use super::*;
@@ -775,6 +794,52 @@ mod tests {
             Duration::from_millis(800),
             "the 800 ms not yet played"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn captures_wait_for_room_and_go_on_as_playback_advances() {
+        let (atx, arx) = mpsc::channel(64);
+        let (ctx, _control) = mpsc::channel(64);
+        let epoch = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(Written::default());
+        let link = WriterLink {
+            audio: atx,
+            control: ctx,
+            epoch: epoch.clone(),
+            written: written.clone(),
+        };
+        let (out, player) = WsAudioOutput::new(
+            AudioFormat::new(16000, 1),
+            link,
+            SessionHandle::detached(),
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let _player = tokio::spawn(player);
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let _writer = tokio::spawn(fake_writer(arx, epoch, written, sink.clone()));
+        let t0 = Instant::now();
+        // 3 s in 100 ms frames, far more than the 500 ms buffer: every capture eventually returns.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            for _ in 0..30 {
+                out.capture_frame(AudioFrame::new(vec![7; 1600], SampleRate::HZ_16000, 1).unwrap())
+                    .await
+                    .unwrap();
+            }
+        })
+        .await
+        .expect("a capture waited forever for room");
+        // The last capture (2.9 s into the audio) returned once less than 500 ms was queued ahead of playback.
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(2400), "{waited:?}");
+        out.flush();
+        let done = out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(1, Duration::from_secs(3), false)
+        );
+        assert_eq!(lock(&sink).len(), 150);
     }
 
     #[tokio::test]
