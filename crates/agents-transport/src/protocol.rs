@@ -231,6 +231,16 @@ pub enum ClientMessage {
     },
     /// Graceful close.
     Bye,
+    /// The browser page's status report for tests (`?report=1`, see docs/transports/browser.md): accepted and
+    /// logged at debug level, never an error.
+    ClientReport {
+        /// Why the page reported (e.g. `interval`, `clear`, `drained`).
+        #[serde(default)]
+        reason: String,
+        /// The page's status object.
+        #[serde(default)]
+        report: serde_json::Value,
+    },
 }
 
 /// The per-turn latency report carried by [`ServerMessage::Metrics`] (milliseconds; absent when not measured).

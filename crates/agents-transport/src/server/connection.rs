@@ -590,6 +590,9 @@ impl Reader<'_> {
             }
             ClientMessage::Ping { id } => send(self.control, ServerMessage::Pong { id }).await,
             ClientMessage::Bye => return Some(End::Bye),
+            ClientMessage::ClientReport { reason, .. } => {
+                tracing::debug!(%reason, "client report");
+            }
         }
         None
     }
