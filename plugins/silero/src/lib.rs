@@ -74,7 +74,7 @@ pub struct SileroLoadOptions {
 }
 
 /// Default [`SileroLoadOptions::inference_nice`].
-pub const DEFAULT_INFERENCE_NICE: i32 = 10;
+pub const DEFAULT_INFERENCE_NICE: i32 = 19;
 
 impl Default for SileroLoadOptions {
     fn default() -> Self {
