@@ -13,7 +13,7 @@
 //! * `silero/interleaved_streams/N`: N streams, each with its own LSTM state, over one shared model, one window
 //!   each per iteration (cache effects of switching state between streams included).
 //! * `silero/stream_end_to_end`: the whole speech fixture (6.6 s) through `Vad::stream()` in 10 ms frames on a
-//!   2-worker tokio runtime: channels, `spawn_blocking` hops, state machine, events. Measured as **process** CPU
+//!   2-worker tokio runtime: channels, hops to the inference threads, state machine, events. Measured as **process** CPU
 //!   time (`CLOCK_PROCESS_CPUTIME_ID`, every thread of the bench process) per window, to compare with LiveKit's
 //!   `VADStream`.
 

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod executor;
 mod stream;
 
 use std::sync::Arc;
@@ -42,6 +43,12 @@ pub enum SileroError {
     /// The options are invalid.
     #[error("invalid Silero VAD options")]
     Options(#[from] VadOptionsError),
+    /// The inference threads could not be started.
+    #[error("cannot start the Silero inference threads: {reason}")]
+    Executor {
+        /// The OS error.
+        reason: String,
+    },
 }
 
 /// How the model is loaded.
@@ -55,7 +62,19 @@ pub struct SileroLoadOptions {
     pub backend: Option<OnnxBackend>,
     /// Most inferences run at once across all streams (ONNX sessions kept); default: the CPU count.
     pub max_concurrent_inferences: usize,
+    /// Dedicated OS threads that run every inference for this model (shared by all its streams); default: the
+    /// available parallelism (`std::thread::available_parallelism`, which honours the process's CPU affinity).
+    pub inference_threads: usize,
+    /// Nice value each inference thread sets for itself (Linux `setpriority` on its own thread id; ignored on other
+    /// systems). Default [`DEFAULT_INFERENCE_NICE`]: the scheduler runs the async event loop first and inference
+    /// takes the idle time, which keeps the loop's latency tail short when sessions and inference share cores.
+    /// 0 leaves the priority alone; negative values need privileges (a refusal is logged, the thread keeps its
+    /// priority).
+    pub inference_nice: i32,
 }
+
+/// Default [`SileroLoadOptions::inference_nice`].
+pub const DEFAULT_INFERENCE_NICE: i32 = 19;
 
 impl Default for SileroLoadOptions {
     fn default() -> Self {
@@ -63,6 +82,8 @@ impl Default for SileroLoadOptions {
             vad: VadOptions::default(),
             backend: None,
             max_concurrent_inferences: OnnxModelOptions::default().max_sessions,
+            inference_threads: std::thread::available_parallelism().map_or(1, usize::from),
+            inference_nice: DEFAULT_INFERENCE_NICE,
         }
     }
 }
@@ -88,6 +109,20 @@ impl SileroLoadOptions {
         self.max_concurrent_inferences = n.max(1);
         self
     }
+
+    /// Sets [`SileroLoadOptions::inference_threads`] (0 counts as 1).
+    #[must_use]
+    pub fn with_inference_threads(mut self, n: usize) -> Self {
+        self.inference_threads = n.max(1);
+        self
+    }
+
+    /// Sets [`SileroLoadOptions::inference_nice`] (clamped to -20..=19; 0: priority unchanged).
+    #[must_use]
+    pub fn with_inference_nice(mut self, nice: i32) -> Self {
+        self.inference_nice = nice.clamp(-20, 19);
+        self
+    }
 }
 
 /// Silero voice activity detection: one model shared by any number of streams. Cheap to clone (clones share the
@@ -100,6 +135,7 @@ pub struct SileroVad {
 struct Inner {
     model: Arc<OnnxModel>,
     options: watch::Sender<VadOptions>,
+    executor: executor::ExecutorHandle,
 }
 
 impl std::fmt::Debug for SileroVad {
@@ -107,6 +143,8 @@ impl std::fmt::Debug for SileroVad {
         f.debug_struct("SileroVad")
             .field("backend", self.inner.model.backend())
             .field("options", &*self.inner.options.borrow())
+            .field("inference_threads", &self.inner.executor.threads())
+            .field("inference_nice", &self.inner.executor.nice())
             .finish_non_exhaustive()
     }
 }
@@ -133,11 +171,17 @@ impl SileroVad {
             model_options = model_options.with_backend(b);
         }
         let model = OnnxModel::from_memory(MODEL_BYTES, model_options)?;
+        let executor =
+            executor::ExecutorHandle::start(options.inference_threads, options.inference_nice)
+                .map_err(|e| SileroError::Executor {
+                    reason: e.to_string(),
+                })?;
         let (tx, _) = watch::channel(options.vad);
         Ok(Self {
             inner: Arc::new(Inner {
                 model: Arc::new(model),
                 options: tx,
+                executor,
             }),
         })
     }
@@ -162,6 +206,16 @@ impl SileroVad {
         self.inner.model.backend()
     }
 
+    /// Dedicated inference threads of this model ([`SileroLoadOptions::inference_threads`]).
+    pub fn inference_threads(&self) -> usize {
+        self.inner.executor.threads()
+    }
+
+    /// Nice value of the inference threads ([`SileroLoadOptions::inference_nice`]).
+    pub fn inference_nice(&self) -> i32 {
+        self.inner.executor.nice()
+    }
+
     /// The shared model (for benchmarks and diagnostics).
     pub fn model(&self) -> &Arc<OnnxModel> {
         &self.inner.model
@@ -184,7 +238,12 @@ impl Vad for SileroVad {
         let options = self.inner.options.subscribe();
         let detector = SileroDetector::new(Arc::clone(&self.inner.model));
         let (stream, driver) = VadStream::channel();
-        runtime.spawn(stream::run(driver, detector, options));
+        runtime.spawn(stream::run(
+            driver,
+            detector,
+            options,
+            self.inner.executor.clone(),
+        ));
         Ok(stream)
     }
 }

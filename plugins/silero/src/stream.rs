@@ -1,17 +1,17 @@
 //! The task behind each [`VadStream`](agents_core::vad::VadStream).
 //!
-//! Threading: the stream task itself is async and only moves data; every inference runs inside
-//! `tokio::task::spawn_blocking`, never on an async worker thread. The task takes whatever input is queued (up to
-//! [`MAX_BATCH`] items), moves its per-stream [`Processor`] into one blocking call that handles them all, and gets it
-//! back with the events. Why this and not a thread per stream or a dedicated pool:
+//! Threading: the stream task itself is async and only moves data; every inference runs on the model's dedicated
+//! inference threads ([`crate::executor`]), never on an async worker thread and not on tokio's blocking pool. The
+//! task takes whatever input is queued (up to [`MAX_BATCH`] items), moves its per-stream [`Processor`] into one job
+//! that handles them all, and gets it back with the events. Why this and not a thread per stream:
 //!
-//! * A 32 ms window costs ~60 µs in release (~1 ms in debug): the hop to the blocking pool (a few µs) is small next
-//!   to it, and batching the queued frames amortises it further when the stream is behind.
-//! * Streams cost no OS thread while idle: 1,000 open streams do not mean 1,000 threads. The blocking pool grows
-//!   with actual concurrent work and its threads are reused.
-//! * How many inferences run at once is bounded by the model's session pool
-//!   ([`SileroLoadOptions::max_concurrent_inferences`](crate::SileroLoadOptions), default the CPU count), so
-//!   surplus blocking calls wait on a session instead of oversubscribing the CPU.
+//! * A 32 ms window costs ~60 µs in release (~1 ms in debug): the hop to a worker (a few µs) is small next to it,
+//!   and batching the queued frames amortises it further when the stream is behind.
+//! * Streams cost no OS thread while idle: 1,000 open streams do not mean 1,000 threads. The pool is fixed
+//!   ([`SileroLoadOptions::inference_threads`](crate::SileroLoadOptions), default the available parallelism) and
+//!   its threads run at a lower priority (`inference_nice`), so the event loop is scheduled first.
+//! * The executor's job queue is bounded: when it is full the stream awaits, and its own bounded input channel
+//!   pushes back on the producer.
 
 use std::time::Instant;
 
@@ -23,6 +23,7 @@ use agents_core::stream::FrameInput;
 use agents_core::vad::{VadError, VadEvent, VadEventKind, VadStreamDriver};
 use tokio::sync::watch;
 
+use crate::executor::ExecutorHandle;
 use crate::{MODEL_SAMPLE_RATE, SileroDetector, WINDOW_SAMPLES};
 
 /// Most queued inputs handled in one blocking call.
@@ -32,6 +33,7 @@ pub(crate) async fn run(
     mut driver: VadStreamDriver,
     detector: SileroDetector,
     mut options: watch::Receiver<VadOptions>,
+    executor: ExecutorHandle,
 ) {
     let mut processor = Processor::new(detector, *options.borrow_and_update());
     loop {
@@ -49,18 +51,19 @@ pub(crate) async fn run(
         if options.has_changed().unwrap_or(false) {
             processor.set_options(*options.borrow_and_update());
         }
-        let joined = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            let mut ended = false;
-            for input in batch {
-                if processor.handle(input, &mut out) == Flow::End {
-                    ended = true;
-                    break;
+        let joined = executor
+            .run(move || {
+                let mut out = Vec::new();
+                let mut ended = false;
+                for input in batch {
+                    if processor.handle(input, &mut out) == Flow::End {
+                        ended = true;
+                        break;
+                    }
                 }
-            }
-            (processor, out, ended)
-        })
-        .await;
+                (processor, out, ended)
+            })
+            .await;
         let (p, out, ended) = match joined {
             Ok(v) => v,
             Err(e) => {

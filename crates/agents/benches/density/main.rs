@@ -7,8 +7,8 @@
 //! ```
 //!
 //! Options: `--sessions a,b,c` (default 25,50,100,150,200), `--seconds S` (measurement window per N, default 20),
-//! `--warmup S` (default 4), `--vad-nice N` (nice value of the blocking-pool threads that run VAD inference; default
-//! 0 = unchanged); environment `DENSITY_VAD=energy` swaps Silero for the testkit's energy VAD. The whole process is pinned to one CPU (`sched_setaffinity` before the runtime and the
+//! `--warmup S` (default 4), `--vad-nice N` (nice value of the Silero inference threads; default the plugin's
+//! `DEFAULT_INFERENCE_NICE`, 0 = unchanged); environment `DENSITY_VAD=energy` swaps Silero for the testkit's energy VAD. The whole process is pinned to one CPU (`sched_setaffinity` before the runtime and the
 //! model exist, so every thread, the VAD's blocking pool included, shares that core); the runtime is tokio's
 //! `current_thread`. Memory per session is the growth of live heap bytes (a counting global allocator) from before
 //! the sessions start to the end of the window, divided by N; the model is loaded before the baseline, so it is
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use agents::silero::SileroVad;
+use agents::silero::{DEFAULT_INFERENCE_NICE, SileroLoadOptions, SileroVad};
 
 struct Counting;
 
@@ -108,11 +108,15 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20.0);
     let warmup: f64 = arg("--warmup").and_then(|s| s.parse().ok()).unwrap_or(4.0);
-    // `--vad-nice N`: nice value of the blocking-pool threads (VAD inference); 0 leaves them alone.
-    let vad_nice: i32 = arg("--vad-nice").and_then(|s| s.parse().ok()).unwrap_or(0);
+    // `--vad-nice N`: nice value of the Silero inference threads (the plugin sets it); 0 leaves them alone.
+    let vad_nice: i32 = arg("--vad-nice")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_INFERENCE_NICE);
 
     let cpu = harness::pin_to_one_core().expect("pin to one core");
-    let silero = SileroVad::load().expect("load the Silero model");
+    // Loaded after pinning: its inference threads (default: available parallelism = 1 here) share the core.
+    let silero = SileroVad::load_with(SileroLoadOptions::default().with_inference_nice(vad_nice))
+        .expect("load the Silero model");
     // `DENSITY_VAD=energy`: the testkit's energy VAD instead of Silero (no model, no blocking pool), to separate
     // the VAD's cost from the session's.
     let energy = std::env::var("DENSITY_VAD").is_ok_and(|v| v == "energy");
@@ -126,7 +130,7 @@ fn main() {
     println!(
         "density: pinned to CPU {cpu} (sched_setaffinity; runtime, blocking pool and VAD inference all on it), \
          {} ({} online), tokio current_thread, VAD {}, fixture {} frames of 20 ms, \
-         blocking-pool nice {vad_nice}, warm-up {warmup} s, window {seconds} s, load average before: {}",
+         Silero inference threads {} at nice {}, warm-up {warmup} s, window {seconds} s, load average before: {}",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, usize::from),
         if energy {
@@ -135,6 +139,8 @@ fn main() {
             format!("Silero ({:?} backend)", silero.backend())
         },
         frames.len(),
+        silero.inference_threads(),
+        silero.inference_nice(),
         load.split_whitespace()
             .take(3)
             .collect::<Vec<_>>()
@@ -154,14 +160,6 @@ fn main() {
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .on_thread_start(move || {
-                // Runs on each blocking-pool thread (a current_thread runtime starts no other threads): the VAD
-                // inference threads, niced so the event loop comes first on the shared core.
-                if vad_nice != 0 {
-                    // SAFETY: setpriority on the calling thread (Linux: PRIO_PROCESS with 0 is this thread).
-                    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, vad_nice) };
-                }
-            })
             .build()
             .unwrap();
         let r = rt.block_on(harness::run(
