@@ -1,0 +1,624 @@
+//! One scripted voice conversation: the user's recorded lines are streamed in real time into a real
+//! [`AgentSession`] (Silero VAD, Deepgram STT, OpenAI LLM with tools, ElevenLabs TTS), each line is committed as
+//! a user turn, and the agent's replies play out in real time. Everything the session reports (transcripts,
+//! tool calls, per-turn latency, errors) is collected into a [`DemoReport`].
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use agents::audio::{AudioFrame, SampleRate, read_wav, write_wav};
+use agents::core::audio_io::AudioInput;
+use agents::core::events::CloseReason;
+use agents::core::metrics::{Metrics, TurnMetrics};
+use agents::pipeline::{AgentSession, SessionOptions, TurnDetectionMode};
+use agents::{Agent, AgentState, ChatItem, ChatRole, SessionEvent, SessionIo, Vad};
+use agents_testkit::FakeAudioOutput;
+use agents_testkit::emulators::openai::ChatScript;
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use crate::providers::{ProviderChoice, Providers};
+use crate::tools;
+
+/// Length of the frames streamed to the session.
+const FRAME: Duration = Duration::from_millis(20);
+/// Silence streamed after each line before the turn is committed (a person's short pause).
+const TRAILING_SILENCE: Duration = Duration::from_millis(400);
+/// Pause between the end of the agent's reply and the user's next line.
+const PAUSE_BETWEEN_TURNS: Duration = Duration::from_millis(500);
+
+/// The agent's instructions.
+pub const INSTRUCTIONS: &str = "You are a friendly voice assistant. Answer in one short spoken sentence, without \
+markdown. Use get_weather for weather questions and get_time for the local time in a city; never guess them.";
+
+/// One line the scripted user says.
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    /// What is said (the scripted transcript of the offline STT).
+    pub text: String,
+    /// The recording: 16 kHz mono PCM16 WAV.
+    pub wav: PathBuf,
+}
+
+/// The default script: three recorded lines (espeak-ng, 16 kHz mono) shipped in `fixtures/`.
+pub fn default_script() -> Vec<Utterance> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    [
+        "What's the weather in Paris?",
+        "And what time is it in Tokyo?",
+        "Thank you, goodbye.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, text)| Utterance {
+        text: (*text).to_owned(),
+        wav: dir.join(format!("user{}.wav", i + 1)),
+    })
+    .collect()
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    /// Which providers to use.
+    pub providers: ProviderChoice,
+    /// The user's lines.
+    pub script: Vec<Utterance>,
+    /// Where the agent audio (`agent.wav`) and the transcript (`transcript.txt`) are written.
+    pub out_dir: PathBuf,
+    /// Longest wait for one reply.
+    pub reply_timeout: Duration,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            providers: ProviderChoice::FromEnv,
+            script: default_script(),
+            out_dir: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .nth(2)
+                .unwrap_or(Path::new("."))
+                .join("target/voice-demo"),
+            reply_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Latency of one reply, from the session's `Metrics::Turn` report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnLatency {
+    /// The reply speech.
+    pub speech_id: Option<String>,
+    /// End of user speech to the end-of-turn decision.
+    pub end_of_utterance: Option<Duration>,
+    /// End of user speech to the final transcript.
+    pub transcription: Option<Duration>,
+    /// LLM time to first token.
+    pub llm_ttft: Option<Duration>,
+    /// TTS time to first byte.
+    pub tts_ttfb: Option<Duration>,
+    /// End of user speech to the first agent audio played.
+    pub e2e: Option<Duration>,
+}
+
+impl From<&TurnMetrics> for TurnLatency {
+    fn from(m: &TurnMetrics) -> Self {
+        Self {
+            speech_id: m.speech_id.clone(),
+            end_of_utterance: m.end_of_utterance_delay,
+            transcription: m.transcription_delay,
+            llm_ttft: m.llm_ttft,
+            tts_ttfb: m.tts_ttfb,
+            e2e: m.e2e_latency,
+        }
+    }
+}
+
+/// One tool call the agent made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallRecord {
+    /// Tool name.
+    pub name: String,
+    /// Arguments (JSON text).
+    pub arguments: String,
+    /// Output given to the model.
+    pub output: String,
+    /// Whether the tool failed.
+    pub is_error: bool,
+}
+
+/// One line of the live transcript, in the order the session reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Line {
+    /// A committed user turn.
+    User(String),
+    /// A committed agent reply (`interrupted` when cut short).
+    Agent {
+        /// What the user heard.
+        text: String,
+        /// Whether it was interrupted.
+        interrupted: bool,
+    },
+    /// A tool call and its result.
+    Tool(ToolCallRecord),
+    /// The latency report of a reply.
+    Latency(TurnLatency),
+    /// An error the session reported.
+    Error(String),
+}
+
+/// Everything one conversation produced.
+#[derive(Debug, Clone, Default)]
+pub struct DemoReport {
+    /// The live transcript.
+    pub lines: Vec<Line>,
+    /// Where the agent audio was written.
+    pub audio_path: PathBuf,
+    /// Where the transcript was written.
+    pub transcript_path: PathBuf,
+    /// Agent audio played.
+    pub agent_audio: Duration,
+    /// Wall time of the conversation.
+    pub wall: Duration,
+}
+
+impl DemoReport {
+    /// The committed user turns.
+    pub fn user_turns(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::User(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The committed agent replies.
+    pub fn agent_replies(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Agent { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tool calls.
+    pub fn tool_calls(&self) -> Vec<&ToolCallRecord> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Tool(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The per-reply latency reports.
+    pub fn latencies(&self) -> Vec<&TurnLatency> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Latency(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The errors the session reported.
+    pub fn errors(&self) -> Vec<&str> {
+        self.lines
+            .iter()
+            .filter_map(|l| match l {
+                Line::Error(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Progress the driver waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    user_turns: usize,
+    agent_replies: usize,
+    state: AgentState,
+    closed: bool,
+}
+
+/// The offline LLM's script for turn `index` (0-based), built from the tools' own answers so the spoken reply
+/// says what the tool returned. Pushed just before the turn is committed.
+fn offline_chat_scripts(index: usize) -> anyhow::Result<Vec<ChatScript>> {
+    let words = |s: &str| {
+        s.split_inclusive(' ')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    Ok(match index {
+        0 => {
+            let weather = tools::weather_report("Paris").map_err(|e| anyhow::anyhow!("{e}"))?;
+            vec![
+                ChatScript::tool_calls(&[("get_weather", r#"{"city":"Paris"}"#)]),
+                ChatScript::text(words(&format!("It's {weather} right now."))),
+            ]
+        }
+        1 => {
+            let time = tools::local_time("Tokyo", SystemTime::now())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let spoken = time.split(" (").next().unwrap_or(&time).to_owned();
+            vec![
+                ChatScript::tool_calls(&[("get_time", r#"{"city":"Tokyo"}"#)]),
+                ChatScript::text(words(&format!("It's {spoken} at the moment."))),
+            ]
+        }
+        _ => vec![ChatScript::text(words(
+            "You're welcome! Have a great day, goodbye.",
+        ))],
+    })
+}
+
+/// Reads a line's recording as 20 ms frames of 16 kHz mono.
+fn load_frames(path: &Path) -> anyhow::Result<Vec<AudioFrame>> {
+    let audio = read_wav(path).with_context(|| format!("reading {}", path.display()))?;
+    if audio.sample_rate() != SampleRate::HZ_16000 || audio.num_channels() != 1 {
+        bail!(
+            "{}: expected 16 kHz mono, found {:?} x{}",
+            path.display(),
+            audio.sample_rate(),
+            audio.num_channels()
+        );
+    }
+    Ok(audio.chunks(320)?)
+}
+
+/// Streams audio into the session at 1x: the queued line's frames, silence otherwise (a microphone never stops).
+/// `done` of a line fires once its last frame was sent.
+async fn feeder(
+    input: mpsc::Sender<AudioFrame>,
+    mut lines: mpsc::Receiver<(Vec<AudioFrame>, oneshot::Sender<()>)>,
+) {
+    let Ok(silence) = AudioFrame::silence(FRAME, SampleRate::HZ_16000, 1) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(FRAME);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let mut current: Option<(std::vec::IntoIter<AudioFrame>, oneshot::Sender<()>)> = None;
+    loop {
+        tick.tick().await;
+        if current.is_none() {
+            match lines.try_recv() {
+                Ok((frames, done)) => current = Some((frames.into_iter(), done)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+        }
+        let frame = match current.as_mut().and_then(|(it, _)| it.next()) {
+            Some(f) => f,
+            None => {
+                if let Some((_, done)) = current.take() {
+                    let _ = done.send(());
+                }
+                silence.clone()
+            }
+        };
+        if input.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Builds the transcript from session events.
+///
+/// The latency of a reply comes from the session's `Metrics::Turn` report. When the reply's first LLM step only
+/// called tools, that report belongs to a speech that played nothing (no e2e, no TTS ttfb) and the spoken answer is
+/// the tool follow-up; the collector then completes the report with the follow-up's first played audio
+/// (`AgentStartedSpeaking` minus the last `UserStoppedSpeaking`: the session's report leaves
+/// `user_stopped_speaking_at` unset) and its TTS ttfb. The completed report is
+/// added after the agent's reply.
+#[derive(Default)]
+struct Collector {
+    lines: Mutex<Vec<Line>>,
+    pending: Mutex<Option<(TurnLatency, Option<SystemTime>)>>,
+    last_user_stop: Mutex<Option<SystemTime>>,
+}
+
+impl Collector {
+    fn push(&self, line: Line) {
+        if let Ok(mut l) = self.lines.lock() {
+            l.push(line);
+        }
+    }
+
+    fn with_pending(&self, f: impl FnOnce(&mut Option<(TurnLatency, Option<SystemTime>)>)) {
+        if let Ok(mut p) = self.pending.lock() {
+            f(&mut p);
+        }
+    }
+
+    fn on_event(&self, event: &SessionEvent, progress: &watch::Sender<Progress>) {
+        match event {
+            SessionEvent::ConversationItemAdded {
+                item: ChatItem::Message(m),
+            } => {
+                let text = m.text_content().unwrap_or_default();
+                match m.role {
+                    ChatRole::User => {
+                        self.push(Line::User(text));
+                        progress.send_modify(|p| p.user_turns += 1);
+                    }
+                    ChatRole::Assistant if !text.trim().is_empty() => {
+                        self.push(Line::Agent {
+                            text,
+                            interrupted: m.interrupted,
+                        });
+                        let mut done = None;
+                        self.with_pending(|p| done = p.take());
+                        if let Some((latency, _)) = done {
+                            self.push(Line::Latency(latency));
+                        }
+                        progress.send_modify(|p| p.agent_replies += 1);
+                    }
+                    _ => {}
+                }
+            }
+            SessionEvent::FunctionToolsExecuted { calls, outputs } => {
+                for (call, output) in calls.iter().zip(outputs) {
+                    self.push(Line::Tool(ToolCallRecord {
+                        name: call.name.clone(),
+                        arguments: call.arguments.clone(),
+                        output: output
+                            .as_ref()
+                            .map(|o| o.output.clone())
+                            .unwrap_or_default(),
+                        is_error: output.as_ref().is_some_and(|o| o.is_error),
+                    }));
+                }
+            }
+            SessionEvent::MetricsCollected(Metrics::Turn(m)) => {
+                let latency = TurnLatency::from(m);
+                let stopped = m
+                    .user_stopped_speaking_at
+                    .or_else(|| self.last_user_stop.lock().ok().and_then(|t| *t));
+                self.with_pending(|p| *p = Some((latency, stopped)));
+            }
+            SessionEvent::MetricsCollected(Metrics::Tts(m)) => self.with_pending(|p| {
+                if let Some((latency, _)) = p
+                    && latency.tts_ttfb.is_none()
+                {
+                    latency.tts_ttfb = m.ttfb;
+                }
+            }),
+            SessionEvent::UserStoppedSpeaking { at } => {
+                if let Ok(mut t) = self.last_user_stop.lock() {
+                    *t = Some(*at);
+                }
+            }
+            SessionEvent::AgentStartedSpeaking { at } => self.with_pending(|p| {
+                if let Some((latency, Some(stopped))) = p
+                    && latency.e2e.is_none()
+                {
+                    latency.e2e = at.duration_since(*stopped).ok();
+                }
+            }),
+            SessionEvent::Error(e) => self.push(Line::Error(format!(
+                "{:?} {}: {}{}",
+                e.component,
+                e.label,
+                e.error,
+                if e.recoverable { "" } else { " (fatal)" }
+            ))),
+            SessionEvent::AgentStateChanged { new, .. } => {
+                progress.send_modify(|p| p.state = *new);
+            }
+            SessionEvent::Close { .. } => progress.send_modify(|p| p.closed = true),
+            _ => {}
+        }
+    }
+}
+
+/// Runs the conversation. `on_line` sees each transcript line as it happens (the binary prints them).
+///
+/// # Errors
+/// When a provider or the VAD cannot start, a fixture cannot be read, a reply does not come within
+/// [`DemoConfig::reply_timeout`], the session closes early, or the outputs cannot be written.
+pub async fn run_conversation(
+    config: &DemoConfig,
+    providers: &Providers,
+    mut on_line: impl FnMut(&Line) + Send,
+) -> anyhow::Result<DemoReport> {
+    let started = tokio::time::Instant::now();
+    let recordings = config
+        .script
+        .iter()
+        .map(|u| load_frames(&u.wav))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+
+    let vad: Arc<dyn Vad> = Arc::new(
+        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
+            .await
+            .context("loading the Silero VAD")??,
+    );
+
+    let agent = Agent::builder(INSTRUCTIONS)
+        .id("assistant")
+        .tools(tools::tools()?)
+        .build()?;
+    let session = AgentSession::builder()
+        .stt(providers.stt.clone())
+        .vad(vad)
+        .llm(providers.llm.clone())
+        .tts(providers.tts.clone())
+        .turn_detection(TurnDetectionMode::Manual)
+        .options(
+            SessionOptions::default()
+                .with_max_tool_steps(3)
+                .with_close_on_input_end(false),
+        )
+        .build();
+
+    let (input_tx, input) = AudioInput::channel("scripted-user", 50);
+    let output = Arc::new(FakeAudioOutput::new().with_sample_rate(Some(SampleRate::HZ_24000)));
+    let collector = Arc::new(Collector::default());
+    let (progress_tx, mut progress) = watch::channel(Progress {
+        user_turns: 0,
+        agent_replies: 0,
+        state: AgentState::Initializing,
+        closed: false,
+    });
+
+    let mut events = session.events();
+    let collector_task = {
+        let collector = collector.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                collector.on_event(&event, &progress_tx);
+                if matches!(event, SessionEvent::Close { .. }) {
+                    break;
+                }
+            }
+        })
+    };
+
+    session
+        .start(
+            agent,
+            SessionIo::new()
+                .with_audio_input(input)
+                .with_audio_output(output.clone()),
+        )
+        .await?;
+    let (line_tx, line_rx) = mpsc::channel(1);
+    let feeder = tokio::spawn(feeder(input_tx, line_rx));
+
+    // Print lines as they arrive while the script runs.
+    let mut printed = 0;
+    let mut flush_lines = |on_line: &mut dyn FnMut(&Line)| {
+        if let Ok(l) = collector.lines.lock() {
+            for line in &l[printed..] {
+                on_line(line);
+            }
+            printed = l.len();
+        }
+    };
+
+    let offline_llm = providers.emulators.openai.as_ref().map(|(emu, _)| emu);
+    let result: anyhow::Result<()> = async {
+        for (i, (utterance, frames)) in config.script.iter().zip(recordings).enumerate() {
+            if let Some(dg) = &providers.emulators.deepgram {
+                dg.script_transcript(utterance.text.clone());
+            }
+            let (done_tx, done_rx) = oneshot::channel();
+            line_tx
+                .send((frames, done_tx))
+                .await
+                .context("the audio feeder stopped")?;
+            done_rx.await.context("the audio feeder stopped")?;
+            tokio::time::sleep(TRAILING_SILENCE).await;
+            if let Some(emu) = offline_llm {
+                for script in offline_chat_scripts(i)? {
+                    emu.push_chat(script);
+                }
+            }
+            session.commit_user_turn()?;
+            let wait = progress.wait_for(|p| {
+                p.closed || (p.agent_replies > i && p.state == AgentState::Listening)
+            });
+            let reached = tokio::time::timeout(config.reply_timeout, wait).await;
+            flush_lines(&mut on_line);
+            match reached {
+                Err(_) => bail!(
+                    "no reply to turn {} ({:?}) within {:?}",
+                    i + 1,
+                    utterance.text,
+                    config.reply_timeout
+                ),
+                Ok(Err(_)) => bail!("the session's event stream ended early"),
+                Ok(Ok(p)) if p.closed => bail!("the session closed during turn {}", i + 1),
+                Ok(Ok(_)) => {}
+            }
+            tokio::time::sleep(PAUSE_BETWEEN_TURNS).await;
+        }
+        Ok(())
+    }
+    .await;
+
+    let closed = session.close_with_reason(CloseReason::UserInitiated).await;
+    drop(line_tx);
+    let _ = feeder.await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), collector_task).await;
+    flush_lines(&mut on_line);
+    result?;
+    closed?;
+
+    let lines = collector
+        .lines
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
+    let report = write_outputs(config, lines, &output, started.elapsed())?;
+    check_complete(&report, config.script.len())?;
+    Ok(report)
+}
+
+/// Writes the agent audio and the transcript under [`DemoConfig::out_dir`].
+fn write_outputs(
+    config: &DemoConfig,
+    lines: Vec<Line>,
+    output: &FakeAudioOutput,
+    wall: Duration,
+) -> anyhow::Result<DemoReport> {
+    std::fs::create_dir_all(&config.out_dir)
+        .with_context(|| format!("creating {}", config.out_dir.display()))?;
+    let frames: Vec<AudioFrame> = output
+        .played_segments()
+        .into_iter()
+        .flat_map(|s| s.frames)
+        .collect();
+    let agent_audio = frames.iter().map(AudioFrame::duration).sum();
+    let audio_path = config.out_dir.join("agent.wav");
+    write_wav(&audio_path, &frames).with_context(|| format!("writing {}", audio_path.display()))?;
+    let transcript_path = config.out_dir.join("transcript.txt");
+    let text: String = lines
+        .iter()
+        .map(|l| format!("{}\n", crate::render::line(l)))
+        .collect();
+    std::fs::write(&transcript_path, text)
+        .with_context(|| format!("writing {}", transcript_path.display()))?;
+    Ok(DemoReport {
+        lines,
+        audio_path,
+        transcript_path,
+        agent_audio,
+        wall,
+    })
+}
+
+/// A conversation is complete when every line became a user turn with an agent reply after it.
+fn check_complete(report: &DemoReport, expected_turns: usize) -> anyhow::Result<()> {
+    let users = report.user_turns().len();
+    let replies = report.agent_replies().len();
+    if users < expected_turns || replies < expected_turns {
+        bail!(
+            "the conversation did not complete: {users} of {expected_turns} user turns, {replies} agent replies"
+        );
+    }
+    Ok(())
+}
+
+/// Runs [`run_conversation`] with the providers `config` asks for, started for the occasion.
+///
+/// # Errors
+/// As [`run_conversation`], and when a provider cannot start.
+pub async fn run(
+    config: &DemoConfig,
+    on_line: impl FnMut(&Line) + Send,
+) -> anyhow::Result<DemoReport> {
+    let providers = Providers::start(config.providers).await?;
+    run_conversation(config, &providers, on_line).await
+}
