@@ -8,3 +8,7 @@
 //! - telephony through Twilio Media Streams (mu-law 8 kHz, marks, clear, DTMF);
 //! - the browser client page served next to the WebSocket endpoint;
 //! - WAV files and the terminal (run a session from a file, write the agent's audio and a transcript).
+
+pub mod client;
+pub mod protocol;
+pub mod server;

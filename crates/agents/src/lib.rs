@@ -26,3 +26,7 @@ pub use agents_silero as silero;
 /// Multi-agent workers, jobs, job groups and the bus (feature `workers`).
 #[cfg(feature = "workers")]
 pub use agents_workers as workers;
+
+/// Transports: the WebSocket server and client (`agents-transport`).
+#[cfg(feature = "transport")]
+pub use agents_transport as transport;
