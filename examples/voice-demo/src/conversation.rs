@@ -8,12 +8,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use agents::audio::{AudioFrame, SampleRate, read_wav, write_wav};
-use agents::core::audio_io::AudioInput;
-use agents::core::events::CloseReason;
 use agents::core::metrics::{Metrics, TurnMetrics};
 use agents::pipeline::{AgentSession, SessionOptions, TurnDetectionMode};
-use agents::{Agent, AgentState, ChatItem, ChatRole, SessionEvent, SessionIo, Vad};
-use agents_testkit::FakeAudioOutput;
+use agents::transport::client::{ClientError, ClientEvent, WsClient, WsReceiver, WsSender};
+use agents::transport::protocol::{
+    AudioFormat, ClientMessage, Hello, ServerMessage, SpeechEventKind,
+};
+use agents::transport::server::{SessionRequest, TransportServer};
+use agents::{Agent, AgentState, ChatItem, ChatRole, SessionControl, SessionEvent, Vad};
 use agents_testkit::emulators::openai::ChatScript;
 use anyhow::{Context, bail};
 use futures::StreamExt;
@@ -160,8 +162,10 @@ pub struct DemoReport {
     pub audio_path: PathBuf,
     /// Where the transcript was written.
     pub transcript_path: PathBuf,
-    /// Agent audio played.
+    /// Agent audio the client received.
     pub agent_audio: Duration,
+    /// The agent's words as the client received them (`agent_transcript` messages, released with playback).
+    pub client_transcript: String,
     /// Wall time of the conversation.
     pub wall: Duration,
 }
@@ -263,7 +267,7 @@ fn offline_chat_scripts(index: usize) -> anyhow::Result<Vec<ChatScript>> {
     })
 }
 
-/// Reads a line's recording as 20 ms frames of 16 kHz mono.
+/// Reads a line's recording as 20 ms frames of 16 kHz mono, followed by [`TRAILING_SILENCE`].
 fn load_frames(path: &Path) -> anyhow::Result<Vec<AudioFrame>> {
     let audio = read_wav(path).with_context(|| format!("reading {}", path.display()))?;
     if audio.sample_rate() != SampleRate::HZ_16000 || audio.num_channels() != 1 {
@@ -274,27 +278,36 @@ fn load_frames(path: &Path) -> anyhow::Result<Vec<AudioFrame>> {
             audio.num_channels()
         );
     }
-    Ok(audio.chunks(320)?)
+    let mut frames = audio.chunks(320)?;
+    let silence = AudioFrame::silence(FRAME, SampleRate::HZ_16000, 1)?;
+    let n = (TRAILING_SILENCE.as_millis() / FRAME.as_millis()) as usize;
+    frames.extend(std::iter::repeat_n(silence, n));
+    Ok(frames)
 }
 
-/// Streams audio into the session at 1x: the queued line's frames, silence otherwise (a microphone never stops).
-/// `done` of a line fires once its last frame was sent.
-async fn feeder(
-    input: mpsc::Sender<AudioFrame>,
+/// The scripted user's microphone: streams audio over the WebSocket at 1x, the queued line's frames, silence
+/// otherwise (a microphone never stops). After a line's last frame it sends `commit_user_turn` and fires the
+/// line's `done`. It also sends the listener's `playback` reports. Ends (and returns the sender, to say `bye`)
+/// when the line queue closes.
+async fn microphone(
+    mut ws: WsSender,
     mut lines: mpsc::Receiver<(Vec<AudioFrame>, oneshot::Sender<()>)>,
-) {
-    let Ok(silence) = AudioFrame::silence(FRAME, SampleRate::HZ_16000, 1) else {
-        return;
-    };
+    mut reports: mpsc::Receiver<ClientMessage>,
+) -> Result<WsSender, ClientError> {
+    let silence = AudioFrame::silence(FRAME, SampleRate::HZ_16000, 1)
+        .map_err(|e| ClientError::Protocol(e.to_string()))?;
     let mut tick = tokio::time::interval(FRAME);
     tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
     let mut current: Option<(std::vec::IntoIter<AudioFrame>, oneshot::Sender<()>)> = None;
     loop {
         tick.tick().await;
+        while let Ok(report) = reports.try_recv() {
+            ws.send(&report).await?;
+        }
         if current.is_none() {
             match lines.try_recv() {
                 Ok((frames, done)) => current = Some((frames.into_iter(), done)),
-                Err(mpsc::error::TryRecvError::Disconnected) => return,
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(ws),
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
         }
@@ -302,15 +315,77 @@ async fn feeder(
             Some(f) => f,
             None => {
                 if let Some((_, done)) = current.take() {
+                    ws.send(&ClientMessage::CommitUserTurn).await?;
                     let _ = done.send(());
                 }
                 silence.clone()
             }
         };
-        if input.send(frame).await.is_err() {
-            return;
+        ws.send_audio(&frame).await?;
+    }
+}
+
+/// What the scripted client received: the agent's audio and its transcript, as played.
+#[derive(Debug, Default)]
+struct Received {
+    audio: Vec<AudioFrame>,
+    agent_text: String,
+    tool_events: usize,
+    closed: Option<String>,
+}
+
+/// Reads the server's messages until the connection closes. The client "plays" the agent audio as it arrives
+/// (the server paces it in real time) and reports what it played every 200 ms (`playback` with the speech's
+/// position: the audio received, at most the wall time since the speech started).
+async fn listen(mut ws: WsReceiver, reports: mpsc::Sender<ClientMessage>) -> Received {
+    let mut r = Received::default();
+    let mut speech: Option<(String, tokio::time::Instant, Duration)> = None;
+    let debug = std::env::var_os("VOICE_DEMO_EVENTS").is_some_and(|v| v == "1");
+    while let Some(event) = ws.next_event().await {
+        if debug {
+            match &event {
+                Ok(ClientEvent::Audio(_)) if r.audio.len() % 50 != 0 => {}
+                Ok(ClientEvent::Audio(_)) => eprintln!("[client] audio frame #{}", r.audio.len()),
+                other => eprintln!("[client] {other:?}"),
+            }
+        }
+        match event {
+            Ok(ClientEvent::Audio(frame)) => {
+                if let Some((id, started, received)) = speech.as_mut() {
+                    let before = *received;
+                    *received += frame.duration();
+                    if before.as_millis() / 200 != received.as_millis() / 200 {
+                        let played = (*received).min(started.elapsed());
+                        let _ = reports.try_send(ClientMessage::Playback {
+                            speech_id: Some(id.clone()),
+                            position_ms: played.as_millis() as u64,
+                            finished: false,
+                        });
+                    }
+                }
+                r.audio.push(frame);
+            }
+            Ok(ClientEvent::Message(ServerMessage::Speech {
+                speech_id,
+                event: SpeechEventKind::Started,
+                ..
+            })) => speech = Some((speech_id, tokio::time::Instant::now(), Duration::ZERO)),
+            Ok(ClientEvent::Message(ServerMessage::AgentTranscript { text, .. })) => {
+                r.agent_text.push_str(&text);
+            }
+            Ok(ClientEvent::Message(ServerMessage::Tool { .. })) => r.tool_events += 1,
+            Ok(ClientEvent::Closed { reason, .. }) => {
+                r.closed = Some(reason);
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                r.closed = Some(format!("error: {e}"));
+                break;
+            }
         }
     }
+    r
 }
 
 /// Builds the transcript from session events.
@@ -318,14 +393,16 @@ async fn feeder(
 /// The latency of a reply comes from the session's `Metrics::Turn` report. When the reply's first LLM step only
 /// called tools, that report belongs to a speech that played nothing (no e2e, no TTS ttfb) and the spoken answer is
 /// the tool follow-up; the collector then completes the report with the follow-up's first played audio
-/// (`AgentStartedSpeaking` minus the last `UserStoppedSpeaking`: the session's report leaves
-/// `user_stopped_speaking_at` unset) and its TTS ttfb. The completed report is
+/// (`AgentStartedSpeaking` minus the end of user speech of the turn's `EndOfUtterance` metrics: the session's
+/// report leaves `user_stopped_speaking_at` unset) and its TTS ttfb. The completed report is
 /// added after the agent's reply.
 #[derive(Default)]
 struct Collector {
     lines: Mutex<Vec<Line>>,
     pending: Mutex<Option<(TurnLatency, Option<SystemTime>)>>,
     last_user_stop: Mutex<Option<SystemTime>>,
+    /// `VOICE_DEMO_EVENTS=1`: every session event is printed to stderr.
+    debug: bool,
 }
 
 impl Collector {
@@ -342,6 +419,9 @@ impl Collector {
     }
 
     fn on_event(&self, event: &SessionEvent, progress: &watch::Sender<Progress>) {
+        if self.debug {
+            eprintln!("[event] {event:?}");
+        }
         match event {
             SessionEvent::ConversationItemAdded {
                 item: ChatItem::Message(m),
@@ -394,9 +474,10 @@ impl Collector {
                     latency.tts_ttfb = m.ttfb;
                 }
             }),
-            SessionEvent::UserStoppedSpeaking { at } => {
+            SessionEvent::MetricsCollected(Metrics::EndOfUtterance(m)) => {
+                // The end of the user's speech, as the session measures it (`last_speaking_time`).
                 if let Ok(mut t) = self.last_user_stop.lock() {
-                    *t = Some(*at);
+                    *t = m.timestamp.checked_sub(m.end_of_utterance_delay);
                 }
             }
             SessionEvent::AgentStartedSpeaking { at } => self.with_pending(|p| {
@@ -424,9 +505,14 @@ impl Collector {
 
 /// Runs the conversation. `on_line` sees each transcript line as it happens (the binary prints them).
 ///
+/// The session is served by the real WebSocket transport (`agents::transport::server::TransportServer`) on
+/// 127.0.0.1; the scripted user is a real `WsClient` that streams the recorded lines in real time, silence in
+/// between, and commits each line as a user turn (`{"type":"commit_user_turn"}`). The agent audio written to
+/// `agent.wav` is what the client received.
+///
 /// # Errors
-/// When a provider or the VAD cannot start, a fixture cannot be read, a reply does not come within
-/// [`DemoConfig::reply_timeout`], the session closes early, or the outputs cannot be written.
+/// When a provider or the VAD cannot start, a fixture cannot be read, the transport fails, a reply does not come
+/// within [`DemoConfig::reply_timeout`], the session closes early, or the outputs cannot be written.
 pub async fn run_conversation(
     config: &DemoConfig,
     providers: &Providers,
@@ -445,58 +531,93 @@ pub async fn run_conversation(
             .context("loading the Silero VAD")??,
     );
 
-    let agent = Agent::builder(INSTRUCTIONS)
-        .id("assistant")
-        .tools(tools::tools()?)
-        .build()?;
-    let session = AgentSession::builder()
-        .stt(providers.stt.clone())
-        .vad(vad)
-        .llm(providers.llm.clone())
-        .tts(providers.tts.clone())
-        .turn_detection(TurnDetectionMode::Manual)
-        .options(
-            SessionOptions::default()
-                .with_max_tool_steps(3)
-                .with_close_on_input_end(false),
-        )
-        .build();
-
-    let (input_tx, input) = AudioInput::channel("scripted-user", 50);
-    let output = Arc::new(FakeAudioOutput::new().with_sample_rate(Some(SampleRate::HZ_24000)));
-    let collector = Arc::new(Collector::default());
+    let collector = Arc::new(Collector {
+        debug: std::env::var_os("VOICE_DEMO_EVENTS").is_some_and(|v| v == "1"),
+        ..Collector::default()
+    });
     let (progress_tx, mut progress) = watch::channel(Progress {
         user_turns: 0,
         agent_replies: 0,
         state: AgentState::Initializing,
         closed: false,
     });
+    let progress_tx = Arc::new(progress_tx);
+    let (session_tx, mut session_rx) = mpsc::channel::<AgentSession>(1);
 
-    let mut events = session.events();
-    let collector_task = {
+    // The server side: one session per connection, built from the demo's providers.
+    let factory = {
+        let (stt, llm, tts) = (
+            providers.stt.clone(),
+            providers.llm.clone(),
+            providers.tts.clone(),
+        );
         let collector = collector.clone();
-        tokio::spawn(async move {
-            while let Some(event) = events.next().await {
-                collector.on_event(&event, &progress_tx);
-                if matches!(event, SessionEvent::Close { .. }) {
-                    break;
-                }
+        let progress_tx = progress_tx.clone();
+        move |_req: SessionRequest| {
+            let (stt, llm, tts, vad) = (stt.clone(), llm.clone(), tts.clone(), vad.clone());
+            let collector = collector.clone();
+            let progress_tx = progress_tx.clone();
+            let session_tx = session_tx.clone();
+            async move {
+                let agent = Agent::builder(INSTRUCTIONS)
+                    .id("assistant")
+                    .tools(tools::tools()?)
+                    .build()?;
+                let session = AgentSession::builder()
+                    .stt(stt)
+                    .vad(vad)
+                    .llm(llm)
+                    .tts(tts)
+                    .turn_detection(TurnDetectionMode::Manual)
+                    .options(SessionOptions::default().with_max_tool_steps(3))
+                    .build();
+                let mut events = session.events();
+                tokio::spawn(async move {
+                    while let Some(event) = events.next().await {
+                        collector.on_event(&event, &progress_tx);
+                        if matches!(event, SessionEvent::Close { .. }) {
+                            break;
+                        }
+                    }
+                });
+                let _ = session_tx.try_send(session.clone());
+                Ok::<_, anyhow::Error>((session, agent))
             }
+        }
+    };
+    let server = Arc::new(TransportServer::builder(factory).build());
+    let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+        .await
+        .context("binding the transport's port")?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serving = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
         })
     };
 
-    session
-        .start(
-            agent,
-            SessionIo::new()
-                .with_audio_input(input)
-                .with_audio_output(output.clone()),
-        )
-        .await?;
+    // The client side: the scripted user.
+    let hello = Hello::new(AudioFormat::new(16_000, 1)).with_output(AudioFormat::new(24_000, 1));
+    let client = WsClient::connect(&format!("ws://{addr}/ws"), hello)
+        .await
+        .context("connecting the scripted client to the transport")?;
+    let (ws_tx, ws_rx) = client.split();
+    let (report_tx, report_rx) = mpsc::channel(16);
+    let listening = tokio::spawn(listen(ws_rx, report_tx));
     let (line_tx, line_rx) = mpsc::channel(1);
-    let feeder = tokio::spawn(feeder(input_tx, line_rx));
+    let mic = tokio::spawn(microphone(ws_tx, line_rx, report_rx));
+    let session = tokio::time::timeout(Duration::from_secs(10), session_rx.recv())
+        .await
+        .ok()
+        .flatten()
+        .context("the transport did not start a session")?;
 
-    // Print lines as they arrive while the script runs.
     let mut printed = 0;
     let mut flush_lines = |on_line: &mut dyn FnMut(&Line)| {
         if let Ok(l) = collector.lines.lock() {
@@ -513,19 +634,17 @@ pub async fn run_conversation(
             if let Some(dg) = &providers.emulators.deepgram {
                 dg.script_transcript(utterance.text.clone());
             }
-            let (done_tx, done_rx) = oneshot::channel();
-            line_tx
-                .send((frames, done_tx))
-                .await
-                .context("the audio feeder stopped")?;
-            done_rx.await.context("the audio feeder stopped")?;
-            tokio::time::sleep(TRAILING_SILENCE).await;
             if let Some(emu) = offline_llm {
                 for script in offline_chat_scripts(i)? {
                     emu.push_chat(script);
                 }
             }
-            session.commit_user_turn()?;
+            let (done_tx, done_rx) = oneshot::channel();
+            line_tx
+                .send((frames, done_tx))
+                .await
+                .context("the scripted client stopped")?;
+            done_rx.await.context("the scripted client stopped")?;
             let wait = progress.wait_for(|p| {
                 p.closed || (p.agent_replies > i && p.state == AgentState::Listening)
             });
@@ -548,41 +667,55 @@ pub async fn run_conversation(
     }
     .await;
 
-    let closed = session.close_with_reason(CloseReason::UserInitiated).await;
+    // Goodbye: the client says `bye`, the transport closes the session.
     drop(line_tx);
-    let _ = feeder.await;
-    let _ = tokio::time::timeout(Duration::from_secs(5), collector_task).await;
+    match mic.await {
+        Ok(Ok(mut ws)) => {
+            let _ = ws.send(&ClientMessage::Bye).await;
+        }
+        Ok(Err(e)) => tracing_free_note(&collector, format!("client send failed: {e}")),
+        Err(e) => tracing_free_note(&collector, format!("client task failed: {e}")),
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), progress.wait_for(|p| p.closed)).await;
+    let received = tokio::time::timeout(Duration::from_secs(5), listening)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let _ = session.close().await;
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
     flush_lines(&mut on_line);
     result?;
-    closed?;
 
     let lines = collector
         .lines
         .lock()
         .map(|l| l.clone())
         .unwrap_or_default();
-    let report = write_outputs(config, lines, &output, started.elapsed())?;
+    let report = write_outputs(config, lines, &received, started.elapsed())?;
     check_complete(&report, config.script.len())?;
     Ok(report)
 }
 
-/// Writes the agent audio and the transcript under [`DemoConfig::out_dir`].
+/// Records a client-side problem in the transcript (the demo has no logger).
+fn tracing_free_note(collector: &Collector, note: String) {
+    collector.push(Line::Error(note));
+}
+
+/// Writes the agent audio (as the client received it) and the transcript under [`DemoConfig::out_dir`].
 fn write_outputs(
     config: &DemoConfig,
     lines: Vec<Line>,
-    output: &FakeAudioOutput,
+    received: &Received,
     wall: Duration,
 ) -> anyhow::Result<DemoReport> {
     std::fs::create_dir_all(&config.out_dir)
         .with_context(|| format!("creating {}", config.out_dir.display()))?;
-    let frames: Vec<AudioFrame> = output
-        .played_segments()
-        .into_iter()
-        .flat_map(|s| s.frames)
-        .collect();
-    let agent_audio = frames.iter().map(AudioFrame::duration).sum();
+    let agent_audio = received.audio.iter().map(AudioFrame::duration).sum();
     let audio_path = config.out_dir.join("agent.wav");
-    write_wav(&audio_path, &frames).with_context(|| format!("writing {}", audio_path.display()))?;
+    write_wav(&audio_path, &received.audio)
+        .with_context(|| format!("writing {}", audio_path.display()))?;
     let transcript_path = config.out_dir.join("transcript.txt");
     let text: String = lines
         .iter()
@@ -595,6 +728,7 @@ fn write_outputs(
         audio_path,
         transcript_path,
         agent_audio,
+        client_transcript: received.agent_text.clone(),
         wall,
     })
 }

@@ -1,5 +1,5 @@
-//! Runs the demo's conversation (the function behind `cargo run -p voice-demo`) on the bundled emulators and checks
-//! what the README promises: three user turns with a reply each, the two tool calls with their arguments and real
+//! Runs the demo's conversation (the function behind `cargo run -p voice-demo`) on the bundled emulators, through
+//! the WebSocket transport and its Rust client, and checks what the README promises: three user turns with a reply each, the two tool calls with their arguments and real
 //! results, a latency report per reply, the agent audio and the transcript on disk. No timing assertion.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -91,6 +91,16 @@ async fn the_offline_demo_conversation_completes_with_tools_and_latencies() {
         assert!(t.e2e.is_some(), "turn {}: {t:?}", i + 1);
     }
 
+    // What the WebSocket client received: the agent's words (released with playback) and its audio.
+    for reply in &replies {
+        let words: String = reply.split_whitespace().collect();
+        let heard: String = report.client_transcript.split_whitespace().collect();
+        assert!(
+            heard.contains(&words),
+            "{reply:?} not in {:?}",
+            report.client_transcript
+        );
+    }
     assert!(!report.agent_audio.is_zero());
     let wav = std::fs::metadata(&report.audio_path).expect("agent.wav written");
     assert!(wav.len() > 44, "agent.wav has audio");
