@@ -62,11 +62,82 @@ pub fn default_script() -> Vec<Utterance> {
     .collect()
 }
 
+/// Builds the agent a session starts with.
+pub type AgentFactory = Arc<dyn Fn() -> anyhow::Result<Agent> + Send + Sync>;
+/// The offline LLM's chat scripts for line `i` (0-based), pushed to the OpenAI emulator before the line is spoken.
+pub type OfflineLlmScript = Arc<dyn Fn(usize) -> anyhow::Result<Vec<ChatScript>> + Send + Sync>;
+
+/// What the conversation is about: the agent, what the offline LLM answers, how many agent replies each line gets.
+#[derive(Clone)]
+pub struct Scenario {
+    /// Name, for messages.
+    pub name: String,
+    /// The agent the session starts with.
+    pub agent: AgentFactory,
+    /// The offline LLM's steps per line (ignored with the real OpenAI service).
+    pub offline_llm: OfflineLlmScript,
+    /// Agent replies expected in total after each line (cumulative; a handoff's transition line and the new
+    /// agent's greeting count as two).
+    pub replies_after_line: Vec<usize>,
+}
+
+impl std::fmt::Debug for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .field("replies_after_line", &self.replies_after_line)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scenario {
+    /// The weather-and-time assistant: one reply per line, a tool call on the first two.
+    pub fn weather_and_time() -> Self {
+        Self {
+            name: "weather and time".to_owned(),
+            agent: Arc::new(assistant_agent),
+            offline_llm: Arc::new(offline_chat_scripts),
+            replies_after_line: vec![1, 2, 3],
+        }
+    }
+}
+
+/// The weather-and-time assistant with its two tools.
+///
+/// # Errors
+/// When a tool's schema cannot be generated (a bug).
+pub fn assistant_agent() -> anyhow::Result<Agent> {
+    Ok(Agent::builder(INSTRUCTIONS)
+        .id("assistant")
+        .tools(tools::tools()?)
+        .build()?)
+}
+
+/// A session with the demo's settings: the given providers and VAD, `mode` turn detection, up to 3 tool steps.
+pub fn build_session(
+    stt: Arc<dyn agents::Stt>,
+    llm: Arc<dyn agents::Llm>,
+    tts: Arc<dyn agents::Tts>,
+    vad: Arc<dyn Vad>,
+    mode: TurnDetectionMode,
+) -> AgentSession {
+    AgentSession::builder()
+        .stt(stt)
+        .vad(vad)
+        .llm(llm)
+        .tts(tts)
+        .turn_detection(mode)
+        .options(SessionOptions::default().with_max_tool_steps(3))
+        .build()
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct DemoConfig {
     /// Which providers to use.
     pub providers: ProviderChoice,
+    /// The agent and its offline script.
+    pub scenario: Scenario,
     /// The user's lines.
     pub script: Vec<Utterance>,
     /// Where the agent audio (`agent.wav`) and the transcript (`transcript.txt`) are written.
@@ -79,6 +150,7 @@ impl Default for DemoConfig {
     fn default() -> Self {
         Self {
             providers: ProviderChoice::FromEnv,
+            scenario: Scenario::weather_and_time(),
             script: default_script(),
             out_dir: Path::new(env!("CARGO_MANIFEST_DIR"))
                 .ancestors()
@@ -236,9 +308,12 @@ struct Progress {
     closed: bool,
 }
 
-/// The offline LLM's script for turn `index` (0-based), built from the tools' own answers so the spoken reply
-/// says what the tool returned. Pushed just before the turn is committed.
-fn offline_chat_scripts(index: usize) -> anyhow::Result<Vec<ChatScript>> {
+/// The weather-and-time assistant's offline LLM script for line `index` (0-based), built from the tools' own
+/// answers so the spoken reply says what the tool returned.
+///
+/// # Errors
+/// When a tool refuses the scripted city (a bug).
+pub fn offline_chat_scripts(index: usize) -> anyhow::Result<Vec<ChatScript>> {
     let words = |s: &str| {
         s.split_inclusive(' ')
             .map(str::to_owned)
@@ -553,24 +628,16 @@ pub async fn run_conversation(
         );
         let collector = collector.clone();
         let progress_tx = progress_tx.clone();
+        let agent_factory = config.scenario.agent.clone();
         move |_req: SessionRequest| {
             let (stt, llm, tts, vad) = (stt.clone(), llm.clone(), tts.clone(), vad.clone());
+            let make_agent = agent_factory.clone();
             let collector = collector.clone();
             let progress_tx = progress_tx.clone();
             let session_tx = session_tx.clone();
             async move {
-                let agent = Agent::builder(INSTRUCTIONS)
-                    .id("assistant")
-                    .tools(tools::tools()?)
-                    .build()?;
-                let session = AgentSession::builder()
-                    .stt(stt)
-                    .vad(vad)
-                    .llm(llm)
-                    .tts(tts)
-                    .turn_detection(TurnDetectionMode::Manual)
-                    .options(SessionOptions::default().with_max_tool_steps(3))
-                    .build();
+                let agent = make_agent()?;
+                let session = build_session(stt, llm, tts, vad, TurnDetectionMode::Manual);
                 let mut events = session.events();
                 tokio::spawn(async move {
                     while let Some(event) = events.next().await {
@@ -631,11 +698,17 @@ pub async fn run_conversation(
     let offline_llm = providers.emulators.openai.as_ref().map(|(emu, _)| emu);
     let result: anyhow::Result<()> = async {
         for (i, (utterance, frames)) in config.script.iter().zip(recordings).enumerate() {
+            let expected = config
+                .scenario
+                .replies_after_line
+                .get(i)
+                .copied()
+                .unwrap_or(i + 1);
             if let Some(dg) = &providers.emulators.deepgram {
                 dg.script_transcript(utterance.text.clone());
             }
             if let Some(emu) = offline_llm {
-                for script in offline_chat_scripts(i)? {
+                for script in (config.scenario.offline_llm)(i)? {
                     emu.push_chat(script);
                 }
             }
@@ -646,7 +719,7 @@ pub async fn run_conversation(
                 .context("the scripted client stopped")?;
             done_rx.await.context("the scripted client stopped")?;
             let wait = progress.wait_for(|p| {
-                p.closed || (p.agent_replies > i && p.state == AgentState::Listening)
+                p.closed || (p.agent_replies >= expected && p.state == AgentState::Listening)
             });
             let reached = tokio::time::timeout(config.reply_timeout, wait).await;
             flush_lines(&mut on_line);
@@ -694,7 +767,13 @@ pub async fn run_conversation(
         .map(|l| l.clone())
         .unwrap_or_default();
     let report = write_outputs(config, lines, &received, started.elapsed())?;
-    check_complete(&report, config.script.len())?;
+    let expected_replies = config
+        .scenario
+        .replies_after_line
+        .last()
+        .copied()
+        .unwrap_or(config.script.len());
+    check_complete(&report, config.script.len(), expected_replies)?;
     Ok(report)
 }
 
@@ -733,13 +812,18 @@ fn write_outputs(
     })
 }
 
-/// A conversation is complete when every line became a user turn with an agent reply after it.
-fn check_complete(report: &DemoReport, expected_turns: usize) -> anyhow::Result<()> {
+/// A conversation is complete when every line became a user turn and the agent gave every reply expected.
+fn check_complete(
+    report: &DemoReport,
+    expected_turns: usize,
+    expected_replies: usize,
+) -> anyhow::Result<()> {
     let users = report.user_turns().len();
     let replies = report.agent_replies().len();
-    if users < expected_turns || replies < expected_turns {
+    if users < expected_turns || replies < expected_replies {
         bail!(
-            "the conversation did not complete: {users} of {expected_turns} user turns, {replies} agent replies"
+            "the conversation did not complete: {users} of {expected_turns} user turns, {replies} of \
+             {expected_replies} agent replies"
         );
     }
     Ok(())

@@ -18,6 +18,7 @@ pub mod render;
 pub mod tools;
 
 pub use conversation::{
-    DemoConfig, DemoReport, Line, ToolCallRecord, TurnLatency, run, run_conversation,
+    AgentFactory, DemoConfig, DemoReport, Line, OfflineLlmScript, Scenario, ToolCallRecord,
+    TurnLatency, assistant_agent, build_session, run, run_conversation,
 };
 pub use providers::{Backend, ProviderChoice, Providers};

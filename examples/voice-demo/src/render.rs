@@ -22,7 +22,11 @@ pub fn line(l: &Line) -> String {
             "  tool {}({}) -> {}{}",
             t.name,
             t.arguments,
-            t.output,
+            if t.output.is_empty() {
+                "(no output)"
+            } else {
+                &t.output
+            },
             if t.is_error { " [error]" } else { "" }
         ),
         Line::Latency(t) => format!(
