@@ -13,6 +13,7 @@
 //!         ClientEvent::Audio(frame) => { /* play it */ let _ = frame; }
 //!         ClientEvent::Message(m) => println!("{m:?}"),
 //!         ClientEvent::Closed { .. } => break,
+//!         _ => {}
 //!     }
 //! }
 //! # Ok(()) }

@@ -177,7 +177,7 @@ async fn a_spoken_turn_gets_transcripts_states_metrics_and_audio_at_the_output_r
 
 async fn collect_until_rx(
     rx: &mut agents_transport::client::WsReceiver,
-    stop: impl Fn(&ClientEvent) -> bool,
+    mut stop: impl FnMut(&ClientEvent) -> bool,
 ) -> Vec<ClientEvent> {
     let mut out = Vec::new();
     let r = tokio::time::timeout(Duration::from_secs(10), async {
@@ -263,6 +263,80 @@ async fn interrupt_sends_clear_and_the_audio_stops() {
     .unwrap();
     let tail = collect_until(&mut c, ms(5000), |e| common::is_pong(e, 1)).await;
     assert!(audio(&tail).is_empty(), "{:#?}", common::summary(&tail));
+    c.close().await.unwrap();
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_longer_than_the_output_buffer_plays_to_the_end() {
+    // 16 words x 300 ms = 4.8 s of audio, generated at once by the fake TTS, through a 1 s output buffer.
+    let t = TestServer::start(Limits::default(), None, true).await;
+    let mut c = t.connect().await;
+    c.send_text("tell me a long story").await.unwrap();
+    let got = collect_until(&mut c, ms(20_000), speech_done).await;
+    let total: Duration = audio(&got).iter().map(|f| f.duration()).sum();
+    assert!(total >= ms(4780) && total <= ms(4820), "{total:?}");
+    let Some(ServerMessage::Speech { interrupted, .. }) = messages(&got).last().cloned() else {
+        panic!()
+    };
+    assert!(!interrupted);
+    c.close().await.unwrap();
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_user_speaking_over_the_agent_gets_clear_and_an_interrupted_speech() {
+    let t = TestServer::start(Limits::default(), None, true).await;
+    let client = t.connect().await;
+    let (mut tx, mut rx) = client.split();
+    tx.send_text("tell me a long story").await.unwrap();
+    let mut frames = 0;
+    collect_until_rx(&mut rx, |e| {
+        if matches!(e, ClientEvent::Audio(_)) {
+            frames += 1;
+        }
+        frames >= 10
+    })
+    .await;
+    // Barge in: the user talks for 1.2 s.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let speaking = tokio::spawn(async move {
+        common::speak_then_listen(&mut tx, utterance(ms(1200), ms(0)), stopped).await;
+        tx
+    });
+    let after = collect_until_rx(&mut rx, speech_done).await;
+    let _ = stop.send(true);
+    let clear_at = after
+        .iter()
+        .position(|e| matches!(e, ClientEvent::Message(ServerMessage::Clear { .. })))
+        .unwrap_or_else(|| panic!("no clear: {:#?}", common::summary(&after)));
+    assert!(audio(&after[clear_at..]).is_empty());
+    let Some(ServerMessage::Speech { interrupted, .. }) = messages(&after).last().cloned() else {
+        panic!()
+    };
+    assert!(interrupted);
+    let tx = speaking.await.unwrap();
+    drop((tx, rx));
+    t.wait_idle(ms(10_000)).await;
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stereo_48k_output_is_sent_as_negotiated() {
+    let t = TestServer::start(Limits::default(), None, false).await;
+    let hello = hello_16k().with_output(AudioFormat::new(48000, 2));
+    let mut c = WsClient::connect(&t.url(), hello).await.unwrap();
+    c.send_text("hi").await.unwrap();
+    let got = collect_until(&mut c, ms(10_000), speech_done).await;
+    let frames = audio(&got);
+    assert!(!frames.is_empty());
+    assert!(frames.iter().all(|f| f.sample_rate().hz() == 48000
+        && f.num_channels() == 2
+        && f.samples_per_channel() <= 960));
+    let total: Duration = frames.iter().map(|f| f.duration()).sum();
+    assert!(total >= ms(880) && total <= ms(920), "{total:?}");
     c.close().await.unwrap();
     t.wait_idle(ms(10_000)).await;
     t.stop().await;

@@ -197,3 +197,25 @@ async fn server_shutdown_closes_every_session_with_1001() {
     t.wait_idle(ms(10_000)).await;
     t.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_shutdown_future_closes_open_sessions_and_serve_returns() {
+    let t = TestServer::start(Limits::default(), None, false).await;
+    let mut c = t.connect().await;
+    let server = t.server.clone();
+    let stopping = tokio::spawn(t.stop());
+    let got = collect_until(&mut c, ms(10_000), |e| {
+        matches!(e, ClientEvent::Closed { .. })
+    })
+    .await;
+    let Some(ClientEvent::Closed { code, .. }) = got.last() else {
+        unreachable!()
+    };
+    assert_eq!(*code, Some(close_code::GOING_AWAY));
+    tokio::time::timeout(ms(10_000), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(server.stats().tasks, 0);
+    assert_eq!(server.stats().sessions, 0);
+}

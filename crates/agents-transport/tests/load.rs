@@ -18,12 +18,16 @@ struct Turn {
     final_transcript: Option<String>,
     audio: Duration,
     done: bool,
+    trace: Vec<String>,
 }
 
 async fn receive_turn(rx: &mut WsReceiver, limit: Duration) -> Turn {
     let mut turn = Turn::default();
     let _ = tokio::time::timeout(limit, async {
         while let Some(Ok(e)) = rx.next_event().await {
+            if let ClientEvent::Message(m) = &e {
+                turn.trace.push(format!("{m:?}"));
+            }
             match e {
                 ClientEvent::Audio(f) => turn.audio += f.duration(),
                 ClientEvent::Message(ServerMessage::UserTranscript {
@@ -74,22 +78,31 @@ async fn two_hundred_concurrent_clients_streaming_audio_each_get_their_answer() 
     for client in clients {
         runs.push(tokio::spawn(async move {
             let (mut tx, mut rx) = client.split();
+            let (stop, stopped) = tokio::sync::watch::channel(false);
             let send = tokio::spawn(async move {
-                let frames = utterance(ms(600), ms(1200));
-                tx.stream_audio(futures::stream::iter(frames), true)
-                    .await
-                    .unwrap();
+                common::speak_then_listen(&mut tx, utterance(ms(600), ms(600)), stopped).await;
                 tx
             });
             let turn = receive_turn(&mut rx, Duration::from_secs(90)).await;
+            let _ = stop.send(true);
             let mut tx = send.await.unwrap();
             tx.close().await.unwrap();
             turn
         }));
     }
     let mut answered = 0;
+    let mut turns = Vec::new();
     for r in runs {
-        let turn = r.await.unwrap();
+        turns.push(r.await.unwrap());
+    }
+    let failed: Vec<&Turn> = turns.iter().filter(|t| !t.done).collect();
+    assert!(
+        failed.is_empty(),
+        "{} failed, first: {:#?}",
+        failed.len(),
+        failed.first()
+    );
+    for turn in turns {
         assert_eq!(
             turn.final_transcript.as_deref(),
             Some("what is the weather"),
@@ -127,13 +140,13 @@ async fn clients_vanishing_mid_utterance_free_their_sessions_and_the_others_are_
             }));
         } else {
             stayers.push(tokio::spawn(async move {
+                let (stop, stopped) = tokio::sync::watch::channel(false);
                 let send = tokio::spawn(async move {
-                    tx.stream_audio(futures::stream::iter(utterance(ms(600), ms(1200))), true)
-                        .await
-                        .unwrap();
+                    common::speak_then_listen(&mut tx, utterance(ms(600), ms(600)), stopped).await;
                     tx
                 });
                 let turn = receive_turn(&mut rx, Duration::from_secs(30)).await;
+                let _ = stop.send(true);
                 (turn, send.await.unwrap(), rx)
             }));
         }

@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use agents_audio::{AudioByteStream, AudioFrame, SampleRate};
 use agents_core::events::{CloseReason, SessionEvent};
 use agents_core::metrics::{Metrics, TurnMetrics};
-use agents_core::{AudioInput, SessionControl, SessionHandle, SessionIo};
+use agents_core::{SessionControl, SessionHandle, SessionIo};
 use agents_pipeline::AgentSession;
 use axum::extract::ws::{Message, WebSocket};
 use futures::StreamExt;
@@ -18,8 +17,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::output::{WsAudioOutput, WsTextOutput};
-use super::writer::{Outgoing, writer};
+use super::input::WsAudioInput;
+use super::output::{WriterLink, WsAudioOutput, WsTextOutput};
+use super::writer::{Outgoing, Written, writer};
 use super::{Inner, SessionRequest};
 use crate::protocol::{
     ClientMessage, FRAME_MS, Hello, PROTOCOL_VERSION, Ready, ServerMessage, SpeechEventKind,
@@ -28,8 +28,6 @@ use crate::protocol::{
 
 const CONTROL_QUEUE: usize = 256;
 const AUDIO_QUEUE: usize = 32;
-/// User audio buffered towards the session (frames of 20 ms: 1 s).
-const INPUT_QUEUE: usize = 50;
 
 /// Why the reader loop ended.
 #[derive(Debug)]
@@ -171,11 +169,13 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (audio_tx, audio_rx) = mpsc::channel(AUDIO_QUEUE);
     let epoch = Arc::new(AtomicU64::new(0));
+    let written = Arc::new(Written::default());
     let mut writer_task = inner.tasks.spawn(writer(
         sink,
         control_rx,
         audio_rx,
         epoch.clone(),
+        written.clone(),
         limits.ping_interval,
         limits.write_timeout,
     ));
@@ -231,9 +231,12 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
     let handle = session.handle();
     let (output, player) = match WsAudioOutput::new(
         hello.output,
-        audio_tx,
-        control_tx.clone(),
-        epoch,
+        WriterLink {
+            audio: audio_tx,
+            control: control_tx.clone(),
+            epoch,
+            written,
+        },
         handle.clone(),
         limits.output_lead,
         limits.output_buffer,
@@ -253,8 +256,12 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
         handle.clone(),
         Some(output.clone()),
     ));
-    let input_rate = match SampleRate::new(hello.input.sample_rate) {
-        Ok(r) => r,
+    let (ws_input, input) = match WsAudioInput::new(
+        hello.input,
+        usize::try_from(limits.input_buffer.as_millis() / u128::from(FRAME_MS))
+            .unwrap_or(usize::MAX),
+    ) {
+        Ok(v) => v,
         Err(e) => {
             let e = ServerMessage::error(error_code::BAD_HELLO, e.to_string(), true);
             close_with(&control_tx, Some(e), close_code::POLICY, "bad hello").await;
@@ -262,17 +269,6 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
             return;
         }
     };
-    let Ok(chunker) = AudioByteStream::with_duration(
-        input_rate,
-        hello.input.channels,
-        Duration::from_millis(u64::from(FRAME_MS)),
-    ) else {
-        let e = ServerMessage::error(error_code::BAD_HELLO, "unusable input format", true);
-        close_with(&control_tx, Some(e), close_code::POLICY, "bad hello").await;
-        finish_writer(writer_task).await;
-        return;
-    };
-    let (input_tx, input) = AudioInput::channel("websocket", INPUT_QUEUE);
     let events = session.events();
     let io = SessionIo::new()
         .with_audio_input(input)
@@ -312,9 +308,7 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
         session: &session,
         output: &output,
         control: &control_tx,
-        input: input_tx,
-        chunker,
-        group: hello.input.bytes_per_sample_group(),
+        input: ws_input,
         limiter: RateLimiter::new(limits.messages_per_second, limits.message_burst),
         errors: ErrorWindow {
             times: VecDeque::new(),
@@ -422,9 +416,7 @@ struct Reader<'a> {
     session: &'a AgentSession,
     output: &'a Arc<WsAudioOutput>,
     control: &'a mpsc::Sender<Outgoing>,
-    input: mpsc::Sender<AudioFrame>,
-    chunker: AudioByteStream,
-    group: usize,
+    input: WsAudioInput,
     limiter: RateLimiter,
     errors: ErrorWindow,
     last_rate_error: Option<Instant>,
@@ -498,27 +490,11 @@ impl Reader<'_> {
     }
 
     async fn on_audio(&mut self, bytes: &[u8]) -> Option<End> {
-        if !bytes.len().is_multiple_of(self.group) {
-            return self
-                .error(
-                    error_code::BAD_AUDIO,
-                    format!(
-                        "audio message of {} bytes is not a multiple of {} (PCM16 x channels): dropped",
-                        bytes.len(),
-                        self.group
-                    ),
-                )
-                .await;
-        }
-        let mut overflow = false;
-        for frame in self.chunker.push(bytes) {
-            match self.input.try_send(frame) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => overflow = true,
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
-            }
-        }
-        if overflow {
+        let pushed = match self.input.push(bytes) {
+            Ok(p) => p,
+            Err(e) => return self.error(error_code::BAD_AUDIO, e.to_string()).await,
+        };
+        if pushed.dropped > 0 {
             let now = Instant::now();
             if self
                 .last_overflow_error

@@ -15,14 +15,19 @@
 //! .token(ApiKey::new("secret"))
 //! .build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! // ... `stop.send(())` (on ctrl-c, for example) closes every session and returns.
+//! # drop(stop);
+//! server.serve(listener, async move { let _ = stopped.await; }).await
 //! # }
 //! ```
 
 mod connection;
+mod input;
 mod output;
 mod writer;
 
+pub use input::{InputError, Pushed, WsAudioInput};
 pub use output::{WsAudioOutput, WsTextOutput};
 
 use std::fmt;
@@ -111,6 +116,9 @@ pub struct Limits {
     pub output_buffer: Duration,
     /// A socket write that takes longer than this ends the connection (default 10 s).
     pub write_timeout: Duration,
+    /// User audio queued towards the session before frames are dropped (default 3 s; a client must not send
+    /// faster than real time, this absorbs stalls of the session under load).
+    pub input_buffer: Duration,
     /// Bound of the session's close when a client leaves (default 15 s).
     pub close_timeout: Duration,
     /// Most concurrent sessions (default 10 000); more connections get HTTP 503.
@@ -133,6 +141,7 @@ impl Default for Limits {
             output_lead: Duration::from_millis(200),
             output_buffer: Duration::from_secs(1),
             write_timeout: Duration::from_secs(10),
+            input_buffer: Duration::from_secs(3),
             close_timeout: Duration::from_secs(15),
             max_sessions: 10_000,
         }
@@ -174,6 +183,8 @@ setter! {
     output_buffer: Duration,
     /// Sets [`Limits::write_timeout`].
     write_timeout: Duration,
+    /// Sets [`Limits::input_buffer`].
+    input_buffer: Duration,
     /// Sets [`Limits::close_timeout`].
     close_timeout: Duration,
     /// Sets [`Limits::max_sessions`].
@@ -439,6 +450,8 @@ impl TransportServer {
                     () = shutdown => {}
                     () = token.cancelled() => {}
                 }
+                // Upgraded connections are not HTTP requests: tell them to close their sessions now.
+                token.cancel();
             })
             .await;
         self.inner.shutdown.cancel();

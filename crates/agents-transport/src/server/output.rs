@@ -34,7 +34,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::writer::{AudioOut, Outgoing};
+use super::writer::{AudioOut, Outgoing, Written};
 use crate::protocol::{AudioFormat, FRAME_MS, ServerMessage};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -52,10 +52,24 @@ struct Segment {
     /// Frames not yet sent, with their duration.
     pending: VecDeque<(Bytes, Duration)>,
     pending_duration: Duration,
+    /// Audio queued to the writer.
     sent: Duration,
+    /// The writer's counter when this segment's first frame was queued (every older frame was written or
+    /// dropped by then).
+    base: Option<u64>,
     played: Duration,
     flushed: bool,
     started: bool,
+}
+
+impl Segment {
+    /// Audio of this segment written to the socket.
+    fn written(&self, written: &Written) -> Duration {
+        match self.base {
+            Some(base) => Duration::from_micros(written.get().saturating_sub(base)).min(self.sent),
+            None => Duration::ZERO,
+        }
+    }
 }
 
 struct State {
@@ -70,10 +84,13 @@ struct Shared {
     state: Mutex<State>,
     tracker: PlayoutTracker,
     changed: watch::Sender<u64>,
+    /// Bumped on every change and whenever the player sent audio: `capture_frame` waits on it for room.
+    progress: watch::Sender<u64>,
     audio: mpsc::Sender<AudioOut>,
     control: mpsc::Sender<Outgoing>,
     /// Bumped by `clear_buffer`: the writer drops audio of older epochs.
     epoch: Arc<AtomicU64>,
+    written: Arc<Written>,
     lead: Duration,
     max_buffer: Duration,
 }
@@ -81,6 +98,11 @@ struct Shared {
 impl Shared {
     fn notify(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
+        self.progressed();
+    }
+
+    fn progressed(&self) {
+        self.progress.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Brings the head segment's position up to `now` and finishes played-out segments.
@@ -90,16 +112,21 @@ impl Shared {
                 s.anchor = now;
                 return;
             };
+            let written = seg.written(&self.written);
+            if !seg.started && !written.is_zero() {
+                seg.started = true;
+                self.tracker.on_playback_started(seg.id);
+            }
             let elapsed = now.saturating_duration_since(s.anchor);
-            let available = seg.sent.saturating_sub(seg.played);
+            let available = written.saturating_sub(seg.played);
             if elapsed < available {
                 seg.played += elapsed;
                 s.anchor = now;
                 return;
             }
-            seg.played = seg.sent;
+            seg.played = written;
             s.anchor += available;
-            if !(seg.flushed && seg.pending.is_empty()) {
+            if !(seg.flushed && seg.pending.is_empty() && written >= seg.sent) {
                 // Underrun (or paused): nothing more plays until more audio is sent.
                 s.anchor = now;
                 return;
@@ -134,15 +161,14 @@ impl Shared {
             let Some((bytes, d)) = seg.pending.pop_front() else {
                 break;
             };
+            let base = *seg.base.get_or_insert_with(|| self.written.get());
             match self.audio.try_send(AudioOut {
                 epoch,
                 data: bytes.clone(),
+                duration: d,
             }) {
                 Ok(()) => {
-                    if !seg.started {
-                        seg.started = true;
-                        self.tracker.on_playback_started(seg.id);
-                    }
+                    seg.base = Some(base);
                     seg.sent += d;
                     seg.pending_duration = seg.pending_duration.saturating_sub(d);
                 }
@@ -166,7 +192,7 @@ impl Shared {
             return Some(Instant::now() + Duration::from_millis(5));
         }
         let seg = s.segments.front()?;
-        let ahead = seg.sent.saturating_sub(seg.played);
+        let ahead = seg.written(&self.written).saturating_sub(seg.played);
         if ahead.is_zero() {
             return None;
         }
@@ -197,6 +223,8 @@ async fn player(weak: Weak<Shared>, mut changed: watch::Receiver<u64>) {
             let now = Instant::now();
             shared.advance(&mut s, now);
             let retry = shared.send_ahead(&mut s);
+            // Playback moved on: a capture waiting for room may proceed.
+            shared.progressed();
             if s.closed {
                 drop(s);
                 shared.notify();
@@ -210,14 +238,39 @@ async fn player(weak: Weak<Shared>, mut changed: watch::Receiver<u64>) {
                 None => std::future::pending::<()>().await,
             }
         };
+        let Some(written) = weak.upgrade().map(|s| s.written.clone()) else {
+            return;
+        };
         tokio::select! {
             () = sleep => {}
+            () = written.wait() => {}
             r = changed.changed() => if r.is_err() { return },
         }
     }
 }
 
-/// The agent's audio towards a WebSocket client; see the [module documentation](self).
+/// The output's ends towards the connection's writer.
+pub(crate) struct WriterLink {
+    /// Paced frames.
+    pub(crate) audio: mpsc::Sender<AudioOut>,
+    /// Control messages (`clear`).
+    pub(crate) control: mpsc::Sender<Outgoing>,
+    /// Clear epoch shared with the writer.
+    pub(crate) epoch: Arc<AtomicU64>,
+    /// Audio written by the writer.
+    pub(crate) written: Arc<Written>,
+}
+
+/// The agent's audio towards a WebSocket client, honouring the core playout contract.
+///
+/// Captured audio (at the negotiated output format; other formats are refused) is re-chunked into 20 ms frames
+/// and queued per segment. A player task sends the head segment's frames no more than `lead` (200 ms by default)
+/// ahead of its playback position. The position runs in real time over the audio the socket writer has actually
+/// written (so no event about playback overtakes its audio), stops at what was written (an underrun), and is
+/// refined by the client's `playback` reports. `flush` ends a segment once played; `clear_buffer` drops what was
+/// not sent, discards what is queued to the writer, finishes the segment at its position (interrupted) and sends
+/// `clear`; `pause` stops sending (the client still plays the lead it has) until `resume`. `capture_frame` waits
+/// while more than the output buffer (1 s) is queued ahead of playback.
 pub struct WsAudioOutput {
     shared: Arc<Shared>,
     format: AudioFormat,
@@ -239,9 +292,7 @@ impl WsAudioOutput {
     /// An output at `format`; returns it and its player task (the caller spawns and owns it).
     pub(crate) fn new(
         format: AudioFormat,
-        audio: mpsc::Sender<AudioOut>,
-        control: mpsc::Sender<Outgoing>,
-        epoch: Arc<AtomicU64>,
+        link: WriterLink,
         session: SessionHandle,
         lead: Duration,
         max_buffer: Duration,
@@ -258,9 +309,11 @@ impl WsAudioOutput {
             }),
             tracker: PlayoutTracker::new(),
             changed,
-            audio,
-            control,
-            epoch,
+            progress: watch::channel(0).0,
+            audio: link.audio,
+            control: link.control,
+            epoch: link.epoch,
+            written: link.written,
             lead,
             max_buffer: max_buffer.max(lead),
         });
@@ -306,8 +359,9 @@ impl WsAudioOutput {
         {
             return;
         }
-        seg.played = position.min(seg.sent);
-        let done = finished && seg.flushed && seg.pending.is_empty();
+        let written = seg.written(&shared.written);
+        seg.played = position.min(written);
+        let done = finished && seg.flushed && seg.pending.is_empty() && written >= seg.sent;
         s.anchor = now;
         if done && let Some(seg) = s.segments.pop_front() {
             shared.finish(seg, false);
@@ -360,7 +414,7 @@ impl AudioOutput for WsAudioOutput {
         }
         let shared = &self.shared;
         // Back-pressure: wait while too much is queued ahead of playback.
-        let mut rx = shared.changed.subscribe();
+        let mut rx = shared.progress.subscribe();
         loop {
             {
                 let mut s = lock(&shared.state);
@@ -395,6 +449,7 @@ impl AudioOutput for WsAudioOutput {
                     pending: VecDeque::new(),
                     pending_duration: Duration::ZERO,
                     sent: Duration::ZERO,
+                    base: None,
                     played: Duration::ZERO,
                     flushed: false,
                     started: false,
@@ -545,5 +600,266 @@ impl TextOutput for WsTextOutput {
         if self.control.try_send(Outgoing::Json(msg)).is_err() {
             tracing::debug!("websocket control queue full or closed: final transcript not sent");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use agents_core::audio_io::PlaybackFinished;
+
+    use super::*;
+
+    struct Rig {
+        out: Arc<WsAudioOutput>,
+        /// What the fake writer wrote.
+        audio: Arc<Mutex<Vec<AudioOut>>>,
+        control: mpsc::Receiver<Outgoing>,
+        epoch: Arc<AtomicU64>,
+        _player: tokio::task::JoinHandle<()>,
+        _writer: tokio::task::JoinHandle<()>,
+    }
+
+    /// Writes every frame of the current epoch at once, like an idle socket.
+    async fn fake_writer(
+        mut rx: mpsc::Receiver<AudioOut>,
+        epoch: Arc<AtomicU64>,
+        written: Arc<Written>,
+        out: Arc<Mutex<Vec<AudioOut>>>,
+    ) {
+        while let Some(a) = rx.recv().await {
+            if a.epoch == epoch.load(Ordering::Acquire) {
+                written.add(a.duration);
+                lock(&out).push(a);
+            }
+        }
+    }
+
+    fn rig() -> Rig {
+        let (atx, arx) = mpsc::channel(64);
+        let (ctx, control) = mpsc::channel(64);
+        let epoch = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(Written::default());
+        let audio = Arc::new(Mutex::new(Vec::new()));
+        let link = WriterLink {
+            audio: atx,
+            control: ctx,
+            epoch: epoch.clone(),
+            written: written.clone(),
+        };
+        let (out, player) = WsAudioOutput::new(
+            AudioFormat::new(16000, 1),
+            link,
+            SessionHandle::detached(),
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        Rig {
+            out: Arc::new(out),
+            _writer: tokio::spawn(fake_writer(arx, epoch.clone(), written, audio.clone())),
+            audio,
+            control,
+            epoch,
+            _player: tokio::spawn(player),
+        }
+    }
+
+    fn one_second() -> AudioFrame {
+        AudioFrame::new(vec![100; 16000], SampleRate::HZ_16000, 1).unwrap()
+    }
+
+    fn drain(written: &Arc<Mutex<Vec<AudioOut>>>) -> Vec<AudioOut> {
+        std::mem::take(&mut *lock(written))
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn audio_is_sent_in_20_ms_frames_at_most_the_lead_ahead_and_finishes_when_played() {
+        let r = rig();
+        let t0 = Instant::now();
+        r.out.capture_frame(one_second()).await.unwrap();
+        r.out.flush();
+        settle().await;
+        let first = drain(&r.audio);
+        assert_eq!(first.len(), 10, "200 ms lead = 10 frames of 20 ms");
+        assert!(first.iter().all(|a| a.data.len() == 640));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        settle().await;
+        let sent = first.len() + drain(&r.audio).len();
+        assert!((34..=36).contains(&sent), "{sent} frames after 500 ms");
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(1, Duration::from_secs(1), false)
+        );
+        assert_eq!(Instant::now() - t0, Duration::from_secs(1));
+        assert_eq!(sent + drain(&r.audio).len(), 50);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clear_buffer_finishes_at_the_position_reached_drops_queued_audio_and_sends_clear() {
+        let mut r = rig();
+        r.out.capture_frame(one_second()).await.unwrap();
+        r.out.capture_frame(one_second()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        settle().await;
+        r.out.clear_buffer();
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert!(done.interrupted);
+        assert_eq!(done.playback_position, Duration::from_millis(300));
+        assert_eq!(
+            r.epoch.load(Ordering::Acquire),
+            1,
+            "frames queued to the writer are now stale"
+        );
+        let Some(Outgoing::Json(ServerMessage::Clear { .. })) = r.control.try_recv().ok() else {
+            panic!("no clear sent");
+        };
+        drain(&r.audio);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        settle().await;
+        assert!(drain(&r.audio).is_empty(), "nothing is sent after a clear");
+        // The next capture opens a new segment that plays normally.
+        r.out.capture_frame(one_second()).await.unwrap();
+        r.out.flush();
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(2, Duration::from_secs(1), false)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clients_playback_report_refines_the_position_and_can_finish_the_segment() {
+        let r = rig();
+        r.out.capture_frame(one_second()).await.unwrap();
+        r.out.flush();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        settle().await;
+        // The client is behind: it played 250 ms only.
+        r.out
+            .on_client_playback(None, Duration::from_millis(250), false);
+        r.out.clear_buffer();
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert_eq!(done.playback_position, Duration::from_millis(250));
+        drain(&r.audio);
+
+        // Everything sent, the client says it finished: the segment ends at its position at once.
+        r.out
+            .capture_frame(AudioFrame::new(vec![1; 1600], SampleRate::HZ_16000, 1).unwrap())
+            .await
+            .unwrap();
+        r.out.flush();
+        settle().await;
+        assert_eq!(drain(&r.audio).len(), 5, "100 ms: all sent");
+        r.out
+            .on_client_playback(None, Duration::from_millis(60), true);
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(2, Duration::from_millis(60), false)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pause_stops_sending_and_the_position_stops_at_what_was_sent_until_resume() {
+        let r = rig();
+        assert!(r.out.capabilities().pause);
+        r.out.capture_frame(one_second()).await.unwrap();
+        r.out.flush();
+        settle().await;
+        r.out.pause();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        settle().await;
+        assert_eq!(
+            drain(&r.audio).len(),
+            10,
+            "only the lead was sent before the pause"
+        );
+        r.out.resume();
+        let t = Instant::now();
+        let done = r.out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(1, Duration::from_secs(1), false)
+        );
+        assert_eq!(
+            Instant::now() - t,
+            Duration::from_millis(800),
+            "the 800 ms not yet played"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn captures_wait_for_room_and_go_on_as_playback_advances() {
+        let (atx, arx) = mpsc::channel(64);
+        let (ctx, _control) = mpsc::channel(64);
+        let epoch = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(Written::default());
+        let link = WriterLink {
+            audio: atx,
+            control: ctx,
+            epoch: epoch.clone(),
+            written: written.clone(),
+        };
+        let (out, player) = WsAudioOutput::new(
+            AudioFormat::new(16000, 1),
+            link,
+            SessionHandle::detached(),
+            Duration::from_millis(200),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let _player = tokio::spawn(player);
+        let sink = Arc::new(Mutex::new(Vec::new()));
+        let _writer = tokio::spawn(fake_writer(arx, epoch, written, sink.clone()));
+        let t0 = Instant::now();
+        // 3 s in 100 ms frames, far more than the 500 ms buffer: every capture eventually returns.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            for _ in 0..30 {
+                out.capture_frame(AudioFrame::new(vec![7; 1600], SampleRate::HZ_16000, 1).unwrap())
+                    .await
+                    .unwrap();
+            }
+        })
+        .await
+        .expect("a capture waited forever for room");
+        // The last capture (2.9 s into the audio) returned once less than 500 ms was queued ahead of playback.
+        let waited = Instant::now() - t0;
+        assert!(waited >= Duration::from_millis(2400), "{waited:?}");
+        out.flush();
+        let done = out.wait_for_playout().await.unwrap();
+        assert_eq!(
+            done,
+            PlaybackFinished::new(1, Duration::from_secs(3), false)
+        );
+        assert_eq!(lock(&sink).len(), 150);
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_another_format_is_refused() {
+        let r = rig();
+        let f = AudioFrame::new(vec![0; 480], SampleRate::HZ_24000, 1).unwrap();
+        assert!(matches!(
+            r.out.capture_frame(f).await,
+            Err(AudioOutputError::SampleRateMismatch {
+                expected: 16000,
+                actual: 24000
+            })
+        ));
+        let f = AudioFrame::new(vec![0; 640], SampleRate::HZ_16000, 2).unwrap();
+        assert!(matches!(
+            r.out.capture_frame(f).await,
+            Err(AudioOutputError::ChannelMismatch {
+                expected: 1,
+                actual: 2
+            })
+        ));
     }
 }

@@ -33,6 +33,39 @@ pub(crate) struct AudioOut {
     pub(crate) epoch: u64,
     /// PCM16 bytes.
     pub(crate) data: Bytes,
+    /// Their duration.
+    pub(crate) duration: Duration,
+}
+
+/// Audio written to the socket (microseconds, current epoch only): the output's playback clock runs on it, so
+/// no event about playback (speech done, transcripts) overtakes the audio it is about.
+#[derive(Debug, Default)]
+pub(crate) struct Written {
+    micros: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Written {
+    /// Microseconds written so far.
+    pub(crate) fn get(&self) -> u64 {
+        self.micros.load(Ordering::Acquire)
+    }
+
+    /// Records `d` written and wakes the output's player.
+    pub(crate) fn add(&self, d: Duration) {
+        self.micros.fetch_add(micros(d), Ordering::AcqRel);
+        self.notify.notify_one();
+    }
+
+    /// Waits for the next write.
+    pub(crate) async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// Microseconds of `d`, saturating.
+pub(crate) fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Writes until a close was sent, a write fails or stalls for `write_timeout`, or every sender is gone.
@@ -41,6 +74,7 @@ pub(crate) async fn writer(
     mut control: mpsc::Receiver<Outgoing>,
     mut audio: mpsc::Receiver<AudioOut>,
     epoch: Arc<AtomicU64>,
+    written: Arc<Written>,
     ping_interval: Duration,
     write_timeout: Duration,
 ) {
@@ -49,6 +83,7 @@ pub(crate) async fn writer(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut audio_open = true;
     loop {
+        let mut audio_written = None;
         let message = tokio::select! {
             biased;
             c = control.recv() => match c {
@@ -71,7 +106,10 @@ pub(crate) async fn writer(
                 None => return,
             },
             a = audio.recv(), if audio_open => match a {
-                Some(a) if a.epoch == epoch.load(Ordering::Acquire) => Message::Binary(a.data),
+                Some(a) if a.epoch == epoch.load(Ordering::Acquire) => {
+                    audio_written = Some((a.epoch, a.duration));
+                    Message::Binary(a.data)
+                }
                 Some(_) => continue,
                 None => {
                     audio_open = false;
@@ -81,7 +119,13 @@ pub(crate) async fn writer(
             _ = ping.tick() => Message::Ping(Bytes::new()),
         };
         match tokio::time::timeout(write_timeout, sink.send(message)).await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let Some((e, d)) = audio_written
+                    && e == epoch.load(Ordering::Acquire)
+                {
+                    written.add(d);
+                }
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "websocket write failed");
                 return;

@@ -210,3 +210,26 @@ pub(crate) fn is_error(e: &ClientEvent, code: &str) -> bool {
 pub(crate) fn is_pong(e: &ClientEvent, id: i64) -> bool {
     matches!(e, ClientEvent::Message(ServerMessage::Pong { id: v }) if v == &serde_json::json!(id))
 }
+
+/// Like a microphone: streams `frames` in real time, then silence until `stop` is set (or 60 s passed).
+pub(crate) async fn speak_then_listen(
+    tx: &mut agents_transport::client::WsSender,
+    frames: Vec<AudioFrame>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    tx.stream_audio(futures::stream::iter(frames), true)
+        .await
+        .unwrap();
+    let r = rate(16000);
+    let mut next = tokio::time::Instant::now();
+    let end = next + Duration::from_secs(60);
+    while !*stop.borrow() && next < end {
+        for f in signal::silence(ms(20), r) {
+            if tx.send_audio(&f).await.is_err() {
+                return;
+            }
+        }
+        next += ms(20);
+        tokio::time::sleep_until(next).await;
+    }
+}
