@@ -20,3 +20,4 @@
 pub mod client;
 pub mod protocol;
 pub mod server;
+pub mod twilio;
