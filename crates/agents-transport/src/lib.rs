@@ -21,3 +21,4 @@ pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod twilio;
+pub mod web;
