@@ -698,12 +698,16 @@ pub async fn run_conversation(
     let offline_llm = providers.emulators.openai.as_ref().map(|(emu, _)| emu);
     let result: anyhow::Result<()> = async {
         for (i, (utterance, frames)) in config.script.iter().zip(recordings).enumerate() {
+            // At least one new reply (a real LLM may speak before a tool call, giving two replies to a line),
+            // and as many in total as the scenario expects.
+            let before = progress.borrow().agent_replies;
             let expected = config
                 .scenario
                 .replies_after_line
                 .get(i)
                 .copied()
-                .unwrap_or(i + 1);
+                .unwrap_or(i + 1)
+                .max(before + 1);
             if let Some(dg) = &providers.emulators.deepgram {
                 dg.script_transcript(utterance.text.clone());
             }
@@ -719,7 +723,10 @@ pub async fn run_conversation(
                 .context("the scripted client stopped")?;
             done_rx.await.context("the scripted client stopped")?;
             let wait = progress.wait_for(|p| {
-                p.closed || (p.agent_replies >= expected && p.state == AgentState::Listening)
+                p.closed
+                    || (p.user_turns > i
+                        && p.agent_replies >= expected
+                        && p.state == AgentState::Listening)
             });
             let reached = tokio::time::timeout(config.reply_timeout, wait).await;
             flush_lines(&mut on_line);
