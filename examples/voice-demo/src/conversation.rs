@@ -238,6 +238,10 @@ pub struct DemoReport {
     pub agent_audio: Duration,
     /// The agent's words as the client received them (`agent_transcript` messages, released with playback).
     pub client_transcript: String,
+    /// `tool` messages the client received.
+    pub client_tool_events: usize,
+    /// How the connection ended for the client (the server's close reason).
+    pub client_close: Option<String>,
     /// Wall time of the conversation.
     pub wall: Duration,
 }
@@ -815,6 +819,8 @@ fn write_outputs(
         transcript_path,
         agent_audio,
         client_transcript: received.agent_text.clone(),
+        client_tool_events: received.tool_events,
+        client_close: received.closed.clone(),
         wall,
     })
 }

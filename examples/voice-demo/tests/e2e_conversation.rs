@@ -101,6 +101,15 @@ async fn the_offline_demo_conversation_completes_with_tools_and_latencies() {
             report.client_transcript
         );
     }
+    assert_eq!(
+        report.client_tool_events, 2,
+        "the client saw both tool calls"
+    );
+    assert_eq!(
+        report.client_close.as_deref(),
+        Some("bye"),
+        "the client's bye closed the connection"
+    );
     assert!(!report.agent_audio.is_zero());
     let wav = std::fs::metadata(&report.audio_path).expect("agent.wav written");
     assert!(wav.len() > 44, "agent.wav has audio");
