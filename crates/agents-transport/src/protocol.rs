@@ -355,11 +355,6 @@ pub enum ServerMessage {
         #[serde(default)]
         id: serde_json::Value,
     },
-    /// A DTMF digit was received (echo, so a client sees it was taken).
-    Dtmf {
-        /// The digit.
-        digit: String,
-    },
     /// The session ends; the WebSocket close follows.
     Close {
         /// Why (`user_initiated`, `participant_disconnected`, `error`, `shutdown`, `bye`, `idle_timeout`, ...).

@@ -248,13 +248,13 @@ async fn interrupt_sends_clear_and_the_audio_stops() {
         panic!("{msgs:?}")
     };
     assert!(*interrupted);
-    // The speech was 16 words x 300 ms; far less than that was sent.
+    // The speech was 16 words x 300 ms (4.8 s); much less than that was sent.
     let sent: Duration = audio(&before)
         .iter()
         .chain(audio(&after).iter())
         .map(|f| f.duration())
         .sum();
-    assert!(sent < ms(2500), "{sent:?}");
+    assert!(sent < ms(4000), "{sent:?}");
     // And no more audio comes afterwards: the next thing is the pong.
     c.send(&ClientMessage::Ping {
         id: serde_json::json!(1),

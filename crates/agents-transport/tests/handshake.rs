@@ -107,6 +107,13 @@ async fn bad_hellos_get_a_fatal_error_and_close_1008() {
         (Message::text(r#"{"type":"ping","id":1}"#), "first message"),
         (Message::text("not json"), "JSON"),
         (Message::binary(vec![0_u8; 640]), "audio"),
+        (
+            Message::text(format!(
+                r#"{{"type":"hello","protocol":1,"input":{{"sample_rate":16000,"channels":1}},"metadata":"{}"}}"#,
+                "x".repeat(70_000)
+            )),
+            "exceeds the limit",
+        ),
     ];
     for (first, needle) in cases {
         let (message, code) = expect_fatal_hello_error(&t, Some(first)).await;

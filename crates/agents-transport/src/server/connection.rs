@@ -142,9 +142,18 @@ async fn close_with(
 }
 
 /// Reads the hello: the first message, text JSON.
-async fn read_hello(stream: &mut SplitStream<WebSocket>) -> Result<Hello, String> {
+async fn read_hello(
+    stream: &mut SplitStream<WebSocket>,
+    max_bytes: usize,
+) -> Result<Hello, String> {
     loop {
         match stream.next().await {
+            Some(Ok(Message::Text(text))) if text.len() > max_bytes => {
+                return Err(format!(
+                    "hello of {} bytes exceeds the limit of {max_bytes} bytes",
+                    text.len()
+                ));
+            }
             Some(Ok(Message::Text(text))) => {
                 return match parse_client_message(text.as_str()) {
                     Ok(ClientMessage::Hello(h)) => h.validate().map(|()| h),
@@ -190,7 +199,7 @@ pub(crate) async fn run(socket: WebSocket, inner: Arc<Inner>) {
 
     // 1. Hello.
     let hello = tokio::select! {
-        r = tokio::time::timeout(limits.hello_timeout, read_hello(&mut stream)) => match r {
+        r = tokio::time::timeout(limits.hello_timeout, read_hello(&mut stream, limits.max_text_bytes)) => match r {
             Ok(Ok(h)) => h,
             Ok(Err(message)) => {
                 tracing::debug!(%message, "bad hello");
