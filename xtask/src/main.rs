@@ -11,6 +11,14 @@ const HELP: &str = "\
 cargo xtask <command>
 
 Commands:
+  demo    the voice demo (`cargo run -p voice-demo`): a complete voice conversation with tools, on the bundled
+          provider emulators, or the real OpenAI / Deepgram / ElevenLabs services for each key that is set
+  integration
+          the end-to-end suites (every `tests/e2e_*.rs` of the workspace: each plugin through the real session
+          pipeline against the provider emulators, and the voice demo's conversation)
+  live    the same providers against the real services: each plugin's live suite when its key is set
+          (OPENAI_API_KEY, DEEPGRAM_API_KEY, ELEVENLABS_API_KEY; skipped with a message otherwise), then the
+          voice demo with the real services whose keys are set
   ci      format check, clippy (-D warnings, all targets) and the test suite, as CI runs them
   test    the workspace test suite (unit, integration and doc tests); starts a throwaway redis-server
           on a free loopback port for the Redis suites when one is installed and
@@ -22,6 +30,9 @@ fn main() -> ExitCode {
     let cmd = std::env::args().nth(1).unwrap_or_else(|| "help".to_owned());
     let result = match cmd.as_str() {
         "ci" => ci(),
+        "demo" => demo(),
+        "integration" => integration(),
+        "live" => live(),
         "test" => test(),
         "help" | "--help" | "-h" => {
             eprint!("{HELP}");
@@ -192,6 +203,191 @@ impl Totals {
     }
 }
 
+/// The voice demo, with the caller's environment (the keys that are set select the real providers).
+fn demo() -> Result<()> {
+    let extra: Vec<String> = std::env::args().skip(2).collect();
+    let mut args = vec!["run", "--quiet", "--package", "voice-demo", "--"];
+    args.extend(extra.iter().map(String::as_str));
+    cargo(&args)
+}
+
+/// The workspace root (the parent of this crate's directory).
+fn workspace_root() -> Result<std::path::PathBuf> {
+    let manifest = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// The package name declared in `dir/Cargo.toml` (`name = "..."` of `[package]`).
+fn package_name(dir: &std::path::Path) -> Result<String> {
+    let path = dir.join("Cargo.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    package_name_in(&text).with_context(|| format!("no package name in {}", path.display()))
+}
+
+fn package_name_in(manifest: &str) -> Option<String> {
+    let mut in_package = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+            continue;
+        }
+        if in_package
+            && let Some(rest) = line.strip_prefix("name")
+            && let Some(value) = rest.trim_start().strip_prefix('=')
+        {
+            return Some(value.trim().trim_matches('"').to_owned());
+        }
+    }
+    None
+}
+
+/// Every end-to-end suite of the workspace: `(package, test target)` for each `tests/e2e_*.rs` of a member under
+/// `crates/`, `plugins/` or `examples/`, sorted.
+fn e2e_suites(root: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let mut suites = Vec::new();
+    for group in ["crates", "plugins", "examples"] {
+        let Ok(members) = std::fs::read_dir(root.join(group)) else {
+            continue;
+        };
+        for member in members {
+            let dir = member.context("listing workspace members")?.path();
+            let Ok(tests) = std::fs::read_dir(dir.join("tests")) else {
+                continue;
+            };
+            let mut names = Vec::new();
+            for test in tests {
+                let name = test.context("listing tests")?.file_name();
+                let name = name.to_string_lossy();
+                if let Some(stem) = name.strip_suffix(".rs")
+                    && stem.starts_with("e2e_")
+                {
+                    names.push(stem.to_owned());
+                }
+            }
+            if !names.is_empty() {
+                let package = package_name(&dir)?;
+                suites.extend(names.into_iter().map(|n| (package.clone(), n)));
+            }
+        }
+    }
+    suites.sort();
+    Ok(suites)
+}
+
+/// Runs the end-to-end suites against the emulators (the provider keys are removed from their environment, so a
+/// developer's keys never turn them into paid calls).
+fn integration() -> Result<()> {
+    let suites = e2e_suites(&workspace_root()?)?;
+    if suites.is_empty() {
+        bail!("no tests/e2e_*.rs suite found");
+    }
+    let mut args: Vec<String> = vec!["test".into(), "--locked".into(), "--all-features".into()];
+    let mut packages: Vec<&str> = suites.iter().map(|(p, _)| p.as_str()).collect();
+    packages.dedup();
+    for p in packages {
+        args.extend(["-p".into(), p.to_owned()]);
+    }
+    for (_, test) in &suites {
+        args.extend(["--test".into(), test.clone()]);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    eprintln!(
+        "xtask: {} end-to-end suites: {}",
+        suites.len(),
+        suites
+            .iter()
+            .map(|(p, t)| format!("{p}/{t}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut command = Command::new(&cargo);
+    for var in LIVE_KEYS.iter().flat_map(|(_, vars, _)| vars.iter()) {
+        command.env_remove(var);
+    }
+    let status = command
+        .args(&args)
+        .status()
+        .with_context(|| format!("running {cargo}"))?;
+    if !status.success() {
+        bail!("the end-to-end suites failed ({status})");
+    }
+    Ok(())
+}
+
+/// A provider, the variables that may hold its key, and its live suites (package, test target).
+type LiveProvider = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+/// The providers `cargo xtask live` knows.
+const LIVE_KEYS: &[LiveProvider] = &[
+    (
+        "OpenAI",
+        &["OPENAI_API_KEY"],
+        &[
+            ("agents-openai", "live"),
+            ("agents-openai", "realtime_live"),
+        ],
+    ),
+    (
+        "Deepgram",
+        &["DEEPGRAM_API_KEY"],
+        &[("agents-deepgram", "live")],
+    ),
+    (
+        "ElevenLabs",
+        &["ELEVENLABS_API_KEY", "ELEVEN_API_KEY"],
+        &[("agents-elevenlabs", "live")],
+    ),
+];
+
+/// Runs each provider's live suite when its key is set, then the voice demo with the real services whose keys are
+/// set. Providers without a key are skipped with a message; with no key at all nothing runs and it says so.
+fn live() -> Result<()> {
+    let mut ran = 0;
+    for (provider, vars, suites) in LIVE_KEYS {
+        let set = vars
+            .iter()
+            .any(|v| std::env::var(v).is_ok_and(|x| !x.trim().is_empty()));
+        if !set {
+            eprintln!(
+                "xtask: skip {provider}: set {} to run its live suites",
+                vars.join(" or ")
+            );
+            continue;
+        }
+        for (package, test) in *suites {
+            cargo(&[
+                "test",
+                "--locked",
+                "-p",
+                package,
+                "--test",
+                test,
+                "--",
+                "--nocapture",
+            ])?;
+        }
+        ran += 1;
+    }
+    if ran == 0 {
+        eprintln!(
+            "xtask: no provider key set: nothing ran live (`cargo xtask integration` runs the same paths on the emulators)"
+        );
+        return Ok(());
+    }
+    eprintln!("xtask: the voice demo with the real services whose keys are set");
+    demo()
+}
+
 fn ci() -> Result<()> {
     cargo(&["fmt", "--all", "--check"])?;
     cargo(&[
@@ -209,7 +405,27 @@ fn ci() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Totals;
+    use super::{Totals, e2e_suites, package_name_in, workspace_root};
+
+    #[test]
+    fn reads_the_package_name_of_a_manifest() {
+        let manifest = "[workspace]\nname = \"no\"\n\n[package]\nversion = \"1\"\nname = \"voice-demo\"\n[dependencies]\nname = \"x\"\n";
+        assert_eq!(package_name_in(manifest).as_deref(), Some("voice-demo"));
+        assert_eq!(package_name_in("[dependencies]\nname = \"x\"\n"), None);
+    }
+
+    #[test]
+    fn finds_the_workspace_end_to_end_suites() {
+        let suites = e2e_suites(&workspace_root().unwrap()).unwrap();
+        assert!(
+            suites.contains(&("voice-demo".to_owned(), "e2e_conversation".to_owned())),
+            "{suites:?}"
+        );
+        assert!(
+            suites.iter().all(|(_, t)| t.starts_with("e2e_")),
+            "{suites:?}"
+        );
+    }
 
     #[test]
     fn sums_cargo_test_result_lines() {
