@@ -2,9 +2,9 @@
 //!
 //! Run: `cargo run -p quickstart`
 //! Env vars: none. The LLM is the scripted `FakeLlm` of `agents-testkit` (announced on start), so this runs on a
-//! machine without network or API keys; the voice demo with real VAD, the provider emulators and (with
-//! `OPENAI_API_KEY` / `DEEPGRAM_API_KEY` / `ELEVENLABS_API_KEY` set) the real providers arrives with the transport
-//! issue.
+//! machine without network or API keys. For a whole voice conversation (real VAD, the WebSocket transport, the
+//! provider emulators or, with `OPENAI_API_KEY` / `DEEPGRAM_API_KEY` / `ELEVENLABS_API_KEY` set, the real
+//! providers) run `cargo run -p voice-demo`.
 //!
 //! What it shows: tools written as plain async functions with typed arguments (schemas generated), an `Agent`, the
 //! chat context with its instructions, a streamed LLM reply whose tool calls are executed and fed back until the
