@@ -128,7 +128,7 @@ fn main() {
     let frames = Arc::new(harness::load_frames(&harness::fixture_path()));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "density: pinned to CPU {cpu} (sched_setaffinity; runtime, blocking pool and VAD inference all on it), \
+        "density: pinned to CPU {cpu} (sched_setaffinity; runtime and the Silero inference threads all on it), \
          {} ({} online), tokio current_thread, VAD {}, fixture {} frames of 20 ms, \
          Silero inference threads {} at nice {}, warm-up {warmup} s, window {seconds} s, load average before: {}",
         cpu_model(),
