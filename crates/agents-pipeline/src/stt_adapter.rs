@@ -1,6 +1,10 @@
 //! [`StreamAdapter`]: streaming recognition from a non-streaming [`Stt`] and a [`Vad`] (LiveKit's
 //! `stt.StreamAdapter`).
 //!
+//! A session wraps a non-streaming STT in this adapter by itself when a VAD is configured (and reports
+//! [`RecognitionError::SttNotStreaming`](crate::recognition::RecognitionError::SttNotStreaming) without one);
+//! build it by hand only to use such an STT outside a session.
+//!
 //! The adapter's stream forwards audio to a VAD stream. Each VAD speech segment (the VAD's `EndOfSpeech` frames:
 //! prefix padding, speech and trailing silence) is sent to [`Stt::recognize`], and the adapter emits what a
 //! streaming STT would: `StartOfSpeech` when the VAD hears speech, then for each segment `FinalTranscript` (only

@@ -469,17 +469,13 @@ async fn listen(mut ws: WsReceiver, reports: mpsc::Sender<ClientMessage>) -> Rec
 
 /// Builds the transcript from session events.
 ///
-/// The latency of a reply comes from the session's `Metrics::Turn` report. When the reply's first LLM step only
-/// called tools, that report belongs to a speech that played nothing (no e2e, no TTS ttfb) and the spoken answer is
-/// the tool follow-up; the collector then completes the report with the follow-up's first played audio
-/// (`AgentStartedSpeaking` minus the end of user speech of the turn's `EndOfUtterance` metrics: the session's
-/// report leaves `user_stopped_speaking_at` unset) and its TTS ttfb. The completed report is
-/// added after the agent's reply.
+/// The latency of a reply is the session's `Metrics::Turn` report, emitted once per user turn by the speech that
+/// played the answer (the tool follow-up when the reply's first LLM step only called tools), before that speech's
+/// message is committed; it is added after the agent's reply.
 #[derive(Default)]
 struct Collector {
     lines: Mutex<Vec<Line>>,
-    pending: Mutex<Option<(TurnLatency, Option<SystemTime>)>>,
-    last_user_stop: Mutex<Option<SystemTime>>,
+    pending: Mutex<Option<TurnLatency>>,
     /// `VOICE_DEMO_EVENTS=1`: every session event is printed to stderr.
     debug: bool,
 }
@@ -491,7 +487,7 @@ impl Collector {
         }
     }
 
-    fn with_pending(&self, f: impl FnOnce(&mut Option<(TurnLatency, Option<SystemTime>)>)) {
+    fn with_pending(&self, f: impl FnOnce(&mut Option<TurnLatency>)) {
         if let Ok(mut p) = self.pending.lock() {
             f(&mut p);
         }
@@ -518,7 +514,7 @@ impl Collector {
                         });
                         let mut done = None;
                         self.with_pending(|p| done = p.take());
-                        if let Some((latency, _)) = done {
+                        if let Some(latency) = done {
                             self.push(Line::Latency(latency));
                         }
                         progress.send_modify(|p| p.agent_replies += 1);
@@ -541,31 +537,8 @@ impl Collector {
             }
             SessionEvent::MetricsCollected(Metrics::Turn(m)) => {
                 let latency = TurnLatency::from(m);
-                let stopped = m
-                    .user_stopped_speaking_at
-                    .or_else(|| self.last_user_stop.lock().ok().and_then(|t| *t));
-                self.with_pending(|p| *p = Some((latency, stopped)));
+                self.with_pending(|p| *p = Some(latency));
             }
-            SessionEvent::MetricsCollected(Metrics::Tts(m)) => self.with_pending(|p| {
-                if let Some((latency, _)) = p
-                    && latency.tts_ttfb.is_none()
-                {
-                    latency.tts_ttfb = m.ttfb;
-                }
-            }),
-            SessionEvent::MetricsCollected(Metrics::EndOfUtterance(m)) => {
-                // The end of the user's speech, as the session measures it (`last_speaking_time`).
-                if let Ok(mut t) = self.last_user_stop.lock() {
-                    *t = m.timestamp.checked_sub(m.end_of_utterance_delay);
-                }
-            }
-            SessionEvent::AgentStartedSpeaking { at } => self.with_pending(|p| {
-                if let Some((latency, Some(stopped))) = p
-                    && latency.e2e.is_none()
-                {
-                    latency.e2e = at.duration_since(*stopped).ok();
-                }
-            }),
             SessionEvent::Error(e) => self.push(Line::Error(format!(
                 "{:?} {}: {}{}",
                 e.component,

@@ -61,6 +61,38 @@ pub(crate) fn start_recognition(
     }
 }
 
+/// The STT the recognition streams from: a non-streaming `stt` is wrapped in the VAD-segmented
+/// [`StreamAdapter`](crate::StreamAdapter) when there is a VAD (LiveKit's `AgentActivity` does the same); without a
+/// VAD it cannot stream, which is reported as [`RecognitionError::SttNotStreaming`] and gives `Err(())` (the
+/// activity then runs without recognition).
+pub(crate) fn streaming_stt(
+    shared: &Shared,
+    stt: Option<Arc<dyn agents_core::Stt>>,
+    vad: Option<&Arc<dyn agents_core::Vad>>,
+) -> Result<Option<Arc<dyn agents_core::Stt>>, ()> {
+    let Some(stt) = stt else {
+        return Ok(None);
+    };
+    if stt.capabilities().streaming {
+        return Ok(Some(stt));
+    }
+    match vad {
+        Some(vad) => Ok(Some(Arc::new(crate::StreamAdapter::new(
+            stt,
+            Arc::clone(vad),
+        )))),
+        None => {
+            recognition_error(
+                shared,
+                &RecognitionError::SttNotStreaming {
+                    label: stt.label().to_owned(),
+                },
+            );
+            Err(())
+        }
+    }
+}
+
 /// Reports a recognition failure as a recoverable error event of the component at fault.
 pub(crate) fn recognition_error(shared: &Shared, e: &RecognitionError) {
     let component = match e {

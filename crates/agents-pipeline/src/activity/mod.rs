@@ -458,6 +458,9 @@ impl Activity {
 
     fn start_recognition(&mut self) {
         let (vad, stt) = (self.vad(), self.stt());
+        let Ok(stt) = common::streaming_stt(&self.shared, stt, vad.as_ref()) else {
+            return;
+        };
         // The agent's stt_node sees the STT events before the recognition does.
         let stt = stt.map(|s| -> Arc<dyn agents_core::Stt> {
             Arc::new(crate::recognition::stt_node::HookedStt::new(
@@ -959,6 +962,7 @@ impl Activity {
             end_of_utterance_delay: turn.end_of_utterance_delay,
             transcription_delay: turn.transcription_delay,
             on_user_turn_completed_delay: hook_delay,
+            reported: Arc::default(),
         };
         let reusable = preemptive.filter(|p| {
             let same = p.transcript == user_text
@@ -1159,7 +1163,8 @@ impl Activity {
                 handle,
                 step,
                 tool_choice,
-            } => self.on_tools_done(&handle, step, tool_choice),
+                turn,
+            } => self.on_tools_done(&handle, step, tool_choice, turn),
             Notice::Finished => {
                 self.outstanding = self.outstanding.saturating_sub(1);
                 // A generation (and its tools) ended without scheduling a follow-up: the agent no longer thinks.
@@ -1179,6 +1184,7 @@ impl Activity {
         parent: &SpeechHandle,
         step: ToolStep,
         tool_choice: Option<ToolChoice>,
+        turn: Option<Arc<OnceLock<TurnTiming>>>,
     ) {
         if step.calls.is_empty() {
             return;
@@ -1209,7 +1215,11 @@ impl Activity {
             tool_choice
         };
         common::announce_speech(&self.shared, &handle, SpeechSource::ToolResponse);
-        let source = self.reply_source(None, choice);
+        let mut source = self.reply_source(None, choice);
+        // The follow-up answers the same user turn: it reports the turn if the parent played nothing.
+        if let (Source::Reply { turn: t, .. }, Some(parent_turn)) = (&mut source, turn) {
+            *t = parent_turn;
+        }
         self.spawn_speech(handle, source);
     }
 }

@@ -17,8 +17,9 @@
 
 mod convert;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -73,13 +74,23 @@ pub(crate) enum Source {
     },
 }
 
-/// Timing of the user turn a reply answers, for the turn metrics.
+/// Timing of the user turn a reply answers, for the turn metrics. Shared (through the same `Arc<OnceLock>`) by
+/// the reply and its tool follow-ups: the first of them that plays something reports the turn, once.
 #[derive(Debug, Clone)]
 pub(crate) struct TurnTiming {
     pub(crate) last_speaking_time: Instant,
     pub(crate) end_of_utterance_delay: Duration,
     pub(crate) transcription_delay: Duration,
     pub(crate) on_user_turn_completed_delay: Duration,
+    /// Set by the speech that reported the turn.
+    pub(crate) reported: Arc<AtomicBool>,
+}
+
+impl TurnTiming {
+    /// Claims the turn report: true for the first caller only.
+    fn claim_report(&self) -> bool {
+        !self.reported.swap(true, Ordering::AcqRel)
+    }
 }
 
 /// Everything a generation needs.
@@ -121,6 +132,8 @@ pub(crate) enum Notice {
         handle: SpeechHandle,
         step: ToolStep,
         tool_choice: Option<ToolChoice>,
+        /// The user turn the reply answers: its follow-up answers the same turn.
+        turn: Option<Arc<OnceLock<TurnTiming>>>,
     },
     /// The generation task ended (sent by the activity's wrapper, last).
     Finished,
@@ -471,45 +484,36 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
     } else {
         Some(full_text.clone())
     };
+    // The turn report: once per user turn, by the first speech of the reply chain (the reply, then its tool
+    // follow-ups) that played something; a speech that played nothing (a tool-only step) reports nothing.
+    let (ttft, ttfb) = times
+        .lock()
+        .map(|t| (t.llm_ttft, t.tts_ttfb))
+        .unwrap_or_default();
+    let turn_report = match (turn_timing.as_ref().and_then(|t| t.get()), started_at.get()) {
+        (Some(turn), Some(&started)) if is_reply && turn.claim_report() => {
+            Some(turn_metrics(handle.id(), turn, started, ttft, ttfb))
+        }
+        _ => None,
+    };
     let message = committed_text
         .filter(|t| add_to_ctx && !t.trim().is_empty())
         .map(|t| {
             let mut m = ChatMessage::new(ChatRole::Assistant, t);
             m.interrupted = interrupted;
             if is_reply {
-                let times = times
-                    .lock()
-                    .map(|t| (t.llm_ttft, t.tts_ttfb))
-                    .unwrap_or_default();
                 let mut metrics = MessageMetrics::default();
-                metrics.llm_ttft = times.0;
-                metrics.tts_ttfb = times.1;
-                if let (Some(turn), Some(started)) = (
-                    turn_timing.as_ref().and_then(|t| t.get()),
-                    started_at.get().copied(),
-                ) {
-                    metrics.e2e_latency =
-                        Some(started.saturating_duration_since(turn.last_speaking_time));
+                metrics.llm_ttft = ttft;
+                metrics.tts_ttfb = ttfb;
+                if let Some(report) = &turn_report {
+                    metrics.e2e_latency = report.e2e_latency;
+                    metrics.started_speaking_at = report.agent_started_speaking_at;
                 }
                 m.metrics = Some(metrics);
             }
             m
         });
-    if let (Some(turn), true) = (turn_timing.as_ref().and_then(|t| t.get()), is_reply) {
-        let (ttft, ttfb) = times
-            .lock()
-            .map(|t| (t.llm_ttft, t.tts_ttfb))
-            .unwrap_or_default();
-        let mut tm = TurnMetrics::default();
-        tm.speech_id = Some(handle.id().to_owned());
-        tm.end_of_utterance_delay = Some(turn.end_of_utterance_delay);
-        tm.transcription_delay = Some(turn.transcription_delay);
-        tm.on_user_turn_completed_delay = Some(turn.on_user_turn_completed_delay);
-        tm.llm_ttft = ttft;
-        tm.tts_ttfb = ttfb;
-        tm.e2e_latency = started_at
-            .get()
-            .map(|s| s.saturating_duration_since(turn.last_speaking_time));
+    if let Some(tm) = turn_report {
         ctx.shared
             .emit(agents_core::SessionEvent::MetricsCollected(Metrics::Turn(
                 tm,
@@ -543,9 +547,35 @@ pub(crate) async fn run(ctx: GenerationContext, source: Source) {
                 handle: handle.clone(),
                 step,
                 tool_choice,
+                turn: turn_timing.clone(),
             })
             .await;
     }
+}
+
+/// The turn report of the speech `speech_id` that started playing at `started` (tokio clock). The wall-clock
+/// timestamps are both derived from one `SystemTime::now()` reading and the two instants, so
+/// `agent_started_speaking_at − user_stopped_speaking_at` is exactly `e2e_latency`.
+fn turn_metrics(
+    speech_id: &str,
+    turn: &TurnTiming,
+    started: Instant,
+    llm_ttft: Option<Duration>,
+    tts_ttfb: Option<Duration>,
+) -> TurnMetrics {
+    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    let wall = |at: Instant| wall_now.checked_sub(now.saturating_duration_since(at));
+    let mut tm = TurnMetrics::default();
+    tm.speech_id = Some(speech_id.to_owned());
+    tm.end_of_utterance_delay = Some(turn.end_of_utterance_delay);
+    tm.transcription_delay = Some(turn.transcription_delay);
+    tm.on_user_turn_completed_delay = Some(turn.on_user_turn_completed_delay);
+    tm.llm_ttft = llm_ttft;
+    tm.tts_ttfb = tts_ttfb;
+    tm.e2e_latency = Some(started.saturating_duration_since(turn.last_speaking_time));
+    tm.user_stopped_speaking_at = wall(turn.last_speaking_time);
+    tm.agent_started_speaking_at = wall(started);
+    tm
 }
 
 /// A configuration problem found while running (reported as a recoverable error event).

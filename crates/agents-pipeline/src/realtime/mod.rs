@@ -359,6 +359,9 @@ impl RealtimeActivity {
         if vad.is_none() && stt.is_none() {
             return;
         }
+        let Ok(stt) = common::streaming_stt(&self.shared, stt, vad.as_ref()) else {
+            return;
+        };
         if let Some((r, events)) =
             common::start_recognition(&self.shared, &self.config, &self.agent, mode, vad, stt)
         {

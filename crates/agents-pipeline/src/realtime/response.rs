@@ -282,6 +282,7 @@ pub(crate) async fn run(ctx: ResponseContext, mut inbox: mpsc::Receiver<Response
                 handle,
                 step,
                 tool_choice: None,
+                turn: None,
             })
             .await;
     }

@@ -237,6 +237,14 @@ pub enum RecognitionError {
     /// The turn detector failed; the minimum delay applied.
     #[error("turn detector failed")]
     TurnDetector(#[source] TurnDetectorError),
+    /// The STT is not a streaming one and no VAD is there to segment the audio for it (LiveKit's message).
+    #[error(
+        "The STT ({label}) does not support streaming, add a VAD to the AgentTask/VoiceAgent to enable streaming"
+    )]
+    SttNotStreaming {
+        /// The STT's label.
+        label: String,
+    },
 }
 
 /// The recognition task is gone (closed, or its event stream was dropped).
