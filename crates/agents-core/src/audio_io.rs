@@ -4,7 +4,9 @@
 //! - Output is an [`AudioOutput`] sink: `capture_frame` is awaited (the sink applies back-pressure to keep its
 //!   buffer bounded), `flush` closes a segment, `clear_buffer` stops playback at once on barge-in, and every
 //!   segment ends with exactly one [`PlaybackFinished`] carrying the playback position, from which the session
-//!   truncates what the chat context records. [`PlayoutTracker`] implements that bookkeeping for sinks.
+//!   truncates what the chat context records. [`PlayoutTracker`] implements that bookkeeping for sinks, and
+//!   [`PlayoutClock`] the real-time playout of segments (pause/resume, clear, position) for sinks that simulate
+//!   or mirror a loudspeaker.
 //! - Transcriptions go to a [`TextOutput`].
 
 use std::fmt;
@@ -20,6 +22,9 @@ use tokio::sync::{broadcast, watch};
 use agents_audio::{AudioFrame, SampleRate};
 
 use crate::stream::EventStream;
+
+mod playout;
+pub use playout::{ClockEvent, ClockSegment, PlayoutClock, sleep_or_change};
 
 /// A source of user audio.
 pub struct AudioInput {
