@@ -3,14 +3,11 @@
 //! `{"type":"text"}` messages work too.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use agents::Vad;
 use agents::core::ApiKey;
 use agents::pipeline::TurnDetectionMode;
 use agents::transport::server::{SessionRequest, TransportServer};
 use agents_testkit::emulators::openai::ChatScript;
-use anyhow::Context;
 use voice_demo::{Providers, assistant_agent, build_session};
 
 /// What the offline OpenAI emulator answers to every request (it cannot understand anything).
@@ -33,11 +30,7 @@ pub async fn server(
                 .collect::<Vec<_>>(),
         ));
     }
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
+    let vad = voice_demo::load_vad().await?;
     let (stt, llm, tts) = (
         providers.stt.clone(),
         providers.llm.clone(),

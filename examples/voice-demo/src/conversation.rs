@@ -555,6 +555,18 @@ impl Collector {
     }
 }
 
+/// Loads the Silero VAD (off the runtime's threads), to share between sessions.
+///
+/// # Errors
+/// When the Silero model cannot be loaded.
+pub async fn load_vad() -> anyhow::Result<Arc<dyn Vad>> {
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
+            .await
+            .context("loading the Silero VAD")??,
+    ))
+}
+
 /// Runs the conversation. `on_line` sees each transcript line as it happens (the binary prints them).
 ///
 /// The session is served by the real WebSocket transport (`agents::transport::server::TransportServer`) on
@@ -577,11 +589,7 @@ pub async fn run_conversation(
         .map(|u| load_frames(&u.wav))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
+    let vad = load_vad().await?;
 
     let collector = Arc::new(Collector {
         debug: std::env::var_os("VOICE_DEMO_EVENTS").is_some_and(|v| v == "1"),

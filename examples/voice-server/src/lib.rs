@@ -2,13 +2,9 @@
 //! WebSocket endpoint it talks to (`/ws`, the voice-agent-tools server) and Twilio Media Streams (`/twilio` and
 //! the TwiML webhook `POST /twilio/voice`, `agents::transport::twilio`).
 
-use std::sync::Arc;
-
-use agents::Vad;
 use agents::pipeline::TurnDetectionMode;
 use agents::transport::server::TransportServer;
 use agents::transport::twilio::{self, CallInfo, CallSetup, TwilioOptions};
-use anyhow::Context;
 use voice_demo::{Providers, assistant_agent, build_session};
 
 /// The routes of `server` (WebSocket `/ws`), the browser page and Twilio, merged.
@@ -23,11 +19,7 @@ pub async fn router(
     providers: &Providers,
     public_url: Option<String>,
 ) -> anyhow::Result<axum::Router> {
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
+    let vad = voice_demo::load_vad().await?;
     let (stt, llm, tts) = (
         providers.stt.clone(),
         providers.llm.clone(),
