@@ -113,6 +113,21 @@ pub fn assistant_agent() -> anyhow::Result<Agent> {
         .build()?)
 }
 
+/// Makes sessions with the demo's settings (see [`build_session`]) over the STT, LLM and TTS of `providers` and
+/// `vad`, with `mode` turn detection: the session factory of a server.
+pub fn session_factory(
+    providers: &Providers,
+    vad: Arc<dyn Vad>,
+    mode: TurnDetectionMode,
+) -> impl Fn() -> AgentSession + Clone + Send + Sync + 'static {
+    let (stt, llm, tts) = (
+        providers.stt.clone(),
+        providers.llm.clone(),
+        providers.tts.clone(),
+    );
+    move || build_session(stt.clone(), llm.clone(), tts.clone(), vad.clone(), mode)
+}
+
 /// A session with the demo's settings: the given providers and VAD, `mode` turn detection, up to 3 tool steps.
 pub fn build_session(
     stt: Arc<dyn agents::Stt>,

@@ -22,6 +22,6 @@ pub mod tools;
 
 pub use conversation::{
     AgentFactory, DemoConfig, DemoReport, Line, OfflineLlmScript, Scenario, ToolCallRecord,
-    TurnLatency, assistant_agent, build_session, load_vad, run, run_conversation,
+    TurnLatency, assistant_agent, build_session, load_vad, run, run_conversation, session_factory,
 };
 pub use providers::{Backend, ProviderChoice, Providers};

@@ -5,7 +5,7 @@
 use agents::pipeline::TurnDetectionMode;
 use agents::transport::server::TransportServer;
 use agents::transport::twilio::{self, CallInfo, CallSetup, TwilioOptions};
-use voice_demo::{Providers, assistant_agent, build_session};
+use voice_demo::{Providers, assistant_agent};
 
 /// The routes of `server` (WebSocket `/ws`), the browser page and Twilio, merged.
 ///
@@ -20,19 +20,9 @@ pub async fn router(
     public_url: Option<String>,
 ) -> anyhow::Result<axum::Router> {
     let vad = voice_demo::load_vad().await?;
-    let (stt, llm, tts) = (
-        providers.stt.clone(),
-        providers.llm.clone(),
-        providers.tts.clone(),
-    );
+    let new_session = voice_demo::session_factory(providers, vad, TurnDetectionMode::Vad);
     let handler = move |_call: CallInfo| {
-        let session = build_session(
-            stt.clone(),
-            llm.clone(),
-            tts.clone(),
-            vad.clone(),
-            TurnDetectionMode::Vad,
-        );
+        let session = new_session();
         async move {
             let agent = assistant_agent().map_err(|e| -> twilio::BoxError { e.into() })?;
             Ok(CallSetup::new(session, agent))
