@@ -105,6 +105,34 @@ pub enum AudioOutputError {
     },
 }
 
+impl AudioOutputError {
+    /// Checks that `frame` has the sink's format: `rate` (`None` accepts any) and `channels`.
+    ///
+    /// # Errors
+    /// [`AudioOutputError::SampleRateMismatch`], then [`AudioOutputError::ChannelMismatch`].
+    pub fn check_format(
+        frame: &AudioFrame,
+        rate: Option<SampleRate>,
+        channels: u16,
+    ) -> Result<(), Self> {
+        if let Some(rate) = rate
+            && frame.sample_rate() != rate
+        {
+            return Err(Self::SampleRateMismatch {
+                expected: rate.hz(),
+                actual: frame.sample_rate().hz(),
+            });
+        }
+        if frame.num_channels() != channels {
+            return Err(Self::ChannelMismatch {
+                expected: channels,
+                actual: frame.num_channels(),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// What an audio output offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -404,6 +432,30 @@ impl fmt::Debug for SessionIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_format_refuses_another_rate_then_another_channel_count() {
+        let frame = AudioFrame::new(vec![0; 480], SampleRate::HZ_24000, 1).unwrap();
+        assert_eq!(AudioOutputError::check_format(&frame, None, 1), Ok(()));
+        assert_eq!(
+            AudioOutputError::check_format(&frame, Some(SampleRate::HZ_24000), 1),
+            Ok(())
+        );
+        assert_eq!(
+            AudioOutputError::check_format(&frame, Some(SampleRate::HZ_16000), 2),
+            Err(AudioOutputError::SampleRateMismatch {
+                expected: 16000,
+                actual: 24000
+            })
+        );
+        assert_eq!(
+            AudioOutputError::check_format(&frame, None, 2),
+            Err(AudioOutputError::ChannelMismatch {
+                expected: 2,
+                actual: 1
+            })
+        );
+    }
 
     #[tokio::test]
     async fn tracker_counts_segments_and_reports_last_finish() {

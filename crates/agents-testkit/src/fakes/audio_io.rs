@@ -319,20 +319,7 @@ impl AudioOutput for FakeAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if let Some(rate) = self.sample_rate
-            && frame.sample_rate() != rate
-        {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.num_channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.num_channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, self.sample_rate, self.num_channels)?;
         let mut changed = self.shared.changed.subscribe();
         loop {
             let wait = self.with_state(|shared, s| {

@@ -568,18 +568,7 @@ impl AudioOutput for WavOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if frame.sample_rate() != self.shared.rate {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: self.shared.rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.shared.channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.shared.channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, Some(self.shared.rate), self.shared.channels)?;
         let mut changed = self.shared.changed.subscribe();
         loop {
             let wait = self.with_state(|shared, s| {

@@ -400,18 +400,7 @@ impl AudioOutput for WsAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if frame.sample_rate() != self.rate {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: self.rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.format.channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.format.channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, Some(self.rate), self.format.channels)?;
         let shared = &self.shared;
         // Back-pressure: wait while too much is queued ahead of playback.
         let mut rx = shared.progress.subscribe();
