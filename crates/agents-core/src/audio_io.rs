@@ -4,7 +4,9 @@
 //! - Output is an [`AudioOutput`] sink: `capture_frame` is awaited (the sink applies back-pressure to keep its
 //!   buffer bounded), `flush` closes a segment, `clear_buffer` stops playback at once on barge-in, and every
 //!   segment ends with exactly one [`PlaybackFinished`] carrying the playback position, from which the session
-//!   truncates what the chat context records. [`PlayoutTracker`] implements that bookkeeping for sinks.
+//!   truncates what the chat context records. [`PlayoutTracker`] implements that bookkeeping for sinks, and
+//!   [`PlayoutClock`] the real-time playout of segments (pause/resume, clear, position) for sinks that simulate
+//!   or mirror a loudspeaker.
 //! - Transcriptions go to a [`TextOutput`].
 
 use std::fmt;
@@ -20,6 +22,9 @@ use tokio::sync::{broadcast, watch};
 use agents_audio::{AudioFrame, SampleRate};
 
 use crate::stream::EventStream;
+
+mod playout;
+pub use playout::{ClockEvent, ClockSegment, PlayoutClock, sleep_or_change};
 
 /// A source of user audio.
 pub struct AudioInput {
@@ -98,6 +103,34 @@ pub enum AudioOutputError {
         /// Channels received.
         actual: u16,
     },
+}
+
+impl AudioOutputError {
+    /// Checks that `frame` has the sink's format: `rate` (`None` accepts any) and `channels`.
+    ///
+    /// # Errors
+    /// [`AudioOutputError::SampleRateMismatch`], then [`AudioOutputError::ChannelMismatch`].
+    pub fn check_format(
+        frame: &AudioFrame,
+        rate: Option<SampleRate>,
+        channels: u16,
+    ) -> Result<(), Self> {
+        if let Some(rate) = rate
+            && frame.sample_rate() != rate
+        {
+            return Err(Self::SampleRateMismatch {
+                expected: rate.hz(),
+                actual: frame.sample_rate().hz(),
+            });
+        }
+        if frame.num_channels() != channels {
+            return Err(Self::ChannelMismatch {
+                expected: channels,
+                actual: frame.num_channels(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What an audio output offers.
@@ -399,6 +432,30 @@ impl fmt::Debug for SessionIo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_format_refuses_another_rate_then_another_channel_count() {
+        let frame = AudioFrame::new(vec![0; 480], SampleRate::HZ_24000, 1).unwrap();
+        assert_eq!(AudioOutputError::check_format(&frame, None, 1), Ok(()));
+        assert_eq!(
+            AudioOutputError::check_format(&frame, Some(SampleRate::HZ_24000), 1),
+            Ok(())
+        );
+        assert_eq!(
+            AudioOutputError::check_format(&frame, Some(SampleRate::HZ_16000), 2),
+            Err(AudioOutputError::SampleRateMismatch {
+                expected: 16000,
+                actual: 24000
+            })
+        );
+        assert_eq!(
+            AudioOutputError::check_format(&frame, None, 2),
+            Err(AudioOutputError::ChannelMismatch {
+                expected: 2,
+                actual: 1
+            })
+        );
+    }
 
     #[tokio::test]
     async fn tracker_counts_segments_and_reports_last_finish() {

@@ -3,15 +3,12 @@
 //! `{"type":"text"}` messages work too.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use agents::Vad;
 use agents::core::ApiKey;
 use agents::pipeline::TurnDetectionMode;
 use agents::transport::server::{SessionRequest, TransportServer};
 use agents_testkit::emulators::openai::ChatScript;
-use anyhow::Context;
-use voice_demo::{Providers, assistant_agent, build_session};
+use voice_demo::{Providers, assistant_agent};
 
 /// What the offline OpenAI emulator answers to every request (it cannot understand anything).
 pub const OFFLINE_ANSWER: &str = "I'm the bundled OpenAI emulator, so I can't really answer. Set OPENAI_API_KEY for real answers.";
@@ -33,24 +30,10 @@ pub async fn server(
                 .collect::<Vec<_>>(),
         ));
     }
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
-    let (stt, llm, tts) = (
-        providers.stt.clone(),
-        providers.llm.clone(),
-        providers.tts.clone(),
-    );
+    let vad = voice_demo::load_vad().await?;
+    let new_session = voice_demo::session_factory(providers, vad, TurnDetectionMode::Vad);
     let mut builder = TransportServer::builder(move |_req: SessionRequest| {
-        let session = build_session(
-            stt.clone(),
-            llm.clone(),
-            tts.clone(),
-            vad.clone(),
-            TurnDetectionMode::Vad,
-        );
+        let session = new_session();
         async move { Ok::<_, anyhow::Error>((session, assistant_agent()?)) }
     });
     if let Some(token) = token {

@@ -17,23 +17,11 @@ use voice_demo::{ProviderChoice, Providers};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("voice-agent-tools: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    voice_demo::cli::exit_code("voice-agent-tools", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
-    let port: u16 = match std::env::var("PORT") {
-        Ok(p) => p
-            .trim()
-            .parse()
-            .map_err(|e| anyhow::anyhow!("PORT={p:?}: {e}"))?,
-        Err(_) => 8080,
-    };
+    let port = voice_demo::cli::port_from_env(8080)?;
     let token = ApiKey::from_env("AGENT_TOKEN");
     let providers = Providers::start(ProviderChoice::FromEnv).await?;
     let server = voice_agent_tools::server(&providers, token.clone()).await?;

@@ -113,6 +113,21 @@ pub fn assistant_agent() -> anyhow::Result<Agent> {
         .build()?)
 }
 
+/// Makes sessions with the demo's settings (see [`build_session`]) over the STT, LLM and TTS of `providers` and
+/// `vad`, with `mode` turn detection: the session factory of a server.
+pub fn session_factory(
+    providers: &Providers,
+    vad: Arc<dyn Vad>,
+    mode: TurnDetectionMode,
+) -> impl Fn() -> AgentSession + Clone + Send + Sync + 'static {
+    let (stt, llm, tts) = (
+        providers.stt.clone(),
+        providers.llm.clone(),
+        providers.tts.clone(),
+    );
+    move || build_session(stt.clone(), llm.clone(), tts.clone(), vad.clone(), mode)
+}
+
 /// A session with the demo's settings: the given providers and VAD, `mode` turn detection, up to 3 tool steps.
 pub fn build_session(
     stt: Arc<dyn agents::Stt>,
@@ -555,6 +570,18 @@ impl Collector {
     }
 }
 
+/// Loads the Silero VAD (off the runtime's threads), to share between sessions.
+///
+/// # Errors
+/// When the Silero model cannot be loaded.
+pub async fn load_vad() -> anyhow::Result<Arc<dyn Vad>> {
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
+            .await
+            .context("loading the Silero VAD")??,
+    ))
+}
+
 /// Runs the conversation. `on_line` sees each transcript line as it happens (the binary prints them).
 ///
 /// The session is served by the real WebSocket transport (`agents::transport::server::TransportServer`) on
@@ -577,11 +604,7 @@ pub async fn run_conversation(
         .map(|u| load_frames(&u.wav))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
+    let vad = load_vad().await?;
 
     let collector = Arc::new(Collector {
         debug: std::env::var_os("VOICE_DEMO_EVENTS").is_some_and(|v| v == "1"),

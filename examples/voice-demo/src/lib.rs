@@ -10,8 +10,11 @@
 //! and `transcript.txt` under `target/voice-demo/`. `VOICE_DEMO_EVENTS=1` prints every session event and every
 //! message the client receives to stderr.
 //!
-//! The library part exists so `tests/e2e_conversation.rs` can run the same conversation as the binary.
+//! The library part exists so `tests/e2e_conversation.rs` can run the same conversation as the binary, and so
+//! the other examples (`voice-agent-tools`, `voice-server`, `voice-handoff`) share its providers, agent, VAD loading
+//! and the few lines every binary repeats ([`cli`]).
 
+pub mod cli;
 pub mod conversation;
 pub mod providers;
 pub mod render;
@@ -19,6 +22,6 @@ pub mod tools;
 
 pub use conversation::{
     AgentFactory, DemoConfig, DemoReport, Line, OfflineLlmScript, Scenario, ToolCallRecord,
-    TurnLatency, assistant_agent, build_session, run, run_conversation,
+    TurnLatency, assistant_agent, build_session, load_vad, run, run_conversation, session_factory,
 };
 pub use providers::{Backend, ProviderChoice, Providers};

@@ -13,17 +13,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use voice_demo::{DemoConfig, Providers, render};
+use voice_demo::{DemoConfig, Providers};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("voice-demo: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    voice_demo::cli::exit_code("voice-demo", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -36,14 +30,7 @@ async fn run() -> anyhow::Result<()> {
         "The scripted user speaks {} recorded lines in real time; each is committed as a user turn.\n",
         config.script.len()
     )?;
-    let report = voice_demo::run_conversation(&config, &providers, |line| {
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "{}", render::line(line));
-        let _ = out.flush();
-    })
-    .await?;
-    writeln!(out, "\nPer-turn latency (ms):")?;
-    write!(out, "{}", render::latency_table(&report.latencies()))?;
+    let report = voice_demo::cli::print_conversation(&config, &providers).await?;
     writeln!(
         out,
         "\n{} user turns, {} agent replies, {} tool calls, {:.1} s of agent audio, {:.1} s wall",

@@ -13,17 +13,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use voice_demo::{DemoConfig, Providers, render};
+use voice_demo::{DemoConfig, Providers};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("voice-handoff: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    voice_demo::cli::exit_code("voice-handoff", run().await)
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -35,14 +29,7 @@ async fn run() -> anyhow::Result<()> {
     let providers = Providers::start(config.providers).await?;
     let mut out = std::io::stdout();
     writeln!(out, "{}\n", providers.banner())?;
-    let report = voice_demo::run_conversation(&config, &providers, |line| {
-        let mut out = std::io::stdout();
-        let _ = writeln!(out, "{}", render::line(line));
-        let _ = out.flush();
-    })
-    .await?;
-    writeln!(out, "\nPer-turn latency (ms):")?;
-    write!(out, "{}", render::latency_table(&report.latencies()))?;
+    let report = voice_demo::cli::print_conversation(&config, &providers).await?;
     writeln!(
         out,
         "\nagent audio: {}\ntranscript:  {}",

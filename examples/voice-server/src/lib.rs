@@ -2,14 +2,10 @@
 //! WebSocket endpoint it talks to (`/ws`, the voice-agent-tools server) and Twilio Media Streams (`/twilio` and
 //! the TwiML webhook `POST /twilio/voice`, `agents::transport::twilio`).
 
-use std::sync::Arc;
-
-use agents::Vad;
 use agents::pipeline::TurnDetectionMode;
 use agents::transport::server::TransportServer;
 use agents::transport::twilio::{self, CallInfo, CallSetup, TwilioOptions};
-use anyhow::Context;
-use voice_demo::{Providers, assistant_agent, build_session};
+use voice_demo::{Providers, assistant_agent};
 
 /// The routes of `server` (WebSocket `/ws`), the browser page and Twilio, merged.
 ///
@@ -23,24 +19,10 @@ pub async fn router(
     providers: &Providers,
     public_url: Option<String>,
 ) -> anyhow::Result<axum::Router> {
-    let vad: Arc<dyn Vad> = Arc::new(
-        tokio::task::spawn_blocking(agents::silero::SileroVad::load)
-            .await
-            .context("loading the Silero VAD")??,
-    );
-    let (stt, llm, tts) = (
-        providers.stt.clone(),
-        providers.llm.clone(),
-        providers.tts.clone(),
-    );
+    let vad = voice_demo::load_vad().await?;
+    let new_session = voice_demo::session_factory(providers, vad, TurnDetectionMode::Vad);
     let handler = move |_call: CallInfo| {
-        let session = build_session(
-            stt.clone(),
-            llm.clone(),
-            tts.clone(),
-            vad.clone(),
-            TurnDetectionMode::Vad,
-        );
+        let session = new_session();
         async move {
             let agent = assistant_agent().map_err(|e| -> twilio::BoxError { e.into() })?;
             Ok(CallSetup::new(session, agent))

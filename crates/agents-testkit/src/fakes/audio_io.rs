@@ -18,15 +18,14 @@
 //! `capture_frame` waits while more than `max_buffer` (default 200 ms) of audio is queued ahead of the playback
 //! position. Every finished segment is recorded as a [`PlayedSegment`] holding exactly the audio heard.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use agents_audio::{AudioFrame, SampleRate};
 use agents_core::audio_io::{
-    AudioOutput, AudioOutputCapabilities, AudioOutputError, PlayoutTracker, TextOutput,
-    TextOutputError,
+    AudioOutput, AudioOutputCapabilities, AudioOutputError, ClockEvent, ClockSegment, PlayoutClock,
+    PlayoutTracker, TextOutput, TextOutputError, sleep_or_change,
 };
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -52,20 +51,11 @@ pub struct PlayedSegment {
     pub captured: Duration,
 }
 
-struct Segment {
-    id: u64,
-    frames: Vec<AudioFrame>,
-    queued: Duration,
-    played: Duration,
-    flushed: bool,
-    started: bool,
-}
+/// A segment's payload: the frames captured for it.
+type Segment = ClockSegment<Vec<AudioFrame>>;
 
 struct State {
-    segments: VecDeque<Segment>,
-    /// When `played` of the head segment was last brought up to date.
-    anchor: Instant,
-    paused: bool,
+    clock: PlayoutClock<Vec<AudioFrame>>,
     played: Vec<PlayedSegment>,
     captured: Vec<AudioFrame>,
     flushes: usize,
@@ -113,67 +103,24 @@ impl Shared {
 
     /// Brings playback up to `now`: advances the head segment, finishes played-out flushed segments.
     fn advance(&self, s: &mut State, now: Instant) {
-        loop {
-            if s.paused {
-                s.anchor = now;
-                return;
-            }
-            let Some(seg) = s.segments.front_mut() else {
-                s.anchor = now;
-                return;
-            };
-            if !seg.started {
-                seg.started = true;
-                self.tracker.on_playback_started(seg.id);
-            }
-            let elapsed = now.saturating_duration_since(s.anchor);
-            let available = seg.queued.saturating_sub(seg.played);
-            if elapsed < available {
-                seg.played += elapsed;
-                s.anchor = now;
-                return;
-            }
-            seg.played = seg.queued;
-            s.anchor += available;
-            if !seg.flushed {
-                // Underrun: wait for more audio.
-                s.anchor = now;
-                return;
-            }
-            if let Some(seg) = s.segments.pop_front() {
-                self.finish(s, seg, false);
-            }
-        }
+        let played = &mut s.played;
+        s.clock.advance(now, |e| match e {
+            ClockEvent::Started(seg) => self.tracker.on_playback_started(seg.id),
+            ClockEvent::Finished(seg) => self.finish(played, seg, false),
+            _ => {}
+        });
     }
 
-    fn finish(&self, s: &mut State, seg: Segment, interrupted: bool) {
-        s.played.push(PlayedSegment {
+    fn finish(&self, played: &mut Vec<PlayedSegment>, seg: Segment, interrupted: bool) {
+        played.push(PlayedSegment {
             segment: seg.id,
-            frames: heard(&seg.frames, seg.played),
+            frames: heard(&seg.data, seg.played),
             position: seg.played,
             interrupted,
             captured: seg.queued,
         });
         self.tracker
             .on_playback_finished(seg.id, seg.played, interrupted);
-    }
-
-    /// When the head segment will be played out, if it is flushed and playing.
-    fn deadline(s: &State) -> Option<Instant> {
-        if s.paused {
-            return None;
-        }
-        let seg = s.segments.front()?;
-        let left = seg.queued.saturating_sub(seg.played);
-        // Playing audio: wake when it runs out (to finish a flushed segment, or to note the underrun).
-        (!left.is_zero()).then(|| s.anchor + left)
-    }
-
-    fn ahead(s: &State) -> Duration {
-        s.segments
-            .iter()
-            .map(|g| g.queued.saturating_sub(g.played))
-            .sum()
     }
 }
 
@@ -186,17 +133,10 @@ async fn player(weak: Weak<Shared>, mut changed: watch::Receiver<u64>) {
             };
             let mut s = lock(&shared.state);
             shared.advance(&mut s, Instant::now());
-            Shared::deadline(&s)
+            s.clock.deadline()
         };
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = sleep => {}
-            r = changed.changed() => if r.is_err() { return },
+        if !sleep_or_change(deadline, &mut changed).await {
+            return;
         }
     }
 }
@@ -237,9 +177,7 @@ impl FakeAudioOutput {
         let (changed, rx) = watch::channel(0);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                segments: VecDeque::new(),
-                anchor: Instant::now(),
-                paused: false,
+                clock: PlayoutClock::new(Instant::now()),
                 played: Vec::new(),
                 captured: Vec::new(),
                 flushes: 0,
@@ -316,17 +254,17 @@ impl FakeAudioOutput {
 
     /// The playback position in the playing segment (zero when nothing plays).
     pub fn position(&self) -> Duration {
-        self.with_state(|_, s| s.segments.front().map_or(Duration::ZERO, |g| g.played))
+        self.with_state(|_, s| s.clock.position())
     }
 
     /// Audio queued ahead of the playback position.
     pub fn buffered(&self) -> Duration {
-        self.with_state(|_, s| Shared::ahead(s))
+        self.with_state(|_, s| s.clock.ahead())
     }
 
     /// Whether playback is paused.
     pub fn is_paused(&self) -> bool {
-        lock(&self.shared.state).paused
+        lock(&self.shared.state).clock.is_paused()
     }
 
     /// Every finished segment, in order, with what was heard.
@@ -337,8 +275,7 @@ impl FakeAudioOutput {
     /// All audio heard, over finished segments and the one playing now.
     pub fn heard_duration(&self) -> Duration {
         self.with_state(|_, s| {
-            s.played.iter().map(|p| p.position).sum::<Duration>()
-                + s.segments.front().map_or(Duration::ZERO, |g| g.played)
+            s.played.iter().map(|p| p.position).sum::<Duration>() + s.clock.position()
         })
     }
 
@@ -382,57 +319,25 @@ impl AudioOutput for FakeAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if let Some(rate) = self.sample_rate
-            && frame.sample_rate() != rate
-        {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.num_channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.num_channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, self.sample_rate, self.num_channels)?;
         let mut changed = self.shared.changed.subscribe();
         loop {
             let wait = self.with_state(|shared, s| {
-                let ahead = Shared::ahead(s);
+                let ahead = s.clock.ahead();
                 if ahead > self.max_buffer {
-                    return Some((!s.paused).then(|| ahead - self.max_buffer));
+                    return Some((!s.clock.is_paused()).then(|| ahead - self.max_buffer));
                 }
                 let segment = shared.tracker.on_capture();
                 let d = frame.duration();
                 if self.keep_audio {
                     s.captured.push(frame.clone());
                 }
-                let kept = || {
-                    if self.keep_audio {
-                        vec![frame.clone()]
-                    } else {
-                        Vec::new()
-                    }
-                };
-                match s.segments.back_mut() {
-                    Some(seg) if seg.id == segment => {
-                        seg.frames.extend(kept());
-                        seg.queued += d;
-                    }
-                    _ => {
-                        if let Some(stamps) = &self.stamps {
-                            stamps.record(Stamp::OutputFirstFrame);
-                        }
-                        s.segments.push_back(Segment {
-                            id: segment,
-                            frames: kept(),
-                            queued: d,
-                            played: Duration::ZERO,
-                            flushed: false,
-                            started: false,
-                        });
-                    }
+                let (frames, opened) = s.clock.capture(segment, d, Vec::new);
+                if self.keep_audio {
+                    frames.push(frame.clone());
+                }
+                if opened && let Some(stamps) = &self.stamps {
+                    stamps.record(Stamp::OutputFirstFrame);
                 }
                 // The new audio may start a segment or end an underrun now.
                 shared.advance(s, Instant::now());
@@ -444,16 +349,7 @@ impl AudioOutput for FakeAudioOutput {
                     return Ok(());
                 }
                 Some(d) => {
-                    let sleep = async {
-                        match d {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => std::future::pending::<()>().await,
-                        }
-                    };
-                    tokio::select! {
-                        () = sleep => {}
-                        _ = changed.changed() => {}
-                    }
+                    let _ = sleep_or_change(d.map(|d| Instant::now() + d), &mut changed).await;
                 }
             }
         }
@@ -463,9 +359,7 @@ impl AudioOutput for FakeAudioOutput {
         self.with_state(|shared, s| {
             s.flushes += 1;
             if let Some(id) = shared.tracker.on_flush() {
-                if let Some(seg) = s.segments.iter_mut().find(|g| g.id == id) {
-                    seg.flushed = true;
-                }
+                s.clock.flush(id);
                 shared.advance(s, Instant::now());
             }
         });
@@ -476,8 +370,8 @@ impl AudioOutput for FakeAudioOutput {
         self.with_state(|shared, s| {
             s.clears += 1;
             let _ = shared.tracker.on_flush();
-            while let Some(seg) = s.segments.pop_front() {
-                shared.finish(s, seg, true);
+            for seg in s.clock.clear() {
+                shared.finish(&mut s.played, seg, true);
             }
         });
         self.shared.notify();
@@ -489,7 +383,7 @@ impl AudioOutput for FakeAudioOutput {
         }
         self.with_state(|_, s| {
             s.pauses += 1;
-            s.paused = true;
+            s.clock.pause();
         });
         self.shared.notify();
     }
@@ -501,10 +395,7 @@ impl AudioOutput for FakeAudioOutput {
         {
             let mut s = lock(&self.shared.state);
             s.resumes += 1;
-            if s.paused {
-                s.paused = false;
-                s.anchor = Instant::now();
-            }
+            s.clock.resume(Instant::now());
         }
         self.shared.notify();
     }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use agents_core::audio_io::{TextOutput, TextOutputError};
 use agents_core::events::{AgentState, SessionEvent, UserState};
-use agents_core::metrics::Metrics;
 use agents_core::stream::EventStream;
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -143,40 +142,6 @@ impl ViewInner {
                         None
                     }
                 }
-                SessionEvent::FunctionToolsExecuted { calls, outputs } => {
-                    let lines: Vec<String> = calls
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, call)| {
-                            let out = outputs.get(i).cloned().flatten();
-                            self.entry_line(TranscriptEvent::ToolCall {
-                                name: call.name,
-                                arguments: call.arguments,
-                                is_error: out.as_ref().is_some_and(|o| o.is_error),
-                                output: out.map(|o| o.output),
-                            })
-                        })
-                        .collect();
-                    (!lines.is_empty()).then(|| lines.join("\n"))
-                }
-                SessionEvent::MetricsCollected(Metrics::Turn(m)) => {
-                    Some(self.entry_line(TranscriptEvent::Latency {
-                        speech_id: m.speech_id,
-                        e2e: m.e2e_latency,
-                        end_of_utterance: m.end_of_utterance_delay,
-                        transcription: m.transcription_delay,
-                        llm_ttft: m.llm_ttft,
-                        tts_ttfb: m.tts_ttfb,
-                    }))
-                }
-                SessionEvent::AgentFalseInterruption { resumed } => {
-                    Some(self.entry_line(TranscriptEvent::FalseInterruption { resumed }))
-                }
-                SessionEvent::Error(e) => Some(self.entry_line(TranscriptEvent::Error {
-                    label: e.label.clone(),
-                    message: e.error.to_string(),
-                    recoverable: e.recoverable,
-                })),
                 SessionEvent::ConversationItemAdded { item } => match item {
                     agents_core::ChatItem::Message(m)
                         if m.role == agents_core::ChatRole::Assistant && m.interrupted =>
@@ -190,7 +155,13 @@ impl ViewInner {
                     s.interim.clear();
                     Some(self.entry_line(TranscriptEvent::Closed { reason }))
                 }
-                _ => None,
+                other => {
+                    let lines: Vec<String> = TranscriptEvent::recorded(other)
+                        .into_iter()
+                        .map(|e| self.entry_line(e))
+                        .collect();
+                    (!lines.is_empty()).then(|| lines.join("\n"))
+                }
             }
         };
         self.render(line);

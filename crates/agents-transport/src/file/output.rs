@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use agents_audio::{AudioFrame, SampleRate};
 use agents_core::audio_io::{
-    AudioOutput, AudioOutputCapabilities, AudioOutputError, PlayoutTracker,
+    AudioOutput, AudioOutputCapabilities, AudioOutputError, ClockEvent, ClockSegment, PlayoutClock,
+    PlayoutTracker, sleep_or_change,
 };
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -102,15 +103,13 @@ pub struct WavOutputSummary {
     pub segments: Vec<OutputSegment>,
 }
 
-struct Segment {
-    id: u64,
+/// A segment's payload: its frames and where it starts in the file (samples per channel, once started).
+struct Audio {
     frames: Vec<AudioFrame>,
-    queued: Duration,
-    played: Duration,
-    flushed: bool,
-    started: bool,
     file_start: u64,
 }
+
+type Segment = ClockSegment<Audio>;
 
 enum Write {
     Silence(u64),
@@ -118,17 +117,19 @@ enum Write {
 }
 
 struct State {
-    segments: VecDeque<Segment>,
-    /// When `played` of the head segment was last brought up to date.
-    anchor: Instant,
-    paused: bool,
+    clock: PlayoutClock<Audio>,
+    file: FileState,
+    closing: bool,
+    pad_to: u64,
+}
+
+/// The file as played so far.
+struct FileState {
     /// Samples per channel in the file, written or queued for writing.
-    file_len: u64,
+    len: u64,
     pending: VecDeque<Write>,
     pending_samples: u64,
     done: Vec<OutputSegment>,
-    closing: bool,
-    pad_to: u64,
 }
 
 struct Shared {
@@ -171,89 +172,58 @@ impl Shared {
     }
 
     /// Where a segment starting now begins in the file, in samples per channel.
-    fn start_position(&self, s: &State, now: Instant) -> u64 {
+    fn start_position(&self, f: &FileState, now: Instant) -> u64 {
         let target = match &self.input {
             Some(input) => input.borrow().timeline(now).unwrap_or_default(),
             None if self.instant => Duration::ZERO,
             None => now.saturating_duration_since(self.origin),
         };
-        (samples_for(target, self.rate) as u64).max(s.file_len)
+        (samples_for(target, self.rate) as u64).max(f.len)
     }
 
     /// Brings playback up to `now`: advances the head segment, finishes played-out flushed segments.
     fn advance(&self, s: &mut State, now: Instant) {
-        loop {
-            if s.paused {
-                s.anchor = now;
-                return;
-            }
-            let start = self.start_position(s, now);
-            let Some(seg) = s.segments.front_mut() else {
-                s.anchor = now;
-                return;
-            };
-            if !seg.started {
-                seg.started = true;
-                seg.file_start = start;
-                if start > s.file_len {
-                    s.pending.push_back(Write::Silence(start - s.file_len));
-                    s.pending_samples += start - s.file_len;
-                    s.file_len = start;
+        let file = &mut s.file;
+        s.clock.advance(now, |e| match e {
+            ClockEvent::Started(seg) => {
+                let start = self.start_position(file, now);
+                seg.data.file_start = start;
+                if start > file.len {
+                    file.pending.push_back(Write::Silence(start - file.len));
+                    file.pending_samples += start - file.len;
+                    file.len = start;
                 }
                 self.tracker.on_playback_started(seg.id);
             }
-            let available = seg.queued.saturating_sub(seg.played);
-            let elapsed = if self.instant {
-                available
-            } else {
-                now.saturating_duration_since(s.anchor)
-            };
-            if elapsed < available {
-                seg.played += elapsed;
-                s.anchor = now;
-                return;
-            }
-            seg.played = seg.queued;
-            s.anchor = if self.instant {
-                now
-            } else {
-                s.anchor + available
-            };
-            if !seg.flushed {
-                // Underrun: wait for more audio.
-                s.anchor = now;
-                return;
-            }
-            if let Some(seg) = s.segments.pop_front() {
-                self.finish(s, seg, false);
-            }
-        }
+            ClockEvent::Finished(seg) => self.finish(file, seg, false),
+            _ => {}
+        });
     }
 
     /// Writes what was heard of `seg` and reports it finished.
-    fn finish(&self, s: &mut State, seg: Segment, interrupted: bool) {
+    fn finish(&self, f: &mut FileState, seg: Segment, interrupted: bool) {
         let mut audio = Vec::new();
         if seg.started {
-            audio = heard(&seg.frames, seg.played, self.rate, self.channels);
+            audio = heard(&seg.data.frames, seg.played, self.rate, self.channels);
         }
         let n = (audio.len() / usize::from(self.channels)) as u64;
         // A segment that never started (queued behind a cleared one) writes nothing.
         let file_start = if seg.started {
-            seg.file_start
+            seg.data.file_start
         } else {
-            s.file_len
+            f.len
         };
         if n > 0 {
-            s.pending.push_back(Write::Audio(audio));
-            s.pending_samples += n;
-            s.file_len += n;
+            f.pending.push_back(Write::Audio(audio));
+            f.pending_samples += n;
+            f.len += n;
         }
         let played = if seg.started {
             duration_of(n, self.rate)
         } else {
             Duration::ZERO
         };
-        s.done.push(OutputSegment {
+        f.done.push(OutputSegment {
             segment: seg.id,
             file_start: duration_of(file_start, self.rate),
             played,
@@ -262,22 +232,6 @@ impl Shared {
         });
         self.tracker
             .on_playback_finished(seg.id, played, interrupted);
-    }
-
-    fn deadline(&self, s: &State) -> Option<Instant> {
-        if s.paused || self.instant {
-            return None;
-        }
-        let seg = s.segments.front()?;
-        let left = seg.queued.saturating_sub(seg.played);
-        (!left.is_zero()).then(|| s.anchor + left)
-    }
-
-    fn ahead(s: &State) -> Duration {
-        s.segments
-            .iter()
-            .map(|g| g.queued.saturating_sub(g.played))
-            .sum()
     }
 }
 
@@ -302,18 +256,18 @@ async fn player(
             shared.advance(&mut s, Instant::now());
             if s.closing {
                 // The output ends: what is still playing ends here, as heard so far.
-                while let Some(seg) = s.segments.pop_front() {
-                    shared.finish(&mut s, seg, true);
+                for seg in s.clock.clear() {
+                    shared.finish(&mut s.file, seg, true);
                 }
-                if s.pad_to > s.file_len {
-                    let gap = s.pad_to - s.file_len;
-                    s.pending.push_back(Write::Silence(gap));
-                    s.file_len = s.pad_to;
+                if s.pad_to > s.file.len {
+                    let gap = s.pad_to - s.file.len;
+                    s.file.pending.push_back(Write::Silence(gap));
+                    s.file.len = s.pad_to;
                 }
             }
-            let batch: Vec<Write> = s.pending.drain(..).collect();
-            s.pending_samples = 0;
-            (shared.deadline(&s), batch, s.closing)
+            let batch: Vec<Write> = s.file.pending.drain(..).collect();
+            s.file.pending_samples = 0;
+            (s.clock.deadline(), batch, s.closing)
         };
         if !batch.is_empty() {
             if let Some(w) = writer.take() {
@@ -338,15 +292,8 @@ async fn player(
         if closing {
             break;
         }
-        let sleep = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            () = sleep => {}
-            r = changed.changed() => if r.is_err() { break },
+        if !sleep_or_change(deadline, &mut changed).await {
+            break;
         }
     }
     let finalize =
@@ -501,13 +448,13 @@ impl WavOutput {
         let now = Instant::now();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                segments: VecDeque::new(),
-                anchor: now,
-                paused: false,
-                file_len: 0,
-                pending: VecDeque::new(),
-                pending_samples: 0,
-                done: Vec::new(),
+                clock: PlayoutClock::new(now).instant(instant),
+                file: FileState {
+                    len: 0,
+                    pending: VecDeque::new(),
+                    pending_samples: 0,
+                    done: Vec::new(),
+                },
                 closing: false,
                 pad_to: 0,
             }),
@@ -552,12 +499,12 @@ impl WavOutput {
 
     /// Segments finished so far, in order.
     pub fn segments(&self) -> Vec<OutputSegment> {
-        self.with_state(|_, s| s.done.clone())
+        self.with_state(|_, s| s.file.done.clone())
     }
 
     /// Length of the file so far (written or queued for writing).
     pub fn file_duration(&self) -> Duration {
-        self.with_state(|sh, s| duration_of(s.file_len, sh.rate))
+        self.with_state(|sh, s| duration_of(s.file.len, sh.rate))
     }
 
     /// Ends the output: a segment still playing ends as interrupted where it was, the file is padded with silence
@@ -588,7 +535,7 @@ impl WavOutput {
             sample_rate: self.shared.rate,
             num_channels: self.shared.channels,
             duration: duration_of(written, self.shared.rate),
-            segments: s.done.clone(),
+            segments: s.file.done.clone(),
         })
     }
 }
@@ -621,18 +568,7 @@ impl AudioOutput for WavOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if frame.sample_rate() != self.shared.rate {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: self.shared.rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.shared.channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.shared.channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, Some(self.shared.rate), self.shared.channels)?;
         let mut changed = self.shared.changed.subscribe();
         loop {
             let wait = self.with_state(|shared, s| {
@@ -640,31 +576,22 @@ impl AudioOutput for WavOutput {
                     return Err(AudioOutputError::Closed);
                 }
                 let ahead = if shared.instant {
-                    duration_of(s.pending_samples, shared.rate)
+                    duration_of(s.file.pending_samples, shared.rate)
                 } else {
-                    Shared::ahead(s)
+                    s.clock.ahead()
                 };
                 if ahead > self.max_buffer {
-                    let wait = (!s.paused && !shared.instant).then(|| ahead - self.max_buffer);
+                    let wait =
+                        (!s.clock.is_paused() && !shared.instant).then(|| ahead - self.max_buffer);
                     return Ok(Some(wait));
                 }
                 let segment = shared.tracker.on_capture();
                 let d = frame.duration();
-                match s.segments.back_mut() {
-                    Some(seg) if seg.id == segment => {
-                        seg.frames.push(frame.clone());
-                        seg.queued += d;
-                    }
-                    _ => s.segments.push_back(Segment {
-                        id: segment,
-                        frames: vec![frame.clone()],
-                        queued: d,
-                        played: Duration::ZERO,
-                        flushed: false,
-                        started: false,
-                        file_start: 0,
-                    }),
-                }
+                let (audio, _) = s.clock.capture(segment, d, || Audio {
+                    frames: Vec::new(),
+                    file_start: 0,
+                });
+                audio.frames.push(frame.clone());
                 shared.advance(s, Instant::now());
                 Ok(None)
             })?;
@@ -674,16 +601,7 @@ impl AudioOutput for WavOutput {
                     return Ok(());
                 }
                 Some(d) => {
-                    let sleep = async {
-                        match d {
-                            Some(d) => tokio::time::sleep(d).await,
-                            None => std::future::pending::<()>().await,
-                        }
-                    };
-                    tokio::select! {
-                        () = sleep => {}
-                        _ = changed.changed() => {}
-                    }
+                    let _ = sleep_or_change(d.map(|d| Instant::now() + d), &mut changed).await;
                 }
             }
         }
@@ -692,9 +610,7 @@ impl AudioOutput for WavOutput {
     fn flush(&self) {
         self.with_state(|shared, s| {
             if let Some(id) = shared.tracker.on_flush() {
-                if let Some(seg) = s.segments.iter_mut().find(|g| g.id == id) {
-                    seg.flushed = true;
-                }
+                s.clock.flush(id);
                 shared.advance(s, Instant::now());
             }
         });
@@ -704,25 +620,21 @@ impl AudioOutput for WavOutput {
     fn clear_buffer(&self) {
         self.with_state(|shared, s| {
             let _ = shared.tracker.on_flush();
-            while let Some(seg) = s.segments.pop_front() {
-                shared.finish(s, seg, true);
+            for seg in s.clock.clear() {
+                shared.finish(&mut s.file, seg, true);
             }
         });
         self.shared.notify();
     }
 
     fn pause(&self) {
-        self.with_state(|_, s| s.paused = true);
+        self.with_state(|_, s| s.clock.pause());
         self.shared.notify();
     }
 
     fn resume(&self) {
         {
-            let mut s = lock(&self.shared.state);
-            if s.paused {
-                s.paused = false;
-                s.anchor = Instant::now();
-            }
+            lock(&self.shared.state).clock.resume(Instant::now());
         }
         self.shared.notify();
     }

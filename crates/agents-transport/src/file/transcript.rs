@@ -110,6 +110,45 @@ fn fmt_secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
+impl TranscriptEvent {
+    /// The transcript lines an event gives as it is, the same in every view: tool calls, turn latencies, false
+    /// interruptions, errors. Empty for every other event (each view handles those its own way).
+    pub(crate) fn recorded(event: SessionEvent) -> Vec<Self> {
+        match event {
+            SessionEvent::FunctionToolsExecuted { calls, outputs } => calls
+                .into_iter()
+                .enumerate()
+                .map(|(i, call)| {
+                    let out = outputs.get(i).cloned().flatten();
+                    Self::ToolCall {
+                        name: call.name,
+                        arguments: call.arguments,
+                        is_error: out.as_ref().is_some_and(|o| o.is_error),
+                        output: out.map(|o| o.output),
+                    }
+                })
+                .collect(),
+            SessionEvent::MetricsCollected(Metrics::Turn(m)) => vec![Self::Latency {
+                speech_id: m.speech_id,
+                e2e: m.e2e_latency,
+                end_of_utterance: m.end_of_utterance_delay,
+                transcription: m.transcription_delay,
+                llm_ttft: m.llm_ttft,
+                tts_ttfb: m.tts_ttfb,
+            }],
+            SessionEvent::AgentFalseInterruption { resumed } => {
+                vec![Self::FalseInterruption { resumed }]
+            }
+            SessionEvent::Error(e) => vec![Self::Error {
+                label: e.label.clone(),
+                message: e.error.to_string(),
+                recoverable: e.recoverable,
+            }],
+            _ => Vec::new(),
+        }
+    }
+}
+
 impl fmt::Display for TranscriptEntry {
     /// The plain-text line: `[mm:ss.mmm] who: what`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -346,51 +385,16 @@ impl Inner {
                     _ => {}
                 }
             }
-            SessionEvent::FunctionToolsExecuted { calls, outputs } => {
-                for (i, call) in calls.into_iter().enumerate() {
-                    let out = outputs.get(i).cloned().flatten();
-                    self.push(
-                        &mut s,
-                        now,
-                        TranscriptEvent::ToolCall {
-                            name: call.name,
-                            arguments: call.arguments,
-                            is_error: out.as_ref().is_some_and(|o| o.is_error),
-                            output: out.map(|o| o.output),
-                        },
-                    );
-                }
-            }
-            SessionEvent::MetricsCollected(Metrics::Turn(m)) => self.push(
-                &mut s,
-                now,
-                TranscriptEvent::Latency {
-                    speech_id: m.speech_id,
-                    e2e: m.e2e_latency,
-                    end_of_utterance: m.end_of_utterance_delay,
-                    transcription: m.transcription_delay,
-                    llm_ttft: m.llm_ttft,
-                    tts_ttfb: m.tts_ttfb,
-                },
-            ),
-            SessionEvent::AgentFalseInterruption { resumed } => {
-                self.push(&mut s, now, TranscriptEvent::FalseInterruption { resumed });
-            }
-            SessionEvent::Error(e) => self.push(
-                &mut s,
-                now,
-                TranscriptEvent::Error {
-                    label: e.label.clone(),
-                    message: e.error.to_string(),
-                    recoverable: e.recoverable,
-                },
-            ),
             SessionEvent::Close { reason, .. } => {
                 self.flush_shown(&mut s);
                 self.push(&mut s, now, TranscriptEvent::Closed { reason });
                 return false;
             }
-            _ => {}
+            other => {
+                for e in TranscriptEvent::recorded(other) {
+                    self.push(&mut s, now, e);
+                }
+            }
         }
         true
     }

@@ -400,18 +400,7 @@ impl AudioOutput for WsAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if frame.sample_rate() != self.rate {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: self.rate.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != self.format.channels {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: self.format.channels,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, Some(self.rate), self.format.channels)?;
         let shared = &self.shared;
         // Back-pressure: wait while too much is queued ahead of playback.
         let mut rx = shared.progress.subscribe();
@@ -636,6 +625,11 @@ mod tests {
     }
 
     fn rig() -> Rig {
+        rig_with_buffer(Duration::from_secs(5))
+    }
+
+    /// A rig whose output lets `max_buffer` of audio queue ahead of playback.
+    fn rig_with_buffer(max_buffer: Duration) -> Rig {
         let (atx, arx) = mpsc::channel(64);
         let (ctx, control) = mpsc::channel(64);
         let epoch = Arc::new(AtomicU64::new(0));
@@ -652,7 +646,7 @@ mod tests {
             link,
             SessionHandle::detached(),
             Duration::from_millis(200),
-            Duration::from_secs(5),
+            max_buffer,
         )
         .unwrap();
         Rig {
@@ -798,27 +792,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn captures_wait_for_room_and_go_on_as_playback_advances() {
-        let (atx, arx) = mpsc::channel(64);
-        let (ctx, _control) = mpsc::channel(64);
-        let epoch = Arc::new(AtomicU64::new(0));
-        let written = Arc::new(Written::default());
-        let link = WriterLink {
-            audio: atx,
-            control: ctx,
-            epoch: epoch.clone(),
-            written: written.clone(),
-        };
-        let (out, player) = WsAudioOutput::new(
-            AudioFormat::new(16000, 1),
-            link,
-            SessionHandle::detached(),
-            Duration::from_millis(200),
-            Duration::from_millis(500),
-        )
-        .unwrap();
-        let _player = tokio::spawn(player);
-        let sink = Arc::new(Mutex::new(Vec::new()));
-        let _writer = tokio::spawn(fake_writer(arx, epoch, written, sink.clone()));
+        let r = rig_with_buffer(Duration::from_millis(500));
+        let out = &r.out;
         let t0 = Instant::now();
         // 3 s in 100 ms frames, far more than the 500 ms buffer: every capture eventually returns.
         tokio::time::timeout(Duration::from_secs(10), async {
@@ -839,7 +814,7 @@ mod tests {
             done,
             PlaybackFinished::new(1, Duration::from_secs(3), false)
         );
-        assert_eq!(lock(&sink).len(), 150);
+        assert_eq!(lock(&r.audio).len(), 150);
     }
 
     #[tokio::test]

@@ -376,18 +376,7 @@ impl AudioOutput for TwilioAudioOutput {
     }
 
     async fn capture_frame(&self, frame: AudioFrame) -> Result<(), AudioOutputError> {
-        if frame.sample_rate() != SampleRate::HZ_8000 {
-            return Err(AudioOutputError::SampleRateMismatch {
-                expected: SampleRate::HZ_8000.hz(),
-                actual: frame.sample_rate().hz(),
-            });
-        }
-        if frame.num_channels() != 1 {
-            return Err(AudioOutputError::ChannelMismatch {
-                expected: 1,
-                actual: frame.num_channels(),
-            });
-        }
+        AudioOutputError::check_format(&frame, Some(SampleRate::HZ_8000), 1)?;
         let segment = self.tracker.on_capture();
         let prepared = self.with(|s| {
             if self.tracker.open_segment() != Some(segment) {
